@@ -1,0 +1,62 @@
+// The engine's public shapes, shared by the NBD server, the control socket and the CLI.
+// Sizes and offsets are bytes unless a name says blocks.
+
+export interface VolumeInfo {
+  id: number;
+  name: string;
+  /** Virtual size in bytes. */
+  sizeBytes: number;
+  /** Number of virtual blocks that have a data block. */
+  mappedBlocks: number;
+  /** Name of the volume this one was snapshotted from, if it still exists. */
+  originName: string | null;
+  readOnly: boolean;
+  /** Milliseconds since the epoch. */
+  createdAt: number;
+  /** Milliseconds since the epoch of the snapshot that made this volume, or null for a fresh volume. */
+  snapshotAt: number | null;
+}
+
+export interface VolumeUsage {
+  mappedBlocks: number;
+  /** Mapped blocks whose data block no other volume references. */
+  exclusiveBlocks: number;
+  /** Mapped blocks whose data block is referenced by another volume too. */
+  sharedBlocks: number;
+}
+
+export interface PoolStatus {
+  dataBlockBytes: number;
+  dataBlocksUsed: number;
+  dataBlocksTotal: number;
+  metadataBlockBytes: number;
+  metadataBlocksUsed: number;
+  metadataBlocksTotal: number;
+  transactionId: number;
+  volumeCount: number;
+  uuid: string;
+  dataPath: string;
+  metaPath: string;
+}
+
+/** A run of bytes within a volume that is either all mapped or all unmapped (reads as zeros). */
+export interface Extent {
+  offset: number;
+  length: number;
+  mapped: boolean;
+}
+
+/** What the NBD server and the CLI's import/export use to reach one volume's bytes. */
+export interface VolumeHandle {
+  readonly name: string;
+  readonly sizeBytes: number;
+  readonly readOnly: boolean;
+  read(offset: number, length: number): Promise<Buffer>;
+  write(offset: number, bytes: Uint8Array): Promise<void>;
+  /** Unmaps whole blocks in the range and zeroes the partial blocks at its ends. */
+  discard(offset: number, length: number): Promise<void>;
+  /** Makes the range read as zeros; unmaps whole blocks unless `keepAllocated`. */
+  writeZeroes(offset: number, length: number, keepAllocated: boolean): Promise<void>;
+  /** Mapped and unmapped runs covering exactly [offset, offset + length). */
+  extents(offset: number, length: number): Promise<Extent[]>;
+}
