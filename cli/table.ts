@@ -1,0 +1,35 @@
+// Plain-text tables for the human form of `list` and `status`.
+
+export type Align = "left" | "right";
+
+export interface Column {
+  header: string;
+  align: Align;
+}
+
+/** Columns separated by two spaces; no trailing spaces, so output diffs cleanly. */
+export function renderTable(columns: readonly Column[], rows: readonly (readonly string[])[]): string {
+  for (const row of rows) {
+    if (row.length !== columns.length) {
+      throw new Error(`renderTable: row has ${row.length} cells for ${columns.length} columns`);
+    }
+  }
+  const widths = columns.map((column, columnIndex) =>
+    Math.max(column.header.length, ...rows.map((row) => row[columnIndex]!.length)),
+  );
+  const renderRow = (cells: readonly string[]): string =>
+    cells
+      .map((cell, columnIndex) =>
+        columns[columnIndex]!.align === "right" ? cell.padStart(widths[columnIndex]!) : cell.padEnd(widths[columnIndex]!),
+      )
+      .join("  ")
+      .trimEnd();
+  const lines = [renderRow(columns.map((column) => column.header)), ...rows.map(renderRow)];
+  return lines.join("\n") + "\n";
+}
+
+/** Label/value pairs, labels padded to line the values up. */
+export function renderFields(fields: readonly (readonly [label: string, value: string])[]): string {
+  const labelWidth = Math.max(0, ...fields.map(([label]) => label.length));
+  return fields.map(([label, value]) => `${label.padEnd(labelWidth)}  ${value}`).join("\n") + "\n";
+}

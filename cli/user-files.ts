@@ -1,0 +1,41 @@
+// Files the user names for import and export. Node reports their failures as
+// errno errors; the user should see the same operating errors the engine uses,
+// with the same exit codes.
+
+import { promises as fs } from "node:fs";
+import { FileExistsError, FileMissingError, IoError } from "../src/errors.js";
+
+function asOperatingError(failure: unknown, filePath: string, what: string): unknown {
+  const errno = (failure as NodeJS.ErrnoException | null)?.code;
+  if (errno === "ENOENT") return new FileMissingError(filePath, what);
+  if (errno === "EEXIST") return new FileExistsError(filePath);
+  if (typeof errno === "string") return new IoError(filePath, failure);
+  return failure;
+}
+
+/** Runs one file-system step, turning errno failures into operating errors that name `filePath`. */
+export async function onUserFile<T>(filePath: string, what: string, step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (failure) {
+    throw asOperatingError(failure, filePath, what);
+  }
+}
+
+export async function openInputFile(filePath: string): Promise<fs.FileHandle> {
+  return onUserFile(filePath, "input file", async () => {
+    const handle = await fs.open(filePath, "r");
+    const stats = await handle.stat();
+    if (!stats.isFile()) {
+      await handle.close();
+      // Pipes and devices have no size to check against the volume up front.
+      throw new IoError(filePath, new Error("not a regular file"));
+    }
+    return handle;
+  });
+}
+
+/** Creates the output file; an existing file is replaced only when `overwrite` is set. */
+export async function createOutputFile(filePath: string, overwrite: boolean): Promise<fs.FileHandle> {
+  return onUserFile(filePath, "output directory for", () => fs.open(filePath, overwrite ? "w" : "wx"));
+}
