@@ -47,19 +47,19 @@ export function parseSize(text: string): number {
 
 const DISPLAY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"] as const;
 
-/** "0 B", "512 B", "64 KiB", "1.5 GiB": at most one decimal, trailing ".0" dropped. */
+/** "0 B", "512 B", "64 KiB", "1.5 GiB": rounded to one decimal, a trailing ".0" dropped. */
 export function formatSize(byteCount: number): string {
   if (!Number.isSafeInteger(byteCount) || byteCount < 0) {
     throw new RangeError(`formatSize: ${byteCount} is not a byte count`);
   }
   let unitIndex = 0;
-  let value = byteCount;
-  while (value >= 1024 && unitIndex < DISPLAY_UNITS.length - 1) {
-    value /= 1024;
+  let tenths = byteCount * 10;
+  // Pick the unit after rounding, so 1023.97 KiB reads "1 MiB", never "1024 KiB".
+  while (Math.round(tenths) >= 1024 * 10 && unitIndex < DISPLAY_UNITS.length - 1) {
+    tenths /= 1024;
     unitIndex += 1;
   }
-  // Round down so a nearly full unit never reads as the next one ("1023.96 KiB" -> "1023.9 KiB").
-  const shown = Math.floor(value * 10) / 10;
+  const shown = Math.round(tenths) / 10;
   const text = Number.isInteger(shown) ? String(shown) : shown.toFixed(1);
   return `${text} ${DISPLAY_UNITS[unitIndex]}`;
 }

@@ -55,7 +55,10 @@ describe("formatSize", () => {
     [1536, "1.5 KiB"],
     [256 * 2 ** 20, "256 MiB"],
     [1.5 * 2 ** 30, "1.5 GiB"],
-    [2 ** 20 - 1, "1023.9 KiB"],
+    [2 ** 20 - 1, "1 MiB"],
+    [2 ** 20 - 2 ** 10, "1023 KiB"],
+    [4 * 2 ** 20 + 65536, "4.1 MiB"],
+    [127 * 65536, "7.9 MiB"],
     [3 * 2 ** 40, "3 TiB"],
   ])("shows %d bytes as %j", (byteCount, text) => {
     expect(formatSize(byteCount)).toBe(text);
