@@ -173,7 +173,7 @@ export class IoError extends ThinpError {
   readonly code = "IO_ERROR";
   constructor(
     readonly path: string,
-    readonly cause: unknown,
+    override readonly cause: unknown,
   ) {
     super(`I/O error on ${path}: ${cause instanceof Error ? cause.message : String(cause)}`);
   }

@@ -1,0 +1,75 @@
+import { open, type FileHandle } from "node:fs/promises";
+import { FileExistsError, FileMissingError, IoError } from "../errors.js";
+import type { StorageFile } from "./storage-file.js";
+
+export type OpenMode = "create" | "read-write" | "read-only";
+
+/** A real file through positional reads and writes, as the kernel's page cache sees them. */
+export class NodeStorageFile implements StorageFile {
+  private constructor(
+    readonly path: string,
+    private readonly handle: FileHandle,
+  ) {}
+
+  static async open(path: string, mode: OpenMode, what: string): Promise<NodeStorageFile> {
+    const flags = mode === "create" ? "wx+" : mode === "read-write" ? "r+" : "r";
+    try {
+      return new NodeStorageFile(path, await open(path, flags, 0o644));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "ENOENT") throw new FileMissingError(path, what);
+      if (code === "EEXIST") throw new FileExistsError(path);
+      throw new IoError(path, error);
+    }
+  }
+
+  async read(buf: Buffer, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesRead } = await this.handle.read(buf, done, buf.length - done, position + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+    } catch (error) {
+      throw new IoError(this.path, error);
+    }
+    if (done < buf.length) buf.fill(0, done);
+  }
+
+  async write(buf: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    try {
+      while (done < buf.length) {
+        const { bytesWritten } = await this.handle.write(buf, done, buf.length - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (error) {
+      throw new IoError(this.path, error);
+    }
+  }
+
+  async sync(): Promise<void> {
+    try {
+      await this.handle.sync();
+    } catch (error) {
+      throw new IoError(this.path, error);
+    }
+  }
+
+  async byteLength(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  async truncate(byteLength: number): Promise<void> {
+    try {
+      await this.handle.truncate(byteLength);
+    } catch (error) {
+      throw new IoError(this.path, error);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close();
+  }
+}

@@ -1,0 +1,258 @@
+// A copy-on-write B+tree of u64 keys to fixed-size values, in the manner of dm-thin's
+// persistent-data btree: every change shadows the path from the root, so the tree the
+// last commit reaches is never touched, and a tree whose root is shared (a snapshot) is
+// copied lazily, one node at a time, as either side changes it.
+
+import { assert } from "../../io/assert.js";
+import { writeU64 } from "../../io/integers.js";
+import { BlockType } from "../block-format.js";
+import type { TransactionManager } from "../transaction-manager.js";
+import { CHILD_VALUE_BYTES, NodeKind, NodeView } from "./node.js";
+import type { ValueType } from "./value-type.js";
+
+export interface LookupResult {
+  value: Buffer;
+  /** Some node on the path is referenced more than once: another tree sees this value too. */
+  sharedPath: boolean;
+}
+
+export interface Change {
+  root: number;
+  /** The value that was replaced or removed, copied out of the node. */
+  previous: Buffer | null;
+}
+
+/** Merging starts when a node falls below this fraction of its capacity. */
+const MERGE_BELOW_FRACTION = 0.25;
+const DEPTH_MAX = 16;
+
+export class BTree {
+  constructor(
+    private readonly tm: TransactionManager,
+    readonly valueType: ValueType,
+  ) {}
+
+  createEmpty(): number {
+    const { blockIndex, block } = this.tm.newBlock(BlockType.BTreeNode);
+    NodeView.format(block, blockIndex, NodeKind.Leaf, this.valueType.valueBytes);
+    return blockIndex;
+  }
+
+  async readNode(blockIndex: number): Promise<NodeView> {
+    return NodeView.open(await this.tm.read(blockIndex, BlockType.BTreeNode), blockIndex, this.valueType.valueBytes);
+  }
+
+  async lookup(root: number, key: number): Promise<LookupResult | null> {
+    let node = await this.readNode(root);
+    let sharedPath = this.tm.refCount(root) > 1;
+    for (let depth = 0; !node.isLeaf; depth++) {
+      assert(depth < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
+      if (node.count === 0) return null;
+      const child = node.childAt(node.childIndexFor(key));
+      sharedPath ||= this.tm.refCount(child) > 1;
+      node = await this.readNode(child);
+    }
+    const index = node.lowerBound(key);
+    if (index >= node.count || node.keyAt(index) !== key) return null;
+    return { value: Buffer.from(node.valueAt(index)), sharedPath };
+  }
+
+  async insert(root: number, key: number, value: Uint8Array): Promise<Change> {
+    let node = await this.shadowNode(root);
+    const newRoot = node.blockIndex;
+    if (node.isFull) this.growRoot(node, key);
+    for (let depth = 0; ; depth++) {
+      assert(depth < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
+      if (node.isLeaf) {
+        const index = node.lowerBound(key);
+        if (index < node.count && node.keyAt(index) === key) {
+          const previous = Buffer.from(node.valueAt(index));
+          node.setValue(index, value);
+          return { root: newRoot, previous };
+        }
+        node.insertAt(index, key, value);
+        return { root: newRoot, previous: null };
+      }
+      const index = node.childIndexFor(key);
+      if (key < node.keyAt(index)) node.setKey(index, key); // only ever the first key
+      let child = await this.shadowChild(node, index);
+      if (child.isFull) {
+        const sibling = this.splitInto(child, key);
+        node.insertAt(index + 1, sibling.keyAt(0), childValue(sibling.blockIndex));
+        if (key >= sibling.keyAt(0)) child = sibling;
+      }
+      node = child;
+    }
+  }
+
+  async remove(root: number, key: number): Promise<Change> {
+    if ((await this.lookup(root, key)) === null) return { root, previous: null };
+    let node = await this.shadowNode(root);
+    let newRoot = node.blockIndex;
+    const path: { parent: NodeView; index: number }[] = [];
+    while (!node.isLeaf) {
+      assert(path.length < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
+      const index = node.childIndexFor(key);
+      const child = await this.shadowChild(node, index);
+      path.push({ parent: node, index });
+      node = child;
+    }
+    const index = node.lowerBound(key);
+    assert(index < node.count && node.keyAt(index) === key, `key ${key} vanished between lookup and remove`);
+    const previous = Buffer.from(node.valueAt(index));
+    node.removeAt(index);
+
+    let child = node;
+    for (let level = path.length - 1; level >= 0; level--) {
+      const { parent, index: childIndex } = path[level]!;
+      if (child.count === 0) {
+        parent.removeAt(childIndex);
+        this.tm.decRef(child.blockIndex);
+      } else if (child.count < child.maxEntries * MERGE_BELOW_FRACTION) {
+        await this.mergeWithSibling(parent, childIndex, child);
+      }
+      child = parent;
+    }
+    newRoot = await this.collapseRoot(newRoot);
+    return { root: newRoot, previous };
+  }
+
+  /**
+   * Calls `visit` for every entry with from <= key < to, in key order, saying whether the
+   * path to it is shared with another tree and which leaf holds it.
+   */
+  async forEachInRange(
+    root: number,
+    from: number,
+    to: number,
+    visit: (key: number, value: Buffer, sharedPath: boolean, leafIndex: number) => void,
+    sharedAbove = false,
+    depth = 0,
+  ): Promise<void> {
+    assert(depth < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
+    const node = await this.readNode(root);
+    const sharedPath = sharedAbove || this.tm.refCount(root) > 1;
+    if (node.isLeaf) {
+      for (let i = node.lowerBound(from); i < node.count; i++) {
+        const key = node.keyAt(i);
+        if (key >= to) break;
+        visit(key, node.valueAt(i), sharedPath, root);
+      }
+      return;
+    }
+    const count = node.count;
+    const children: number[] = [];
+    for (let i = count === 0 ? 0 : node.childIndexFor(from); i < count; i++) {
+      if (i > 0 && node.keyAt(i) >= to) break;
+      children.push(node.childAt(i));
+    }
+    for (const child of children) await this.forEachInRange(child, from, to, visit, sharedPath, depth + 1);
+  }
+
+  /** The tree loses one referrer; nodes (and their values) no longer referenced are freed. */
+  async deleteTree(root: number): Promise<void> {
+    if (this.tm.refCount(root) > 1) {
+      this.tm.decRef(root);
+      return;
+    }
+    const node = await this.readNode(root);
+    const children: number[] = [];
+    const values: Buffer[] = [];
+    for (let i = 0; i < node.count; i++) {
+      if (node.isLeaf) values.push(Buffer.from(node.valueAt(i)));
+      else children.push(node.childAt(i));
+    }
+    this.tm.decRef(root);
+    for (const value of values) await this.valueType.decrement(value);
+    for (const child of children) await this.deleteTree(child);
+  }
+
+  private async shadowNode(blockIndex: number): Promise<NodeView> {
+    const shadow = await this.tm.shadow(blockIndex, BlockType.BTreeNode);
+    const node = NodeView.open(shadow.block, shadow.blockIndex, this.valueType.valueBytes);
+    if (shadow.incrementChildren) {
+      for (let i = 0; i < node.count; i++) {
+        if (node.isLeaf) this.valueType.increment(node.valueAt(i));
+        else this.tm.incRef(node.childAt(i));
+      }
+    }
+    return node;
+  }
+
+  private async shadowChild(parent: NodeView, index: number): Promise<NodeView> {
+    const original = parent.childAt(index);
+    const child = await this.shadowNode(original);
+    if (child.blockIndex !== original) parent.setChild(index, child.blockIndex);
+    return child;
+  }
+
+  /** Splits a full node; returns the new right sibling. */
+  private splitInto(node: NodeView, key: number): NodeView {
+    const { blockIndex, block } = this.tm.newBlock(BlockType.BTreeNode);
+    const sibling = NodeView.format(block, blockIndex, node.kind, node.valueBytes);
+    node.moveTailTo(splitPoint(node, key), sibling);
+    return sibling;
+  }
+
+  /** A full root keeps its block and gains a level: its entries move into two new children. */
+  private growRoot(root: NodeView, key: number): void {
+    const { blockIndex, block } = this.tm.newBlock(BlockType.BTreeNode);
+    const left = NodeView.format(block, blockIndex, root.kind, root.valueBytes);
+    left.appendAll(root);
+    const right = this.splitInto(left, key);
+    NodeView.format(root.block, root.blockIndex, NodeKind.Internal, CHILD_VALUE_BYTES);
+    root.insertAt(0, left.keyAt(0), childValue(left.blockIndex));
+    root.insertAt(1, right.keyAt(0), childValue(right.blockIndex));
+  }
+
+  private async mergeWithSibling(parent: NodeView, index: number, child: NodeView): Promise<void> {
+    if (index > 0) {
+      const left = await this.shadowChild(parent, index - 1);
+      if (left.count + child.count <= left.maxEntries) {
+        left.appendAll(child);
+        parent.removeAt(index);
+        this.tm.decRef(child.blockIndex);
+      }
+      return;
+    }
+    if (index + 1 < parent.count) {
+      const right = await this.shadowChild(parent, index + 1);
+      if (child.count + right.count <= child.maxEntries) {
+        child.appendAll(right);
+        parent.removeAt(index + 1);
+        this.tm.decRef(right.blockIndex);
+      }
+    }
+  }
+
+  /** An internal root with one child hands the tree to that child; an empty one becomes a leaf. */
+  private async collapseRoot(root: number): Promise<number> {
+    for (let depth = 0; depth < DEPTH_MAX; depth++) {
+      const node = await this.readNode(root);
+      if (node.isLeaf) return root;
+      if (node.count === 0) {
+        NodeView.format(node.block, root, NodeKind.Leaf, this.valueType.valueBytes);
+        return root;
+      }
+      if (node.count > 1) return root;
+      // The child's one reference moves from this node to the tree's owner: no count changes.
+      const child = node.childAt(0);
+      this.tm.decRef(root);
+      root = child;
+    }
+    return root;
+  }
+}
+
+function childValue(blockIndex: number): Buffer {
+  const value = Buffer.alloc(CHILD_VALUE_BYTES);
+  writeU64(value, 0, blockIndex);
+  return value;
+}
+
+/** Appending past the last key leaves the left node nearly full (sequential writes pack tightly). */
+function splitPoint(node: NodeView, key: number): number {
+  const count = node.count;
+  if (key > node.keyAt(count - 1)) return count - 1;
+  return count >>> 1;
+}

@@ -1,0 +1,171 @@
+// In-memory reference counts for one space map (data blocks or metadata blocks).
+// Counts up to 254 live in a byte per block; 255 means "see the overflow map". A bitset
+// marks blocks that may be allocated: free now and free at the last commit, so a block
+// freed in this transaction is not reused until the transaction commits (the committed
+// metadata may still point at it).
+
+import { BitSet } from "bitset";
+import { assert } from "../io/assert.js";
+
+export const COUNT_OVERFLOW = 255;
+
+export class RefcountTable {
+  private counts: Uint8Array;
+  private readonly overflow = new Map<number, number>();
+  private readonly allocatable: BitSet;
+  private pendingFree: number[] = [];
+  private readonly dirtyChunks = new Set<number>();
+  private usedBlocks = 0;
+  private searchCursor = 0;
+
+  constructor(
+    private blockCountValue: number,
+    /** Entries per persisted bitmap block: a change marks that chunk dirty. */
+    private readonly chunkEntries: number,
+  ) {
+    this.counts = new Uint8Array(blockCountValue);
+    this.allocatable = new BitSet();
+    if (blockCountValue > 0) this.allocatable.setRange(0, blockCountValue - 1, 1);
+  }
+
+  get blockCount(): number {
+    return this.blockCountValue;
+  }
+
+  get used(): number {
+    return this.usedBlocks;
+  }
+
+  get free(): number {
+    return this.blockCountValue - this.usedBlocks;
+  }
+
+  /** Blocks a transaction could allocate now (free, and not freed in this transaction). */
+  get allocatableCount(): number {
+    return this.free - this.pendingFree.length;
+  }
+
+  get(block: number): number {
+    assert(block >= 0 && block < this.blockCountValue, `refcount of block ${block} of ${this.blockCountValue}`);
+    const count = this.counts[block]!;
+    return count === COUNT_OVERFLOW ? this.overflow.get(block)! : count;
+  }
+
+  /** Sets a count while loading a persisted map; no transaction bookkeeping. */
+  load(block: number, count: number): void {
+    assert(this.counts[block] === 0, `block ${block} loaded twice`);
+    if (count === 0) return;
+    this.store(block, count);
+    this.usedBlocks++;
+    this.allocatable.set(block, 0);
+  }
+
+  inc(block: number, by = 1): number {
+    const before = this.get(block);
+    assert(before > 0, `increment of free block ${block}: it must be allocated first`);
+    this.store(block, before + by);
+    return before + by;
+  }
+
+  dec(block: number): number {
+    const before = this.get(block);
+    assert(before > 0, `refcount of block ${block} would go below zero`);
+    this.store(block, before - 1);
+    if (before === 1) {
+      this.usedBlocks--;
+      this.pendingFree.push(block);
+    }
+    return before - 1;
+  }
+
+  /** Takes a free block (count becomes 1), or returns null when none is allocatable. */
+  allocate(): number | null {
+    const block = this.findAllocatable(this.searchCursor) ?? this.findAllocatable(0);
+    if (block === null) return null;
+    this.allocatable.set(block, 0);
+    assert(this.counts[block] === 0, `allocatable block ${block} has a count`);
+    this.store(block, 1);
+    this.usedBlocks++;
+    this.searchCursor = block + 1;
+    return block;
+  }
+
+  /** Takes a specific free block, used when formatting a fresh pool. */
+  allocateAt(block: number): void {
+    assert(this.allocatable.get(block) === 1 && this.counts[block] === 0, `block ${block} is not free`);
+    this.allocatable.set(block, 0);
+    this.store(block, 1);
+    this.usedBlocks++;
+  }
+
+  /** Blocks freed in the transaction become reusable once it has committed. */
+  releasePendingFrees(): void {
+    for (const block of this.pendingFree) {
+      if (this.counts[block] === 0) this.allocatable.set(block, 1);
+    }
+    this.pendingFree = [];
+  }
+
+  grow(newBlockCount: number): void {
+    assert(newBlockCount >= this.blockCountValue, `space map shrink ${this.blockCountValue} -> ${newBlockCount}`);
+    if (newBlockCount === this.blockCountValue) return;
+    const counts = new Uint8Array(newBlockCount);
+    counts.set(this.counts);
+    this.counts = counts;
+    this.allocatable.setRange(this.blockCountValue, newBlockCount - 1, 1);
+    for (let chunk = Math.floor(this.blockCountValue / this.chunkEntries); chunk * this.chunkEntries < newBlockCount; chunk++) {
+      this.dirtyChunks.add(chunk);
+    }
+    this.blockCountValue = newBlockCount;
+  }
+
+  /** Chunks changed since `clearDirty`, for incremental persistence. */
+  takeDirtyChunks(): number[] {
+    const chunks = [...this.dirtyChunks].sort((a, b) => a - b);
+    this.dirtyChunks.clear();
+    return chunks;
+  }
+
+  markAllDirty(): void {
+    for (let chunk = 0; chunk * this.chunkEntries < this.blockCountValue; chunk++) this.dirtyChunks.add(chunk);
+  }
+
+  get hasDirtyChunks(): boolean {
+    return this.dirtyChunks.size > 0;
+  }
+
+  /** The byte-per-block counts of one chunk, 255 standing for overflowed counts. */
+  chunkBytes(chunk: number): Uint8Array {
+    const start = chunk * this.chunkEntries;
+    return this.counts.subarray(start, Math.min(start + this.chunkEntries, this.blockCountValue));
+  }
+
+  overflowEntries(): [number, number][] {
+    return [...this.overflow].sort((a, b) => a[0] - b[0]);
+  }
+
+  private store(block: number, count: number): void {
+    if (count >= COUNT_OVERFLOW) {
+      this.counts[block] = COUNT_OVERFLOW;
+      this.overflow.set(block, count);
+    } else {
+      this.counts[block] = count;
+      this.overflow.delete(block);
+    }
+    this.dirtyChunks.add(Math.floor(block / this.chunkEntries));
+  }
+
+  private findAllocatable(from: number): number | null {
+    const words = this.allocatable.data;
+    const limit = this.blockCountValue;
+    for (let wordIndex = from >>> 5; wordIndex < words.length && wordIndex * 32 < limit; wordIndex++) {
+      let word = words[wordIndex]! >>> 0;
+      if (wordIndex === from >>> 5) word &= ~0 << (from & 31) >>> 0;
+      if (word === 0) continue;
+      const bit = 31 - Math.clz32(word & -word);
+      const block = wordIndex * 32 + bit;
+      return block < limit ? block : null;
+    }
+    return null;
+  }
+}

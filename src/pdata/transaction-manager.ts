@@ -1,0 +1,153 @@
+// Shadow paging over the metadata file. A block that the last commit can reach is never
+// written in place: `shadow` copies it to a fresh block first. Blocks allocated in this
+// transaction with a single reference are written in place. Only `commit` (in
+// src/thin/pool-commit.ts) makes a transaction durable, by flipping the superblock.
+
+import { MetadataFullError } from "../errors.js";
+import { assert } from "../io/assert.js";
+import type { StorageFile } from "../io/storage-file.js";
+import { BlockCache, type CachedBlock } from "./block-cache.js";
+import { BlockType, METADATA_BLOCK_BYTES, sealBlock, verifyBlock } from "./block-format.js";
+import { RefcountTable } from "./refcount-table.js";
+
+/** Metadata blocks held back so a commit always has room for the space maps. */
+export const METADATA_RESERVE_BLOCKS = 64;
+export const METADATA_BLOCKS_MAX = 1 << 26; // 256 GiB of metadata
+export const METADATA_GROWTH_BLOCKS_MIN = 256;
+/** Dirty blocks written out early (they are unreachable from the last commit) past this. */
+export const DIRTY_BLOCKS_MAX = 2048;
+
+export interface ShadowResult {
+  blockIndex: number;
+  block: Buffer;
+  /** The original was shared: its children gained a parent and need their counts raised. */
+  incrementChildren: boolean;
+}
+
+export class TransactionManager {
+  readonly cache: BlockCache;
+  private readonly newInTransaction = new Set<number>();
+
+  constructor(
+    readonly file: StorageFile,
+    readonly metadataRefs: RefcountTable,
+    cacheBlocks?: number,
+  ) {
+    this.cache = new BlockCache(cacheBlocks);
+  }
+
+  get metadataBlockCount(): number {
+    return this.metadataRefs.blockCount;
+  }
+
+  async read(blockIndex: number, type: BlockType): Promise<Buffer> {
+    const cached = this.cache.get(blockIndex);
+    if (cached) {
+      assert(cached.type === type, `block ${blockIndex} cached as ${cached.type}, read as ${type}`);
+      return cached.block;
+    }
+    assert(blockIndex < this.metadataRefs.blockCount, `read of block ${blockIndex} beyond the metadata file`);
+    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
+    await this.file.read(block, blockIndex * METADATA_BLOCK_BYTES);
+    verifyBlock(block, type, blockIndex);
+    this.cache.put(blockIndex, { block, type, dirty: false });
+    return block;
+  }
+
+  /** A fresh zeroed block with one reference, writable until commit. */
+  newBlock(type: BlockType, fromReserve = false): { blockIndex: number; block: Buffer } {
+    const blockIndex = fromReserve ? this.metadataRefs.allocate() : this.allocateMetadataBlock();
+    assert(blockIndex !== null, "metadata reserve exhausted: ensureAllocatable was not called first");
+    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
+    this.newInTransaction.add(blockIndex);
+    this.cache.put(blockIndex, { block, type, dirty: true });
+    return { blockIndex, block };
+  }
+
+  async shadow(blockIndex: number, type: BlockType): Promise<ShadowResult> {
+    const count = this.metadataRefs.get(blockIndex);
+    assert(count > 0, `shadow of free block ${blockIndex}`);
+    if (count === 1 && this.newInTransaction.has(blockIndex)) {
+      const block = await this.read(blockIndex, type);
+      this.cache.markDirty(blockIndex, this.cache.get(blockIndex)!);
+      return { blockIndex, block, incrementChildren: false };
+    }
+    const original = await this.read(blockIndex, type);
+    const copy = this.newBlock(type);
+    original.copy(copy.block);
+    this.decRef(blockIndex);
+    return { blockIndex: copy.blockIndex, block: copy.block, incrementChildren: count > 1 };
+  }
+
+  incRef(blockIndex: number): void {
+    this.metadataRefs.inc(blockIndex);
+  }
+
+  /** Returns the count left; at zero the block is free from the next transaction on. */
+  decRef(blockIndex: number): number {
+    const left = this.metadataRefs.dec(blockIndex);
+    if (left === 0 && this.newInTransaction.has(blockIndex)) {
+      // Never reachable from a commit, so its contents need never reach the disk.
+      this.cache.drop(blockIndex);
+    }
+    return left;
+  }
+
+  refCount(blockIndex: number): number {
+    return this.metadataRefs.get(blockIndex);
+  }
+
+  isNewInTransaction(blockIndex: number): boolean {
+    return this.newInTransaction.has(blockIndex);
+  }
+
+  /** Called between operations: bounds memory by writing out uncommitted blocks early. */
+  async trimDirty(): Promise<void> {
+    if (this.cache.dirtyBlocks > DIRTY_BLOCKS_MAX) await this.writeDirtyBlocks();
+  }
+
+  /** Writes every dirty block to its place; none is reachable from the committed superblock. */
+  async writeDirtyBlocks(): Promise<void> {
+    const pending: [number, CachedBlock][] = [...this.cache.dirtyEntries()];
+    pending.sort((a, b) => a[0] - b[0]);
+    for (const [blockIndex, entry] of pending) {
+      assert(this.newInTransaction.has(blockIndex), `dirty block ${blockIndex} is live in the last commit`);
+      sealBlock(entry.block, entry.type, blockIndex);
+    }
+    const WRITE_BATCH = 32;
+    for (let start = 0; start < pending.length; start += WRITE_BATCH) {
+      await Promise.all(
+        pending
+          .slice(start, start + WRITE_BATCH)
+          .map(([blockIndex, entry]) => this.file.write(entry.block, blockIndex * METADATA_BLOCK_BYTES)),
+      );
+    }
+    for (const [, entry] of pending) this.cache.markClean(entry);
+  }
+
+  /** After the superblock is durable: this transaction's blocks become shared history. */
+  endTransaction(): void {
+    this.newInTransaction.clear();
+    this.metadataRefs.releasePendingFrees();
+  }
+
+  /** Ensures at least `blockCount` blocks can be allocated, growing the file if need be. */
+  ensureAllocatable(blockCount: number): void {
+    if (this.metadataRefs.allocatableCount >= blockCount) return;
+    const current = this.metadataRefs.blockCount;
+    const wanted = current + Math.max(METADATA_GROWTH_BLOCKS_MIN, Math.ceil(current / 4), blockCount * 2);
+    const target = Math.min(wanted, METADATA_BLOCKS_MAX);
+    if (target - current + this.metadataRefs.allocatableCount < blockCount) {
+      throw new MetadataFullError(METADATA_BLOCKS_MAX);
+    }
+    this.metadataRefs.grow(target);
+  }
+
+  private allocateMetadataBlock(): number {
+    // The reserve keeps room for the space maps a commit must write.
+    this.ensureAllocatable(METADATA_RESERVE_BLOCKS + 1);
+    const blockIndex = this.metadataRefs.allocate();
+    assert(blockIndex !== null, "metadata allocation after ensureAllocatable");
+    return blockIndex;
+  }
+}

@@ -1,0 +1,39 @@
+// A mapping-tree value (formats/metadata.md, "Mappings"): 8 bytes, little-endian,
+//   bits 0..39  data block index
+//   bits 40..63 snapshot time when the mapping was made
+// The tree's key is the virtual block index.
+
+import { CorruptBlockError } from "../errors.js";
+import { assert } from "../io/assert.js";
+import { DATA_BLOCKS_MAX, SNAPSHOT_TIME_MAX } from "./limits.js";
+
+export const MAPPING_VALUE_BYTES = 8;
+
+export interface Mapping {
+  dataBlock: number;
+  time: number;
+}
+
+export function encodeMapping(mapping: Mapping): Buffer {
+  assert(Number.isSafeInteger(mapping.dataBlock) && mapping.dataBlock >= 0 && mapping.dataBlock < DATA_BLOCKS_MAX, `data block ${mapping.dataBlock}`);
+  assert(mapping.time >= 0 && mapping.time <= SNAPSHOT_TIME_MAX, `mapping time ${mapping.time}`);
+  const value = Buffer.alloc(MAPPING_VALUE_BYTES);
+  value.writeUInt32LE(mapping.dataBlock % 2 ** 32, 0);
+  value.writeUInt32LE(Math.floor(mapping.dataBlock / 2 ** 32) | (mapping.time << 8), 4);
+  return value;
+}
+
+export function decodeMapping(value: Buffer): Mapping {
+  const low = value.readUInt32LE(0);
+  const high = value.readUInt32LE(4);
+  return { dataBlock: (high & 0xff) * 2 ** 32 + low, time: high >>> 8 };
+}
+
+/** Decodes and checks a mapping against the pool's size; `nodeIndex` names the leaf for errors. */
+export function decodeMappingIn(value: Buffer, dataBlockCount: number, nodeIndex: number): Mapping {
+  const mapping = decodeMapping(value);
+  if (mapping.dataBlock >= dataBlockCount) {
+    throw new CorruptBlockError(nodeIndex, `maps to data block ${mapping.dataBlock}, beyond the pool's ${dataBlockCount}`);
+  }
+  return mapping;
+}

@@ -1,0 +1,421 @@
+// The pool's metadata as one transaction at a time: the volume table, the name index, every
+// volume's mapping tree, and both space maps. Callers serialize access (Pool's metadata
+// mutex); nothing here is safe to interleave.
+
+import { CorruptBlockError, LimitExceededError, NotAPoolError, VolumeExistsError } from "../errors.js";
+import { assert } from "../io/assert.js";
+import { readU64, writeU64 } from "../io/integers.js";
+import type { StorageFile } from "../io/storage-file.js";
+import { BlockType, METADATA_BLOCK_BYTES, verifyBlock } from "../pdata/block-format.js";
+import { BTree } from "../pdata/btree/btree.js";
+import { plainValues, type ValueType } from "../pdata/btree/value-type.js";
+import { RefcountTable } from "../pdata/refcount-table.js";
+import { BITMAP_ENTRIES } from "../pdata/space-map-format.js";
+import { SpaceMapLayout, loadSpaceMap, persistIncrementally, persistWhole, type BlockReader } from "../pdata/space-map-store.js";
+import { TransactionManager } from "../pdata/transaction-manager.js";
+import { SNAPSHOT_TIME_MAX, VOLUMES_MAX } from "./limits.js";
+import { MAPPING_VALUE_BYTES, decodeMapping, encodeMapping } from "./mapping-value.js";
+import { nameHash } from "./names.js";
+import { SUPERBLOCK_SLOTS, decodeSuperblock, encodeSuperblock, newPoolUuid, type Superblock } from "./superblock.js";
+import { VOLUME_RECORD_BYTES, decodeVolumeRecord, encodeVolumeRecord, type VolumeRecord } from "./volume-record.js";
+
+export const INITIAL_METADATA_BLOCKS = 256;
+/** Linear probing bound in the name index; 48-bit hashes make even two probes rare. */
+const NAME_PROBES_MAX = 64;
+
+export interface VolumeState {
+  id: number;
+  record: VolumeRecord;
+  /** The record changed since the volume table last saw it. */
+  dirty: boolean;
+}
+
+export interface MappingLookup {
+  dataBlock: number;
+  /** Another volume can see this data block: writing it needs a copy first. */
+  shared: boolean;
+}
+
+export class PoolMetadata {
+  private readonly mappings: BTree;
+  private readonly volumeTable: BTree;
+  private readonly nameIndex: BTree;
+  private readonly states = new Map<number, VolumeState>();
+  private changed = false;
+  private broken: Error | null = null;
+
+  private constructor(
+    readonly tm: TransactionManager,
+    readonly dataRefs: RefcountTable,
+    private readonly dataLayout: SpaceMapLayout,
+    private readonly metadataLayout: SpaceMapLayout,
+    private superblock: Superblock,
+  ) {
+    const dataRefs_ = dataRefs;
+    const mappingValues: ValueType = {
+      valueBytes: MAPPING_VALUE_BYTES,
+      increment: (value) => void dataRefs_.inc(decodeMapping(value).dataBlock),
+      decrement: (value) => void dataRefs_.dec(decodeMapping(value).dataBlock),
+    };
+    this.mappings = new BTree(tm, mappingValues);
+    const recordValues: ValueType = {
+      valueBytes: VOLUME_RECORD_BYTES,
+      increment: (value) => tm.incRef(decodeVolumeRecord(value, 0).mappingRoot),
+      decrement: (value) => this.mappings.deleteTree(decodeVolumeRecord(value, 0).mappingRoot),
+    };
+    this.volumeTable = new BTree(tm, recordValues);
+    this.nameIndex = new BTree(tm, plainValues(8));
+  }
+
+  static async format(metaFile: StorageFile, dataBlockCount: number, dataPath: string, dataFile: StorageFile): Promise<PoolMetadata> {
+    const metadataRefs = new RefcountTable(INITIAL_METADATA_BLOCKS, BITMAP_ENTRIES);
+    for (const slot of SUPERBLOCK_SLOTS) metadataRefs.allocateAt(slot);
+    const tm = new TransactionManager(metaFile, metadataRefs);
+    const dataRefs = new RefcountTable(dataBlockCount, BITMAP_ENTRIES);
+    dataRefs.markAllDirty();
+    const superblock: Superblock = {
+      uuid: newPoolUuid(),
+      transactionId: 0,
+      snapshotTime: 0,
+      volumeTableRoot: 0,
+      nameIndexRoot: 0,
+      nextVolumeId: 1,
+      createdAt: Date.now(),
+      dataSpaceMap: { blockCount: dataBlockCount, indexHead: 0, overflowHead: 0, overflowCount: 0 },
+      metadataSpaceMap: { blockCount: INITIAL_METADATA_BLOCKS, indexHead: 0, overflowHead: 0, overflowCount: 0 },
+      dataPath,
+    };
+    const metadata = new PoolMetadata(tm, dataRefs, new SpaceMapLayout(), new SpaceMapLayout(), superblock);
+    superblock.volumeTableRoot = metadata.volumeTable.createEmpty();
+    superblock.nameIndexRoot = metadata.nameIndex.createEmpty();
+    metadata.changed = true;
+    await metadata.commit(dataFile);
+    // Both slots hold the first commit, so a fresh pool never shows an unwritten slot.
+    await metaFile.write(encodeSuperblock(metadata.superblock, 1 - (metadata.superblock.transactionId % 2)), (1 - (metadata.superblock.transactionId % 2)) * METADATA_BLOCK_BYTES);
+    await metaFile.sync();
+    return metadata;
+  }
+
+  static async open(metaFile: StorageFile, metaPath: string): Promise<PoolMetadata> {
+    const superblock = await readNewestSuperblock(metaFile, metaPath);
+    const readRaw: BlockReader = async (blockIndex, type) => {
+      if (!(blockIndex < superblock.metadataSpaceMap.blockCount)) {
+        throw new CorruptBlockError(blockIndex, `points beyond the metadata file's ${superblock.metadataSpaceMap.blockCount} blocks`, metaPath);
+      }
+      const block = Buffer.alloc(METADATA_BLOCK_BYTES);
+      await metaFile.read(block, blockIndex * METADATA_BLOCK_BYTES);
+      verifyBlock(block, type, blockIndex);
+      return block;
+    };
+    const metadataSpaceMap = await loadSpaceMap(superblock.metadataSpaceMap, readRaw);
+    const dataSpaceMap = await loadSpaceMap(superblock.dataSpaceMap, readRaw);
+    const tm = new TransactionManager(metaFile, metadataSpaceMap.table);
+    return new PoolMetadata(tm, dataSpaceMap.table, dataSpaceMap.layout, metadataSpaceMap.layout, superblock);
+  }
+
+  get uuid(): string {
+    return this.superblock.uuid;
+  }
+  get transactionId(): number {
+    return this.superblock.transactionId;
+  }
+  get dataPath(): string {
+    return this.superblock.dataPath;
+  }
+  get snapshotTime(): number {
+    return this.superblock.snapshotTime;
+  }
+  get hasUncommittedChanges(): boolean {
+    return this.changed;
+  }
+  get committedSuperblock(): Readonly<Superblock> {
+    return this.superblock;
+  }
+
+  /** After a failed commit the in-memory state no longer matches any disk state. */
+  assertUsable(): void {
+    if (this.broken) throw this.broken;
+  }
+
+  // ---- volumes -------------------------------------------------------------------------
+
+  async findVolume(name: string): Promise<VolumeState | null> {
+    const found = await this.probeName(name);
+    return found ? this.volumeById(found.volumeId) : null;
+  }
+
+  async volumeById(id: number): Promise<VolumeState | null> {
+    const cached = this.states.get(id);
+    if (cached) return cached;
+    const found = await this.volumeTable.lookup(this.superblock.volumeTableRoot, id);
+    if (!found) return null;
+    const state = { id, record: decodeVolumeRecord(found.value, this.superblock.volumeTableRoot), dirty: false };
+    this.states.set(id, state);
+    return state;
+  }
+
+  async listVolumes(): Promise<VolumeState[]> {
+    const ids: number[] = [];
+    await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, Number.MAX_SAFE_INTEGER, (id) => void ids.push(id));
+    const states: VolumeState[] = [];
+    for (const id of ids) states.push((await this.volumeById(id))!);
+    return states;
+  }
+
+  async createVolume(name: string, sizeBytes: number, now: number): Promise<VolumeState> {
+    const mappingRoot = this.mappings.createEmpty();
+    return this.addVolume({
+      name,
+      sizeBytes,
+      mappingRoot,
+      mappedBlocks: 0,
+      originId: null,
+      readOnly: false,
+      createdAt: now,
+      snapshotAt: null,
+      snapshotTime: this.superblock.snapshotTime,
+    });
+  }
+
+  /** O(1): the snapshot shares the origin's mapping tree; shadowing copies it lazily. */
+  async snapshot(origin: VolumeState, name: string, readOnly: boolean, now: number): Promise<VolumeState> {
+    if (this.superblock.snapshotTime >= SNAPSHOT_TIME_MAX) throw new LimitExceededError(`the pool has taken ${SNAPSHOT_TIME_MAX} snapshots, its limit`);
+    this.tm.incRef(origin.record.mappingRoot);
+    this.superblock.snapshotTime++;
+    origin.record.snapshotTime = this.superblock.snapshotTime;
+    this.markDirty(origin);
+    return this.addVolume({
+      name,
+      sizeBytes: origin.record.sizeBytes,
+      mappingRoot: origin.record.mappingRoot,
+      mappedBlocks: origin.record.mappedBlocks,
+      originId: origin.id,
+      readOnly,
+      createdAt: now,
+      snapshotAt: now,
+      snapshotTime: this.superblock.snapshotTime,
+    });
+  }
+
+  async deleteVolume(state: VolumeState): Promise<void> {
+    const removed = await this.volumeTable.remove(this.superblock.volumeTableRoot, state.id);
+    assert(removed.previous !== null, `volume ${state.id} missing from the volume table`);
+    this.superblock.volumeTableRoot = removed.root;
+    await this.removeName(state.record.name, state.id);
+    this.volumeCountCache = (await this.volumeCount()) - 1;
+    this.states.delete(state.id);
+    this.changed = true;
+    await this.mappings.deleteTree(state.record.mappingRoot);
+  }
+
+  isDeleted(state: VolumeState): boolean {
+    return this.states.get(state.id) !== state;
+  }
+
+  markDirty(state: VolumeState): void {
+    state.dirty = true;
+    this.changed = true;
+  }
+
+  // ---- mappings ------------------------------------------------------------------------
+
+  async lookupMapping(state: VolumeState, virtualBlock: number): Promise<MappingLookup | null> {
+    const found = await this.mappings.lookup(state.record.mappingRoot, virtualBlock);
+    if (!found) return null;
+    const { dataBlock } = decodeMapping(found.value);
+    if (!(dataBlock < this.dataRefs.blockCount)) {
+      throw new CorruptBlockError(state.record.mappingRoot, `volume '${state.record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool`);
+    }
+    return { dataBlock, shared: found.sharedPath || this.dataRefs.get(dataBlock) > 1 };
+  }
+
+  /** Calls `visit` for each mapping with from <= virtual block < to, in order. */
+  async forEachMapping(
+    state: VolumeState,
+    from: number,
+    to: number,
+    visit: (virtualBlock: number, dataBlock: number, shared: boolean) => void,
+  ): Promise<void> {
+    const dataBlockCount = this.dataRefs.blockCount;
+    await this.mappings.forEachInRange(state.record.mappingRoot, from, to, (key, value, sharedPath, nodeIndex) => {
+      const { dataBlock } = decodeMapping(value);
+      if (!(dataBlock < dataBlockCount)) {
+        throw new CorruptBlockError(nodeIndex, `volume '${state.record.name}' maps block ${key} to data block ${dataBlock}, beyond the pool`);
+      }
+      visit(key, dataBlock, sharedPath || this.dataRefs.get(dataBlock) > 1);
+    });
+  }
+
+  /** Maps a virtual block to a data block the caller allocated; the old data block loses a reference. */
+  async mapBlock(state: VolumeState, virtualBlock: number, dataBlock: number): Promise<void> {
+    assert(this.dataRefs.get(dataBlock) >= 1, `mapping unallocated data block ${dataBlock}`);
+    const change = await this.mappings.insert(state.record.mappingRoot, virtualBlock, encodeMapping({ dataBlock, time: this.superblock.snapshotTime }));
+    state.record.mappingRoot = change.root;
+    if (change.previous) this.dataRefs.dec(decodeMapping(change.previous).dataBlock);
+    else state.record.mappedBlocks++;
+    this.markDirty(state);
+  }
+
+  async unmapBlock(state: VolumeState, virtualBlock: number): Promise<boolean> {
+    const change = await this.mappings.remove(state.record.mappingRoot, virtualBlock);
+    if (!change.previous) return false;
+    state.record.mappingRoot = change.root;
+    this.dataRefs.dec(decodeMapping(change.previous).dataBlock);
+    state.record.mappedBlocks--;
+    assert(state.record.mappedBlocks >= 0, `volume ${state.id} mapped count below zero`);
+    this.markDirty(state);
+    return true;
+  }
+
+  allocateDataBlock(): number | null {
+    const block = this.dataRefs.allocate();
+    if (block !== null) this.changed = true;
+    return block;
+  }
+
+  releaseDataBlock(dataBlock: number): void {
+    this.dataRefs.dec(dataBlock);
+    this.changed = true;
+  }
+
+  growData(dataBlockCount: number): void {
+    this.dataRefs.grow(dataBlockCount);
+    this.changed = true;
+  }
+
+  // ---- commit --------------------------------------------------------------------------
+
+  /**
+   * Makes the transaction durable: new metadata blocks and the data file first, then the
+   * superblock in the slot the previous commit did not use. See formats/metadata.md.
+   */
+  async commit(dataFile: StorageFile): Promise<void> {
+    this.assertUsable();
+    if (!this.changed) {
+      await dataFile.sync();
+      return;
+    }
+    try {
+      for (const state of this.states.values()) {
+        if (!state.dirty) continue;
+        const change = await this.volumeTable.insert(this.superblock.volumeTableRoot, state.id, encodeVolumeRecord(state.record));
+        this.superblock.volumeTableRoot = change.root;
+        state.dirty = false;
+      }
+      const next: Superblock = { ...this.superblock, transactionId: this.superblock.transactionId + 1 };
+      next.dataSpaceMap = { ...persistIncrementally(this.tm, this.dataRefs, this.dataLayout) };
+      next.metadataSpaceMap = { ...persistWhole(this.tm, this.metadataLayout) };
+      await this.tm.writeDirtyBlocks();
+      await dataFile.sync();
+      await this.tm.file.sync();
+      const slot = next.transactionId % 2;
+      await this.tm.file.write(encodeSuperblock(next, slot), slot * METADATA_BLOCK_BYTES);
+      await this.tm.file.sync();
+      this.superblock = next;
+    } catch (error) {
+      this.broken = error as Error;
+      throw error;
+    }
+    this.tm.endTransaction();
+    this.changed = false;
+  }
+
+  /**
+   * Data blocks freed before the commit may be reused after it; Pool calls this once reads
+   * that looked up those blocks before they were freed have finished.
+   */
+  releaseDataFrees(): void {
+    this.dataRefs.releasePendingFrees();
+  }
+
+  // ---- the name index ------------------------------------------------------------------
+
+  private async addVolume(record: VolumeRecord): Promise<VolumeState> {
+    if (await this.probeName(record.name)) throw new VolumeExistsError(record.name);
+    const count = await this.volumeCount();
+    if (count >= VOLUMES_MAX) throw new LimitExceededError(`the pool already holds ${VOLUMES_MAX} volumes, its limit`);
+    const id = this.superblock.nextVolumeId++;
+    const state: VolumeState = { id, record, dirty: true };
+    this.states.set(id, state);
+    const inserted = await this.volumeTable.insert(this.superblock.volumeTableRoot, id, encodeVolumeRecord(record));
+    this.superblock.volumeTableRoot = inserted.root;
+    await this.insertName(record.name, id);
+    this.volumeCountCache = count + 1;
+    this.changed = true;
+    return state;
+  }
+
+  private volumeCountCache: number | null = null;
+
+  /** Counted once from the volume table, then kept up to date by create and delete. */
+  async volumeCount(): Promise<number> {
+    if (this.volumeCountCache === null) {
+      let count = 0;
+      await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, Number.MAX_SAFE_INTEGER, () => void count++);
+      this.volumeCountCache = count;
+    }
+    return this.volumeCountCache;
+  }
+
+  private async probeName(name: string): Promise<{ key: number; volumeId: number } | null> {
+    const home = nameHash(name);
+    for (let probe = 0; probe < NAME_PROBES_MAX; probe++) {
+      const found = await this.nameIndex.lookup(this.superblock.nameIndexRoot, home + probe);
+      if (!found) return null;
+      const volumeId = readU64(found.value, 0);
+      const state = await this.volumeById(volumeId);
+      if (!state) throw new CorruptBlockError(this.superblock.nameIndexRoot, `name index points at missing volume ${volumeId}`);
+      if (state.record.name === name) return { key: home + probe, volumeId };
+    }
+    return null;
+  }
+
+  private async insertName(name: string, volumeId: number): Promise<void> {
+    const home = nameHash(name);
+    for (let probe = 0; probe < NAME_PROBES_MAX; probe++) {
+      if (await this.nameIndex.lookup(this.superblock.nameIndexRoot, home + probe)) continue;
+      const value = Buffer.alloc(8);
+      writeU64(value, 0, volumeId);
+      this.superblock.nameIndexRoot = (await this.nameIndex.insert(this.superblock.nameIndexRoot, home + probe, value)).root;
+      return;
+    }
+    throw new LimitExceededError(`no free name-index slot for '${name}'; choose another name`);
+  }
+
+  /** Linear-probing delete: entries after the hole are re-inserted so probes still find them. */
+  private async removeName(name: string, volumeId: number): Promise<void> {
+    const found = await this.probeName(name);
+    assert(found !== null && found.volumeId === volumeId, `name '${name}' missing from the name index`);
+    this.superblock.nameIndexRoot = (await this.nameIndex.remove(this.superblock.nameIndexRoot, found.key)).root;
+    for (let key = found.key + 1; key < found.key + NAME_PROBES_MAX; key++) {
+      const next = await this.nameIndex.lookup(this.superblock.nameIndexRoot, key);
+      if (!next) break;
+      const movedId = readU64(next.value, 0);
+      this.superblock.nameIndexRoot = (await this.nameIndex.remove(this.superblock.nameIndexRoot, key)).root;
+      const moved = await this.volumeById(movedId);
+      assert(moved !== null, `name index entry for missing volume ${movedId}`);
+      await this.insertName(moved.record.name, movedId);
+    }
+  }
+}
+
+async function readNewestSuperblock(metaFile: StorageFile, metaPath: string): Promise<Superblock> {
+  const candidates: Superblock[] = [];
+  const failures: Error[] = [];
+  for (const slot of SUPERBLOCK_SLOTS) {
+    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
+    await metaFile.read(block, slot * METADATA_BLOCK_BYTES);
+    try {
+      candidates.push(decodeSuperblock(block, slot, metaPath));
+    } catch (error) {
+      if (!(error instanceof CorruptBlockError || error instanceof NotAPoolError)) throw error;
+      failures.push(error);
+    }
+  }
+  if (candidates.length === 0) {
+    if (failures.every((failure) => failure instanceof NotAPoolError)) throw failures[0]!;
+    throw failures.find((failure) => failure instanceof CorruptBlockError)!;
+  }
+  candidates.sort((a, b) => b.transactionId - a.transactionId);
+  return candidates[0]!;
+}

@@ -1,0 +1,373 @@
+// A thin pool: a data file of 64 KiB blocks and a metadata file of copy-on-write trees.
+// Every metadata change runs under one mutex; data reads and writes of different blocks
+// run concurrently around it (see volume.ts).
+
+import { access } from "node:fs/promises";
+import { dirname, relative, resolve } from "node:path";
+import {
+  FileExistsError,
+  FileMissingError,
+  InvalidSizeError,
+  NoSuchVolumeError,
+  NotAPoolError,
+  PoolFullError,
+  ReadOnlyError,
+  ShrinkBelowMappedError,
+  VolumeBusyError,
+} from "../errors.js";
+import { assert } from "../io/assert.js";
+import { NodeStorageFile } from "../io/node-storage-file.js";
+import { OwnerLock } from "../io/owner-lock.js";
+import type { StorageFile } from "../io/storage-file.js";
+import type { PoolStatus, VolumeInfo, VolumeUsage } from "./api.js";
+import { DATA_BLOCK_BYTES, POOL_BYTES_MAX, SECTOR_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
+import { KeyedLocks, Mutex, SharedGate } from "./locks.js";
+import { validateVolumeName } from "./names.js";
+import { PoolMetadata, type VolumeState } from "./pool-metadata.js";
+import { Volume } from "./volume.js";
+
+export interface PoolCreateOptions {
+  sizeBytes: number;
+}
+
+export interface PoolOpenOptions {
+  readOnly?: boolean;
+}
+
+export class Pool {
+  private readonly metadataMutex = new Mutex();
+  /** Writes and discards of one virtual block, keyed by volume id and block. */
+  readonly blockLocks = new KeyedLocks();
+  private readonly gates = new Map<number, SharedGate>();
+  /** Reads between their lookup and the end of their data read (see releaseDataFrees). */
+  private readonly readsInFlight = new Set<Promise<unknown>>();
+  private readonly openHandles = new Map<number, number>();
+  private closed = false;
+
+  private constructor(
+    readonly metaPath: string,
+    readonly dataPath: string,
+    readonly dataFile: StorageFile,
+    readonly metadata: PoolMetadata,
+    private readonly lock: OwnerLock | null,
+    readonly readOnly: boolean,
+  ) {}
+
+  static async create(dataPath: string, metaPath: string, options: PoolCreateOptions): Promise<Pool> {
+    const dataBlockCount = validatePoolSize(options.sizeBytes);
+    for (const path of [metaPath, dataPath]) {
+      if (await exists(path)) throw new FileExistsError(path);
+    }
+    const lock = await OwnerLock.acquire(metaPath);
+    try {
+      const dataFile = await NodeStorageFile.open(dataPath, "create", "data file");
+      await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
+      const metaFile = await NodeStorageFile.open(metaPath, "create", "metadata file");
+      const storedDataPath = relative(dirname(resolve(metaPath)), resolve(dataPath));
+      const metadata = await PoolMetadata.format(metaFile, dataBlockCount, storedDataPath, dataFile);
+      return new Pool(metaPath, dataPath, dataFile, metadata, lock, false);
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+  }
+
+  static async open(metaPath: string, options: PoolOpenOptions = {}): Promise<Pool> {
+    if (!(await exists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
+    const lock = await OwnerLock.acquire(metaPath);
+    try {
+      const mode = options.readOnly ? "read-only" : "read-write";
+      const metaFile = await NodeStorageFile.open(metaPath, mode, "metadata file");
+      const metadata = await PoolMetadata.open(metaFile, metaPath);
+      const dataPath = resolve(dirname(resolve(metaPath)), metadata.dataPath);
+      const dataFile = await NodeStorageFile.open(dataPath, mode, "data file");
+      const pool = new Pool(metaPath, dataPath, dataFile, metadata, lock, options.readOnly ?? false);
+      await pool.verifyDataFileSize();
+      return pool;
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+  }
+
+  /** A pool over files the caller provides (memory files in tests); no lock file. */
+  static async formatFiles(metaFile: StorageFile, dataFile: StorageFile, options: PoolCreateOptions): Promise<Pool> {
+    const dataBlockCount = validatePoolSize(options.sizeBytes);
+    await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
+    const metadata = await PoolMetadata.format(metaFile, dataBlockCount, "data", dataFile);
+    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
+  }
+
+  static async openFiles(metaFile: StorageFile, dataFile: StorageFile): Promise<Pool> {
+    const metadata = await PoolMetadata.open(metaFile, metaFile.path);
+    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
+  }
+
+  // ---- volumes -------------------------------------------------------------------------
+
+  async createVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    this.assertWritable("the pool");
+    validateVolumeName(name);
+    validateVolumeSize(sizeBytes);
+    return this.withMetadata(async () => this.describe(await this.metadata.createVolume(name, sizeBytes, Date.now())));
+  }
+
+  async snapshot(originName: string, name: string, options: { readOnly?: boolean } = {}): Promise<VolumeInfo> {
+    this.assertWritable("the pool");
+    validateVolumeName(name);
+    const origin = await this.withMetadata(() => this.requireVolume(originName));
+    // Writes in flight to the origin finish first, so the snapshot holds every write
+    // acknowledged before it and none acknowledged after.
+    return this.gateFor(origin.id).exclusive(() =>
+      this.withMetadata(async () => {
+        const current = await this.requireVolume(originName);
+        return this.describe(await this.metadata.snapshot(current, name, options.readOnly ?? false, Date.now()));
+      }),
+    );
+  }
+
+  async deleteVolume(name: string): Promise<void> {
+    this.assertWritable("the pool");
+    const state = await this.withMetadata(() => this.requireVolume(name));
+    const handles = this.openHandles.get(state.id) ?? 0;
+    if (handles > 0) throw new VolumeBusyError(name, `${handles} client${handles === 1 ? " has" : "s have"} it open`);
+    await this.gateFor(state.id).exclusive(() =>
+      this.withMetadata(async () => {
+        await this.metadata.deleteVolume(await this.requireVolume(name));
+        this.gates.delete(state.id);
+      }),
+    );
+  }
+
+  async resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    this.assertWritable("the pool");
+    validateVolumeSize(sizeBytes);
+    const state = await this.withMetadata(() => this.requireVolume(name));
+    const oldSizeBytes = state.record.sizeBytes;
+    const info = await this.gateFor(state.id).exclusive(() =>
+      this.withMetadata(async () => {
+        if (sizeBytes < state.record.sizeBytes) {
+          let lastMapped = -1;
+          const firstCut = Math.ceil(sizeBytes / DATA_BLOCK_BYTES);
+          await this.metadata.forEachMapping(state, firstCut, Number.MAX_SAFE_INTEGER, (virtualBlock) => {
+            lastMapped = virtualBlock;
+          });
+          if (lastMapped >= 0) {
+            const required = Math.min(state.record.sizeBytes, (lastMapped + 1) * DATA_BLOCK_BYTES);
+            throw new ShrinkBelowMappedError(name, sizeBytes, required);
+          }
+        }
+        state.record.sizeBytes = sizeBytes;
+        this.metadata.markDirty(state);
+        return this.describe(state);
+      }),
+    );
+    // Bytes past the old end may hold data from before an earlier shrink: they must read as zeros.
+    if (sizeBytes > oldSizeBytes && oldSizeBytes % DATA_BLOCK_BYTES !== 0) {
+      const tailEnd = Math.min(sizeBytes, Math.ceil(oldSizeBytes / DATA_BLOCK_BYTES) * DATA_BLOCK_BYTES);
+      const volume = await this.volume(name);
+      await volume.writeZeroes(oldSizeBytes, tailEnd - oldSizeBytes, false);
+    }
+    return info;
+  }
+
+  /** Grows the data file; shrinking a pool is not supported. */
+  async resize(sizeBytes: number): Promise<PoolStatus> {
+    this.assertWritable("the pool");
+    const dataBlockCount = validatePoolSize(sizeBytes);
+    return this.withMetadata(async () => {
+      const current = this.metadata.dataRefs.blockCount;
+      if (dataBlockCount < current) {
+        throw new InvalidSizeError(`a pool cannot shrink: it has ${current * DATA_BLOCK_BYTES} bytes; choose a size of at least that`);
+      }
+      await this.dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
+      this.metadata.growData(dataBlockCount);
+      return this.status();
+    });
+  }
+
+  async volume(name: string): Promise<Volume> {
+    const state = await this.withMetadata(() => this.requireVolume(name));
+    return new Volume(this, state, this.gateFor(state.id));
+  }
+
+  async listVolumes(): Promise<VolumeInfo[]> {
+    return this.withMetadata(async () => {
+      const states = await this.metadata.listVolumes();
+      const infos: VolumeInfo[] = [];
+      for (const state of states) infos.push(await this.describe(state));
+      return infos;
+    });
+  }
+
+  async usage(name: string): Promise<VolumeUsage> {
+    return this.withMetadata(async () => {
+      const state = await this.requireVolume(name);
+      let exclusiveBlocks = 0;
+      let sharedBlocks = 0;
+      await this.metadata.forEachMapping(state, 0, Number.MAX_SAFE_INTEGER, (_virtualBlock, _dataBlock, shared) => {
+        if (shared) sharedBlocks++;
+        else exclusiveBlocks++;
+      });
+      return { mappedBlocks: exclusiveBlocks + sharedBlocks, exclusiveBlocks, sharedBlocks };
+    });
+  }
+
+  status(): PoolStatus {
+    const { dataRefs, tm } = this.metadata;
+    return {
+      dataBlockBytes: DATA_BLOCK_BYTES,
+      dataBlocksUsed: dataRefs.used,
+      dataBlocksTotal: dataRefs.blockCount,
+      metadataBlockBytes: 4096,
+      metadataBlocksUsed: tm.metadataRefs.used,
+      metadataBlocksTotal: tm.metadataRefs.blockCount,
+      transactionId: this.metadata.transactionId,
+      volumeCount: this.volumeCountSeen,
+      uuid: this.metadata.uuid,
+      dataPath: this.dataPath,
+      metaPath: this.metaPath,
+    };
+  }
+
+  private volumeCountSeen = 0;
+
+  // ---- transactions --------------------------------------------------------------------
+
+  async commit(): Promise<void> {
+    if (this.readOnly) return;
+    await this.withMetadata(() => this.commitLocked());
+  }
+
+  /** Drops the uncommitted transaction, as a crash would, and releases the pool. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.metadataMutex.run(async () => {
+      await Promise.allSettled([...this.readsInFlight]);
+      await this.dataFile.close();
+      await this.metadata.tm.file.close();
+      await this.lock?.release();
+    });
+  }
+
+  // ---- for Volume ----------------------------------------------------------------------
+
+  /** Runs a metadata section; nothing else touches the metadata meanwhile. */
+  withMetadata<T>(section: () => Promise<T>): Promise<T> {
+    return this.metadataMutex.run(async () => {
+      assert(!this.closed, "pool used after close");
+      this.metadata.assertUsable();
+      await this.metadata.tm.trimDirty();
+      const result = await section();
+      this.volumeCountSeen = await this.metadata.volumeCount();
+      return result;
+    });
+  }
+
+  /** Inside a metadata section: a free data block, committing first if frees are pending. */
+  async allocateDataBlockLocked(): Promise<number> {
+    let block = this.metadata.allocateDataBlock();
+    if (block === null && this.metadata.dataRefs.allocatableCount < this.metadata.dataRefs.free) {
+      await this.commitLocked();
+      block = this.metadata.allocateDataBlock();
+    }
+    if (block === null) {
+      throw new PoolFullError(this.metadata.dataRefs.used, this.metadata.dataRefs.blockCount, DATA_BLOCK_BYTES);
+    }
+    return block;
+  }
+
+  /** Registers a read that looked up data blocks, until its data read ends. */
+  trackRead<T>(read: Promise<T>): Promise<T> {
+    this.readsInFlight.add(read);
+    const done = () => void this.readsInFlight.delete(read);
+    read.then(done, done);
+    return read;
+  }
+
+  openHandle(volumeId: number): void {
+    this.openHandles.set(volumeId, (this.openHandles.get(volumeId) ?? 0) + 1);
+  }
+
+  closeHandle(volumeId: number): void {
+    const count = (this.openHandles.get(volumeId) ?? 0) - 1;
+    assert(count >= 0, `volume ${volumeId} closed more often than opened`);
+    if (count === 0) this.openHandles.delete(volumeId);
+    else this.openHandles.set(volumeId, count);
+  }
+
+  assertWritable(what: string): void {
+    if (this.readOnly) throw new ReadOnlyError(`${what} (opened read-only)`);
+  }
+
+  async requireVolume(name: string): Promise<VolumeState> {
+    const state = await this.metadata.findVolume(name);
+    if (!state) throw new NoSuchVolumeError(name);
+    return state;
+  }
+
+  private async commitLocked(): Promise<void> {
+    await this.metadata.commit(this.dataFile);
+    // A read that looked up a block before it was freed may still be reading it.
+    await Promise.allSettled([...this.readsInFlight]);
+    this.metadata.releaseDataFrees();
+  }
+
+  private gateFor(volumeId: number): SharedGate {
+    let gate = this.gates.get(volumeId);
+    if (!gate) {
+      gate = new SharedGate();
+      this.gates.set(volumeId, gate);
+    }
+    return gate;
+  }
+
+  private async describe(state: VolumeState): Promise<VolumeInfo> {
+    const origin = state.record.originId === null ? null : await this.metadata.volumeById(state.record.originId);
+    return {
+      id: state.id,
+      name: state.record.name,
+      sizeBytes: state.record.sizeBytes,
+      mappedBlocks: state.record.mappedBlocks,
+      originName: origin?.record.name ?? null,
+      readOnly: state.record.readOnly,
+      createdAt: state.record.createdAt,
+      snapshotAt: state.record.snapshotAt,
+    };
+  }
+
+  private async verifyDataFileSize(): Promise<void> {
+    const needed = this.metadata.dataRefs.blockCount * DATA_BLOCK_BYTES;
+    const actual = await this.dataFile.byteLength();
+    if (actual < needed) {
+      throw new NotAPoolError(this.dataPath, `data file is ${actual} bytes but the pool has ${needed} bytes of blocks (truncated?)`);
+    }
+  }
+}
+
+function validatePoolSize(sizeBytes: number): number {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes < DATA_BLOCK_BYTES) {
+    throw new InvalidSizeError(`pool size ${sizeBytes} is too small: at least one ${DATA_BLOCK_BYTES}-byte block is needed`);
+  }
+  if (sizeBytes % DATA_BLOCK_BYTES !== 0) {
+    throw new InvalidSizeError(`pool size ${sizeBytes} is not a multiple of the ${DATA_BLOCK_BYTES}-byte block size`);
+  }
+  if (sizeBytes > POOL_BYTES_MAX) throw new InvalidSizeError(`pool size ${sizeBytes} exceeds the limit of ${POOL_BYTES_MAX} bytes`);
+  return sizeBytes / DATA_BLOCK_BYTES;
+}
+
+function validateVolumeSize(sizeBytes: number): void {
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new InvalidSizeError(`volume size ${sizeBytes} must be a positive number of bytes`);
+  if (sizeBytes % SECTOR_BYTES !== 0) throw new InvalidSizeError(`volume size ${sizeBytes} is not a multiple of ${SECTOR_BYTES} bytes`);
+  if (sizeBytes > VOLUME_BYTES_MAX) throw new InvalidSizeError(`volume size ${sizeBytes} exceeds the limit of ${VOLUME_BYTES_MAX} bytes`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

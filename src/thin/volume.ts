@@ -1,0 +1,297 @@
+// One volume's bytes. A request is cut at 64 KiB block boundaries; each block is read from
+// its data block, or as zeros when unmapped. A write to a block that is unmapped or shared
+// with a snapshot goes to a newly allocated data block (filled out with zeros or with the
+// old contents), which is then mapped in; a write to a block this volume alone owns goes
+// in place.
+
+import { NoSuchVolumeError, OutOfRangeError, ReadOnlyError } from "../errors.js";
+import { assert } from "../io/assert.js";
+import type { Extent, VolumeHandle } from "./api.js";
+import { DATA_BLOCK_BYTES } from "./limits.js";
+import type { SharedGate } from "./locks.js";
+import type { Pool } from "./pool.js";
+import type { VolumeState } from "./pool-metadata.js";
+
+/** Whole-range operations (discard, zeroing, extents) walk this many blocks at a time. */
+const RANGE_STEP_BLOCKS = 65536;
+/** Zeroes written for NO_HOLE zeroing, per write. */
+const ZERO_WRITE_BYTES = 1 << 20;
+/** Keys of block locks: volume id in the high bits, virtual block below 2^37. */
+const VOLUME_KEY_STRIDE = 2 ** 37;
+
+interface Piece {
+  virtualBlock: number;
+  /** Offset within the block. */
+  inBlock: number;
+  byteLength: number;
+  /** Offset within the request's buffer. */
+  inRequest: number;
+}
+
+type WritePlan =
+  | { piece: Piece; kind: "in-place"; dataBlock: number }
+  | { piece: Piece; kind: "fresh"; dataBlock: number; copyFrom: number | null };
+
+export class Volume implements VolumeHandle {
+  constructor(
+    private readonly pool: Pool,
+    private readonly state: VolumeState,
+    private readonly gate: SharedGate,
+  ) {}
+
+  get id(): number {
+    return this.state.id;
+  }
+  get name(): string {
+    return this.state.record.name;
+  }
+  get sizeBytes(): number {
+    return this.state.record.sizeBytes;
+  }
+  get readOnly(): boolean {
+    return this.state.record.readOnly || this.pool.readOnly;
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    this.checkRange(offset, length);
+    const result = Buffer.alloc(length);
+    if (length === 0) return result;
+    const pieces = splitIntoPieces(offset, length);
+    const first = pieces[0]!.virtualBlock;
+    const end = pieces[pieces.length - 1]!.virtualBlock + 1;
+    const reads: Promise<void>[] = [];
+    await this.pool.withMetadata(async () => {
+      this.assertExists();
+      const mapped = new Map<number, number>();
+      await this.pool.metadata.forEachMapping(this.state, first, end, (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock));
+      for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
+        const target = result.subarray(run.inRequest, run.inRequest + run.byteLength);
+        // Registered inside the metadata section, so a commit cannot free these blocks for reuse first.
+        reads.push(this.pool.trackRead(this.pool.dataFile.read(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)));
+      }
+    });
+    await Promise.all(reads);
+    return result;
+  }
+
+  async write(offset: number, bytes: Uint8Array): Promise<void> {
+    this.checkWritable();
+    this.checkRange(offset, bytes.length);
+    if (bytes.length === 0) return;
+    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    await this.gate.shared(() => this.writeLocked(splitIntoPieces(offset, bytes.length), data));
+  }
+
+  async discard(offset: number, length: number): Promise<void> {
+    this.checkWritable();
+    this.checkRange(offset, length);
+    await this.zeroRange(offset, length);
+  }
+
+  async writeZeroes(offset: number, length: number, keepAllocated: boolean): Promise<void> {
+    this.checkWritable();
+    this.checkRange(offset, length);
+    if (!keepAllocated) {
+      await this.zeroRange(offset, length);
+      return;
+    }
+    const zeros = Buffer.alloc(Math.min(ZERO_WRITE_BYTES, length));
+    for (let done = 0; done < length; done += zeros.length) {
+      const chunk = Math.min(zeros.length, length - done);
+      await this.write(offset + done, zeros.subarray(0, chunk));
+    }
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    this.checkRange(offset, length);
+    const extents: Extent[] = [];
+    const push = (start: number, end: number, mapped: boolean) => {
+      if (end <= start) return;
+      const last = extents[extents.length - 1];
+      if (last && last.mapped === mapped && last.offset + last.length === start) last.length += end - start;
+      else extents.push({ offset: start, length: end - start, mapped });
+    };
+    const end = offset + length;
+    const firstBlock = Math.floor(offset / DATA_BLOCK_BYTES);
+    const endBlock = Math.ceil(end / DATA_BLOCK_BYTES);
+    let cursor = offset;
+    for (let from = firstBlock; from < endBlock; from += RANGE_STEP_BLOCKS) {
+      const to = Math.min(endBlock, from + RANGE_STEP_BLOCKS);
+      const mappedBlocks = await this.mappedBlocksIn(from, to);
+      for (const virtualBlock of mappedBlocks) {
+        const blockStart = Math.max(offset, virtualBlock * DATA_BLOCK_BYTES);
+        const blockEnd = Math.min(end, (virtualBlock + 1) * DATA_BLOCK_BYTES);
+        push(cursor, blockStart, false);
+        push(blockStart, blockEnd, true);
+        cursor = blockEnd;
+      }
+    }
+    push(cursor, end, false);
+    return extents;
+  }
+
+  // ---- writes --------------------------------------------------------------------------
+
+  private async writeLocked(pieces: Piece[], data: Buffer): Promise<void> {
+    const keys = pieces.map((piece) => this.lockKey(piece.virtualBlock));
+    await this.pool.blockLocks.runAll(keys, async () => {
+      const plans = await this.planWrites(pieces);
+      try {
+        await Promise.all(plans.map((plan) => this.writeData(plan, data)));
+      } catch (error) {
+        await this.pool.withMetadata(async () => {
+          for (const plan of plans) if (plan.kind === "fresh") this.pool.metadata.releaseDataBlock(plan.dataBlock);
+        });
+        throw error;
+      }
+      const fresh = plans.filter((plan) => plan.kind === "fresh");
+      if (fresh.length === 0) return;
+      await this.pool.withMetadata(async () => {
+        this.assertExists();
+        for (const plan of fresh) await this.pool.metadata.mapBlock(this.state, plan.piece.virtualBlock, plan.dataBlock);
+      });
+    });
+  }
+
+  /** Decides, per block, between writing in place and provisioning a fresh data block. */
+  private async planWrites(pieces: Piece[]): Promise<WritePlan[]> {
+    return this.pool.withMetadata(async () => {
+      this.assertExists();
+      const plans: WritePlan[] = [];
+      try {
+        for (const piece of pieces) {
+          const current = await this.pool.metadata.lookupMapping(this.state, piece.virtualBlock);
+          if (current && !current.shared) {
+            plans.push({ piece, kind: "in-place", dataBlock: current.dataBlock });
+            continue;
+          }
+          const dataBlock = await this.pool.allocateDataBlockLocked();
+          const wholeBlock = piece.byteLength === DATA_BLOCK_BYTES;
+          plans.push({ piece, kind: "fresh", dataBlock, copyFrom: current && !wholeBlock ? current.dataBlock : null });
+        }
+      } catch (error) {
+        for (const plan of plans) if (plan.kind === "fresh") this.pool.metadata.releaseDataBlock(plan.dataBlock);
+        throw error;
+      }
+      return plans;
+    });
+  }
+
+  private async writeData(plan: WritePlan, data: Buffer): Promise<void> {
+    const { piece } = plan;
+    const payload = data.subarray(piece.inRequest, piece.inRequest + piece.byteLength);
+    const dataFile = this.pool.dataFile;
+    if (plan.kind === "in-place") {
+      await dataFile.write(payload, plan.dataBlock * DATA_BLOCK_BYTES + piece.inBlock);
+      return;
+    }
+    if (piece.byteLength === DATA_BLOCK_BYTES) {
+      await dataFile.write(payload, plan.dataBlock * DATA_BLOCK_BYTES);
+      return;
+    }
+    // A partial write to a fresh block: the rest is the shared block's old contents, or zeros.
+    const block = Buffer.alloc(DATA_BLOCK_BYTES);
+    if (plan.copyFrom !== null) await dataFile.read(block, plan.copyFrom * DATA_BLOCK_BYTES);
+    payload.copy(block, piece.inBlock);
+    await dataFile.write(block, plan.dataBlock * DATA_BLOCK_BYTES);
+  }
+
+  // ---- discard and zeroing -------------------------------------------------------------
+
+  /** Whole blocks are unmapped; the partial blocks at either end get zeros written. */
+  private async zeroRange(offset: number, length: number): Promise<void> {
+    if (length === 0) return;
+    const end = offset + length;
+    const firstWhole = Math.ceil(offset / DATA_BLOCK_BYTES);
+    const endWhole = Math.floor(end / DATA_BLOCK_BYTES);
+    if (firstWhole >= endWhole) {
+      await this.zeroPartial(offset, end);
+      return;
+    }
+    await this.zeroPartial(offset, firstWhole * DATA_BLOCK_BYTES);
+    await this.zeroPartial(endWhole * DATA_BLOCK_BYTES, end);
+    for (let from = firstWhole; from < endWhole; from += RANGE_STEP_BLOCKS) {
+      const to = Math.min(endWhole, from + RANGE_STEP_BLOCKS);
+      await this.gate.shared(async () => {
+        const mapped = await this.mappedBlocksIn(from, to);
+        if (mapped.length === 0) return;
+        await this.pool.blockLocks.runAll(mapped.map((virtualBlock) => this.lockKey(virtualBlock)), () =>
+          this.pool.withMetadata(async () => {
+            this.assertExists();
+            for (const virtualBlock of mapped) await this.pool.metadata.unmapBlock(this.state, virtualBlock);
+          }),
+        );
+      });
+    }
+  }
+
+  /** Zeros within one block; an unmapped block already reads as zeros. */
+  private async zeroPartial(start: number, end: number): Promise<void> {
+    if (end <= start) return;
+    const virtualBlock = Math.floor(start / DATA_BLOCK_BYTES);
+    assert(Math.floor((end - 1) / DATA_BLOCK_BYTES) === virtualBlock, "partial zeroing spans blocks");
+    const mapped = await this.mappedBlocksIn(virtualBlock, virtualBlock + 1);
+    if (mapped.length > 0) await this.write(start, Buffer.alloc(end - start));
+  }
+
+  private async mappedBlocksIn(from: number, to: number): Promise<number[]> {
+    return this.pool.withMetadata(async () => {
+      this.assertExists();
+      const mapped: number[] = [];
+      await this.pool.metadata.forEachMapping(this.state, from, to, (virtualBlock) => void mapped.push(virtualBlock));
+      return mapped;
+    });
+  }
+
+  // ---- checks --------------------------------------------------------------------------
+
+  private checkRange(offset: number, length: number): void {
+    const size = this.state.record.sizeBytes;
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > size) {
+      throw new OutOfRangeError(this.name, offset, length, size);
+    }
+  }
+
+  private checkWritable(): void {
+    if (this.state.record.readOnly) throw new ReadOnlyError(`volume '${this.name}'`);
+    this.pool.assertWritable(`volume '${this.name}'`);
+  }
+
+  private assertExists(): void {
+    if (this.pool.metadata.isDeleted(this.state)) throw new NoSuchVolumeError(this.name);
+  }
+
+  private lockKey(virtualBlock: number): number {
+    return this.state.id * VOLUME_KEY_STRIDE + virtualBlock;
+  }
+}
+
+function splitIntoPieces(offset: number, length: number): Piece[] {
+  const pieces: Piece[] = [];
+  for (let done = 0; done < length; ) {
+    const at = offset + done;
+    const virtualBlock = Math.floor(at / DATA_BLOCK_BYTES);
+    const inBlock = at % DATA_BLOCK_BYTES;
+    const byteLength = Math.min(DATA_BLOCK_BYTES - inBlock, length - done);
+    pieces.push({ virtualBlock, inBlock, byteLength, inRequest: done });
+    done += byteLength;
+  }
+  return pieces;
+}
+
+/** Joins pieces whose data blocks are consecutive on disk into single reads. */
+function coalesce(pieces: Piece[], dataBlockOf: (piece: Piece) => number | null): { inRequest: number; byteLength: number; dataBlock: number; inBlock: number }[] {
+  const runs: { inRequest: number; byteLength: number; dataBlock: number; inBlock: number; lastBlock: number }[] = [];
+  for (const piece of pieces) {
+    const dataBlock = dataBlockOf(piece);
+    if (dataBlock === null) continue;
+    const last = runs[runs.length - 1];
+    if (last && last.lastBlock + 1 === dataBlock && last.inRequest + last.byteLength === piece.inRequest && piece.inBlock === 0) {
+      last.byteLength += piece.byteLength;
+      last.lastBlock = dataBlock;
+    } else {
+      runs.push({ inRequest: piece.inRequest, byteLength: piece.byteLength, dataBlock, inBlock: piece.inBlock, lastBlock: dataBlock });
+    }
+  }
+  return runs;
+}
