@@ -205,7 +205,10 @@ export class Volume implements VolumeHandle {
     const firstWhole = Math.ceil(offset / DATA_BLOCK_BYTES);
     const endWhole = Math.floor(end / DATA_BLOCK_BYTES);
     if (firstWhole >= endWhole) {
-      await this.zeroPartial(offset, end);
+      // No whole block: the range lies in one block or straddles one boundary.
+      const boundary = Math.min(end, (Math.floor(offset / DATA_BLOCK_BYTES) + 1) * DATA_BLOCK_BYTES);
+      await this.zeroPartial(offset, boundary);
+      await this.zeroPartial(boundary, end);
       return;
     }
     await this.zeroPartial(offset, firstWhole * DATA_BLOCK_BYTES);

@@ -1,0 +1,302 @@
+// `thinp check`: verifies a pool's committed metadata from its files alone. Every block
+// reached is checksummed and self-identified, every tree's keys are ordered and within
+// their parent's range, every leaf is at the same depth, and every reference count in both
+// space maps equals the references actually found.
+
+import { CorruptBlockError, NotAPoolError } from "../errors.js";
+import { readU64 } from "../io/integers.js";
+import { NodeStorageFile } from "../io/node-storage-file.js";
+import { OwnerLock } from "../io/owner-lock.js";
+import type { StorageFile } from "../io/storage-file.js";
+import { BlockType, METADATA_BLOCK_BYTES, verifyBlock } from "../pdata/block-format.js";
+import { NodeView } from "../pdata/btree/node.js";
+import { loadSpaceMap, type BlockReader } from "../pdata/space-map-store.js";
+import type { RefcountTable } from "../pdata/refcount-table.js";
+import { DATA_BLOCK_BYTES } from "./limits.js";
+import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
+import { nameHash } from "./names.js";
+import { SUPERBLOCK_SLOTS, decodeSuperblock, type Superblock } from "./superblock.js";
+import { VOLUME_RECORD_BYTES, decodeVolumeRecord } from "./volume-record.js";
+
+export interface CheckProblem {
+  blockIndex?: number;
+  message: string;
+}
+
+export interface CheckReport {
+  clean: boolean;
+  problems: CheckProblem[];
+  /** Not errors: states a crash can leave that the next commit repairs. */
+  notes: string[];
+  verified: {
+    transactionId: number;
+    metadataBlocks: number;
+    volumes: number;
+    mappings: number;
+    dataBlocksReferenced: number;
+    treeNodes: number;
+  };
+}
+
+/** Problems listed one by one before the rest are summarized. */
+const PROBLEMS_LISTED_MAX = 200;
+const DEPTH_MAX = 16;
+
+export async function checkPool(metaPath: string): Promise<CheckReport> {
+  const lock = await OwnerLock.acquire(metaPath);
+  try {
+    const metaFile = await NodeStorageFile.open(metaPath, "read-only", "metadata file");
+    try {
+      return await checkMetadataFile(metaFile, metaPath);
+    } finally {
+      await metaFile.close();
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+export async function checkMetadataFile(metaFile: StorageFile, metaPath: string): Promise<CheckReport> {
+  const checker = new Checker(metaFile, metaPath);
+  return checker.run();
+}
+
+class Checker {
+  private readonly problems: CheckProblem[] = [];
+  private problemCount = 0;
+  private readonly notes: string[] = [];
+  private structureDamaged = false;
+  private metadataRefs = new Uint32Array(0);
+  private dataRefs = new Uint32Array(0);
+  private visited = new Uint8Array(0);
+  private superblock!: Superblock;
+  private readonly verified = { transactionId: 0, metadataBlocks: 0, volumes: 0, mappings: 0, dataBlocksReferenced: 0, treeNodes: 0 };
+
+  constructor(
+    private readonly metaFile: StorageFile,
+    private readonly metaPath: string,
+  ) {}
+
+  async run(): Promise<CheckReport> {
+    this.superblock = await this.readSuperblock();
+    const metadataBlocks = this.superblock.metadataSpaceMap.blockCount;
+    const dataBlocks = this.superblock.dataSpaceMap.blockCount;
+    this.verified.transactionId = this.superblock.transactionId;
+    this.verified.metadataBlocks = metadataBlocks;
+    this.metadataRefs = new Uint32Array(metadataBlocks);
+    this.dataRefs = new Uint32Array(dataBlocks);
+    this.visited = new Uint8Array(metadataBlocks);
+    for (const slot of SUPERBLOCK_SLOTS) this.metadataRefs[slot]!++;
+
+    const metadataMap = await this.loadMap("metadata", this.superblock.metadataSpaceMap);
+    const dataMap = await this.loadMap("data", this.superblock.dataSpaceMap);
+    for (const map of [metadataMap, dataMap]) {
+      for (const blockIndex of map?.layout.allBlocks() ?? []) this.countMetadataRef(blockIndex, "space map block");
+    }
+
+    const volumeNames = new Map<number, string>();
+    await this.walkTree(this.superblock.volumeTableRoot, VOLUME_RECORD_BYTES, "volume table", async (volumeId, value, leafIndex) => {
+      let record;
+      try {
+        record = decodeVolumeRecord(value, leafIndex);
+      } catch (error) {
+        this.problem(leafIndex, (error as Error).message);
+        return;
+      }
+      this.verified.volumes++;
+      volumeNames.set(volumeId, record.name);
+      if (record.sizeBytes % 512 !== 0) this.problem(leafIndex, `volume '${record.name}' size ${record.sizeBytes} is not whole sectors`);
+      let mappings = 0;
+      const virtualBlocks = Math.ceil(record.sizeBytes / DATA_BLOCK_BYTES);
+      await this.walkTree(record.mappingRoot, MAPPING_VALUE_BYTES, `mapping tree of '${record.name}'`, (virtualBlock, mappingValue, mappingLeaf, firstVisit) => {
+        mappings++;
+        if (virtualBlock >= virtualBlocks) this.problem(mappingLeaf, `volume '${record.name}' maps block ${virtualBlock}, beyond its size`);
+        if (!firstVisit) return;
+        const { dataBlock } = decodeMapping(mappingValue);
+        if (dataBlock >= dataBlocks) {
+          this.problem(mappingLeaf, `volume '${record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool's ${dataBlocks}`);
+          this.structureDamaged = true;
+          return;
+        }
+        if (this.dataRefs[dataBlock] === 0) this.verified.dataBlocksReferenced++;
+        this.dataRefs[dataBlock]!++;
+      });
+      this.verified.mappings += mappings;
+      if (mappings !== record.mappedBlocks) {
+        this.problem(leafIndex, `volume '${record.name}' records ${record.mappedBlocks} mapped blocks but its tree holds ${mappings}`);
+      }
+    });
+
+    await this.walkTree(this.superblock.nameIndexRoot, 8, "name index", (key, value, leafIndex) => {
+      const volumeId = readU64(value, 0);
+      const name = volumeNames.get(volumeId);
+      if (name === undefined) this.problem(leafIndex, `name index entry ${key} points at missing volume ${volumeId}`);
+      else if (key < nameHash(name) || key >= nameHash(name) + 64) this.problem(leafIndex, `name index entry ${key} is not where '${name}' hashes`);
+      volumeNames.delete(volumeId);
+    });
+    for (const [volumeId, name] of volumeNames) this.problem(undefined, `volume ${volumeId} ('${name}') is missing from the name index`);
+
+    if (this.structureDamaged || !metadataMap || !dataMap) {
+      this.notes.push("reference counts were not compared: some metadata could not be read");
+    } else {
+      this.compareCounts("metadata", metadataMap.table, this.metadataRefs);
+      this.compareCounts("data", dataMap.table, this.dataRefs);
+    }
+    if (this.problemCount > this.problems.length) {
+      this.problems.push({ message: `... and ${this.problemCount - this.problems.length} more problems` });
+    }
+    return { clean: this.problemCount === 0, problems: this.problems, notes: this.notes, verified: this.verified };
+  }
+
+  private async readSuperblock(): Promise<Superblock> {
+    const candidates: Superblock[] = [];
+    let failure: Error | null = null;
+    for (const slot of SUPERBLOCK_SLOTS) {
+      const block = Buffer.alloc(METADATA_BLOCK_BYTES);
+      await this.metaFile.read(block, slot * METADATA_BLOCK_BYTES);
+      try {
+        candidates.push(decodeSuperblock(block, slot, this.metaPath));
+      } catch (error) {
+        if (!(error instanceof CorruptBlockError || error instanceof NotAPoolError)) throw error;
+        failure = error;
+      }
+    }
+    if (candidates.length === 0) throw failure!;
+    if (failure) this.notes.push(`one superblock copy is unreadable (${failure.message}); an interrupted commit leaves this and the next commit rewrites it`);
+    return candidates.sort((a, b) => b.transactionId - a.transactionId)[0]!;
+  }
+
+  private readBlock: BlockReader = async (blockIndex, type) => {
+    if (!(blockIndex >= SUPERBLOCK_SLOTS.length && blockIndex < this.metadataRefs.length)) {
+      throw new CorruptBlockError(blockIndex, `reference outside the metadata file's ${this.metadataRefs.length} blocks`);
+    }
+    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
+    await this.metaFile.read(block, blockIndex * METADATA_BLOCK_BYTES);
+    verifyBlock(block, type, blockIndex);
+    return block;
+  };
+
+  private async loadMap(which: string, root: Superblock["dataSpaceMap"]) {
+    try {
+      return await loadSpaceMap(root, this.readBlock);
+    } catch (error) {
+      if (!(error instanceof CorruptBlockError)) throw error;
+      this.problem(error.blockIndex, `${which} space map: ${error.message}`);
+      this.structureDamaged = true;
+      return null;
+    }
+  }
+
+  private countMetadataRef(blockIndex: number, what: string): boolean {
+    if (!(blockIndex >= SUPERBLOCK_SLOTS.length && blockIndex < this.metadataRefs.length)) {
+      this.problem(blockIndex, `${what} points outside the metadata file`);
+      this.structureDamaged = true;
+      return false;
+    }
+    this.metadataRefs[blockIndex]!++;
+    return true;
+  }
+
+  /**
+   * Walks a tree, counting one reference to its root and to each child of each node seen
+   * for the first time. `visit` sees every entry, with firstVisit false for entries of a
+   * shared leaf already walked through another tree.
+   */
+  private async walkTree(
+    root: number,
+    valueBytes: number,
+    what: string,
+    visit: (key: number, value: Buffer, leafIndex: number, firstVisit: boolean) => void | Promise<void>,
+  ): Promise<void> {
+    if (!this.countMetadataRef(root, `root of the ${what}`)) return;
+    const leafDepths = new Set<number>();
+    await this.walkNode(root, valueBytes, what, visit, 0, Number.MAX_SAFE_INTEGER + 1, 0, leafDepths, true);
+    if (leafDepths.size > 1) this.problem(root, `leaves of the ${what} are at different depths`);
+  }
+
+  private async walkNode(
+    blockIndex: number,
+    valueBytes: number,
+    what: string,
+    visit: (key: number, value: Buffer, leafIndex: number, firstVisit: boolean) => void | Promise<void>,
+    low: number,
+    high: number,
+    depth: number,
+    leafDepths: Set<number>,
+    isRoot: boolean,
+  ): Promise<void> {
+    if (depth > DEPTH_MAX) {
+      this.problem(blockIndex, `${what} is deeper than ${DEPTH_MAX} levels`);
+      return;
+    }
+    let node: NodeView;
+    try {
+      node = NodeView.open(await this.readBlock(blockIndex, BlockType.BTreeNode), blockIndex, valueBytes);
+    } catch (error) {
+      if (!(error instanceof CorruptBlockError)) throw error;
+      this.problem(error.blockIndex, `${what}: ${error.message}`);
+      this.structureDamaged = true;
+      return;
+    }
+    const firstVisit = this.visited[blockIndex] === 0;
+    this.visited[blockIndex] = 1;
+    if (firstVisit) this.verified.treeNodes++;
+    const count = node.count;
+    if (count === 0 && !isRoot) this.problem(blockIndex, `${what}: empty node below the root`);
+    let previous = -1;
+    const keys: number[] = [];
+    for (let i = 0; i < count; i++) {
+      let key: number;
+      try {
+        key = node.keyAt(i);
+      } catch (error) {
+        this.problem(blockIndex, `${what}: ${(error as Error).message}`);
+        this.structureDamaged = true;
+        return;
+      }
+      if (key <= previous) this.problem(blockIndex, `${what}: keys out of order at entry ${i}`);
+      if (key < low || key >= high) this.problem(blockIndex, `${what}: key ${key} outside its parent's range [${low}, ${high})`);
+      previous = key;
+      keys.push(key);
+    }
+    if (node.isLeaf) {
+      leafDepths.add(depth);
+      for (let i = 0; i < count; i++) await visit(keys[i]!, node.valueAt(i), blockIndex, firstVisit);
+      return;
+    }
+    if (!firstVisit) return; // its subtree was counted when first reached
+    const children: number[] = [];
+    for (let i = 0; i < count; i++) {
+      const child = node.childAt(i);
+      if (this.countMetadataRef(child, `${what} child pointer`)) children.push(child);
+      else children.push(-1);
+    }
+    for (let i = 0; i < count; i++) {
+      if (children[i]! < 0) continue;
+      const childLow = i === 0 ? low : keys[i]!;
+      const childHigh = i + 1 < count ? keys[i + 1]! : high;
+      await this.walkNode(children[i]!, valueBytes, what, visit, childLow, childHigh, depth + 1, leafDepths, false);
+    }
+  }
+
+  private compareCounts(which: string, stored: RefcountTable, found: Uint32Array): void {
+    if (stored.blockCount !== found.length) {
+      this.problem(undefined, `${which} space map covers ${stored.blockCount} blocks, ${found.length} expected`);
+      return;
+    }
+    for (let block = 0; block < found.length; block++) {
+      const storedCount = stored.get(block);
+      const foundCount = found[block]!;
+      if (storedCount === foundCount) continue;
+      const subject = which === "metadata" ? `metadata block ${block}` : `data block ${block}`;
+      if (foundCount === 0) this.problem(which === "metadata" ? block : undefined, `${subject} is leaked: count ${storedCount} but nothing references it`);
+      else if (storedCount === 0) this.problem(which === "metadata" ? block : undefined, `${subject} is referenced ${foundCount} times but marked free`);
+      else this.problem(which === "metadata" ? block : undefined, `${subject} has count ${storedCount} but ${foundCount} references`);
+    }
+  }
+
+  private problem(blockIndex: number | undefined, message: string): void {
+    this.problemCount++;
+    if (this.problems.length < PROBLEMS_LISTED_MAX) this.problems.push(blockIndex === undefined ? { message } : { blockIndex, message });
+  }
+}
