@@ -1,0 +1,22 @@
+// What the NBD server is given to serve: a set of named exports, each a VolumeHandle.
+// The pool implements this; tests implement it over memory volumes.
+
+import type { VolumeHandle } from "../thin/api.js";
+
+export interface ExportListing {
+  name: string;
+  /** Shown to humans by `nbdinfo --list`; may be empty. */
+  description: string;
+}
+
+export interface ExportCatalog {
+  list(): ExportListing[];
+  /** The export's handle, or null when there is no export of that name. */
+  open(name: string): VolumeHandle | null;
+  /** Makes every write acknowledged so far, on any connection, durable (commits the pool). */
+  flush(): Promise<void>;
+  /** A client entered transmission on `name`; the pool may refuse to delete it until detach. */
+  attach?(name: string): void;
+  /** That client's connection has closed; called exactly once per attach. */
+  detach?(name: string): void;
+}

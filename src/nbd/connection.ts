@@ -1,0 +1,112 @@
+// One client connection from accept to close: handshake, then transmission, then a clean
+// close. Whatever the client does, only this socket is affected.
+
+import type { Socket } from "node:net";
+import { ThinpError } from "../errors.js";
+import type { ExportCatalog } from "./catalog.js";
+import { negotiate, type NegotiatedExport } from "./handshake.js";
+import { READ_AHEAD_BYTES_MAX, SOCKET_CLOSE_TIMEOUT_MS, type NbdLimits } from "./limits.js";
+import type { NbdLog } from "./nbd-log.js";
+import { ReplyWriter } from "./reply-writer.js";
+import { isSessionEnding } from "./session-errors.js";
+import { SocketReader } from "./socket-reader.js";
+import { Transmission } from "./transmission.js";
+
+export interface ConnectionEnvironment {
+  catalog: ExportCatalog;
+  serverReadOnly: boolean;
+  limits: NbdLimits;
+  log: NbdLog;
+}
+
+export class NbdConnection {
+  private readonly reader: SocketReader;
+  private readonly writer: ReplyWriter;
+  private readonly log: NbdLog;
+  private readonly socketClosed: Promise<void>;
+  private transmission: Transmission | null = null;
+  private shuttingDown = false;
+
+  constructor(
+    private readonly socket: Socket,
+    readonly connectionId: number,
+    private readonly environment: ConnectionEnvironment,
+  ) {
+    const peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : "unix socket";
+    this.log = (level, message) => environment.log(level, `nbd connection ${connectionId} (${peer}): ${message}`);
+    this.reader = new SocketReader(socket, READ_AHEAD_BYTES_MAX);
+    this.writer = new ReplyWriter(socket, environment.limits.replyBufferBytesMax);
+    this.socketClosed = new Promise((resolve) => socket.once("close", () => resolve()));
+    // Resets and write failures end up as 'close'; without a listener they would crash the server.
+    socket.on("error", (error) => this.log("debug", `socket error: ${error.message}`));
+  }
+
+  /** Serves the connection to its end; resolves when the socket has closed. */
+  async run(): Promise<void> {
+    const negotiated = await this.handshake();
+    if (negotiated !== null && !this.shuttingDown) await this.transmit(negotiated);
+    await this.close();
+  }
+
+  /** Server shutdown: a client still in the handshake is dropped; one in transmission gets its in-flight replies first. */
+  shutdown(): void {
+    this.shuttingDown = true;
+    if (this.transmission !== null) this.transmission.stop();
+    else this.reader.stop();
+  }
+
+  /** Drops the connection at once; for when shutdown has waited long enough. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private async handshake(): Promise<NegotiatedExport | null> {
+    const { limits, catalog, serverReadOnly } = this.environment;
+    const timer = setTimeout(() => {
+      this.log("info", `handshake not finished within ${limits.handshakeTimeoutMs} ms; closing`);
+      this.reader.stop();
+    }, limits.handshakeTimeoutMs);
+    try {
+      return await negotiate(this.reader, this.writer, {
+        catalog,
+        serverReadOnly,
+        optionsPerHandshakeMax: limits.optionsPerHandshakeMax,
+        isShuttingDown: () => this.shuttingDown,
+        log: this.log,
+      });
+    } catch (error) {
+      if (!isSessionEnding(error)) throw error;
+      this.log("info", `handshake ended: ${error.message}`);
+      return null;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async transmit(negotiated: NegotiatedExport): Promise<void> {
+    const { catalog } = this.environment;
+    try {
+      catalog.attach?.(negotiated.exportName);
+    } catch (error) {
+      if (!(error instanceof ThinpError)) throw error;
+      this.log("warn", `cannot serve '${negotiated.exportName}': ${error.message}`);
+      return;
+    }
+    this.log("info", `serving '${negotiated.exportName}' (${negotiated.exportBytes} bytes${negotiated.readOnly ? ", read-only" : ""})`);
+    try {
+      this.transmission = new Transmission(this.reader, this.writer, negotiated, this.environment);
+      const end = await this.transmission.run();
+      this.log("info", `transmission ended: ${end}`);
+    } finally {
+      catalog.detach?.(negotiated.exportName);
+    }
+  }
+
+  private async close(): Promise<void> {
+    // end() flushes queued replies first; a client that never hangs up is dropped after a while.
+    if (!this.socket.destroyed) this.socket.end();
+    const timer = setTimeout(() => this.socket.destroy(), SOCKET_CLOSE_TIMEOUT_MS);
+    await this.socketClosed;
+    clearTimeout(timer);
+  }
+}

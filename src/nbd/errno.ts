@@ -1,0 +1,26 @@
+// The one table from an engine error's `code` to the NBD error value a client sees.
+
+import { AssertionError } from "../io/assert.js";
+import { ThinpError, type ErrorCode } from "../errors.js";
+import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_EPERM, type NbdErrno } from "./protocol.js";
+
+const ERRNO_BY_CODE: Partial<Record<ErrorCode, NbdErrno>> = {
+  POOL_FULL: NBD_ENOSPC,
+  METADATA_FULL: NBD_ENOSPC,
+  OUT_OF_RANGE: NBD_EINVAL,
+  READ_ONLY: NBD_EPERM,
+  CORRUPT: NBD_EIO,
+  IO_ERROR: NBD_EIO,
+};
+
+/**
+ * The NBD error for an engine failure. Operating errors map by code, anything unlisted to EIO
+ * (the client can only retry or give up, and EIO says exactly that). A failed assertion is a
+ * bug in thinp, not something to report to a client: it is rethrown so the process stops
+ * before it can write anything else.
+ */
+export function errnoForEngineError(error: unknown): NbdErrno {
+  if (error instanceof AssertionError) throw error;
+  if (error instanceof ThinpError) return ERRNO_BY_CODE[error.code] ?? NBD_EIO;
+  return NBD_EIO;
+}

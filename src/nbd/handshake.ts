@@ -1,0 +1,279 @@
+// Option haggling (fixed newstyle): from the greeting to the moment a client enters
+// transmission on one export, or leaves.
+
+import type { VolumeHandle } from "../thin/api.js";
+import { assert } from "../io/assert.js";
+import type { ExportCatalog } from "./catalog.js";
+import {
+  BLOCK_SIZE_MIN_BYTES,
+  BLOCK_SIZE_PREFERRED_BYTES,
+  NAME_BYTES_MAX,
+  OPTION_BYTES_MAX,
+  REQUEST_BYTES_MAX,
+} from "./limits.js";
+import { contextsToList, contextsToSelect } from "./meta-context.js";
+import type { NbdLog } from "./nbd-log.js";
+import {
+  OPTION_HEADER_BYTES,
+  decodeInfoRequest,
+  decodeMetaContextRequest,
+  decodeOptionHeader,
+  encodeExportNameReply,
+  encodeGreeting,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeInfoText,
+  encodeMetaContextReply,
+  encodeOptionError,
+  encodeOptionReply,
+  encodeServerReply,
+} from "./option-messages.js";
+import {
+  BASE_ALLOCATION_CONTEXT,
+  BASE_ALLOCATION_CONTEXT_ID,
+  NBD_FLAG_C_FIXED_NEWSTYLE,
+  NBD_FLAG_C_NO_ZEROES,
+  NBD_INFO_DESCRIPTION,
+  NBD_INFO_NAME,
+  NBD_OPTS_MAGIC,
+  NBD_OPT_ABORT,
+  NBD_OPT_EXPORT_NAME,
+  NBD_OPT_GO,
+  NBD_OPT_INFO,
+  NBD_OPT_LIST,
+  NBD_OPT_LIST_META_CONTEXT,
+  NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STRUCTURED_REPLY,
+  NBD_REP_ACK,
+  NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_SHUTDOWN,
+  NBD_REP_ERR_UNKNOWN,
+  NBD_REP_ERR_UNSUP,
+} from "./protocol.js";
+import type { ReplyWriter } from "./reply-writer.js";
+import { ProtocolViolationError } from "./session-errors.js";
+import type { SocketReader } from "./socket-reader.js";
+import { transmissionFlags } from "./transmission-flags.js";
+import { decodeWireString } from "./wire-strings.js";
+
+/** What option haggling agreed on; everything transmission needs to know. */
+export interface NegotiatedExport {
+  exportName: string;
+  handle: VolumeHandle;
+  /** The size told to the client; requests are checked against this, not a later size. */
+  exportBytes: number;
+  readOnly: boolean;
+  transmissionFlags: number;
+  structuredReplies: boolean;
+  /** The id base:allocation was selected under, or null when the client selected no context. */
+  allocationContextId: number | null;
+}
+
+export interface HandshakeEnvironment {
+  catalog: ExportCatalog;
+  serverReadOnly: boolean;
+  optionsPerHandshakeMax: number;
+  isShuttingDown: () => boolean;
+  log: NbdLog;
+}
+
+type OptionOutcome = { kind: "continue" } | { kind: "close" } | { kind: "transmission"; negotiated: NegotiatedExport };
+const CONTINUE: OptionOutcome = { kind: "continue" };
+const CLOSE: OptionOutcome = { kind: "close" };
+
+const KNOWN_CLIENT_FLAGS = NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES;
+
+/**
+ * Runs the handshake. Resolves with the negotiated export, or null when the connection should
+ * simply close (the client aborted, or asked for an export by NBD_OPT_EXPORT_NAME that we
+ * cannot serve). Throws ProtocolViolationError or PeerClosedError when the client broke off.
+ */
+export async function negotiate(
+  reader: SocketReader,
+  writer: ReplyWriter,
+  environment: HandshakeEnvironment,
+): Promise<NegotiatedExport | null> {
+  writer.send([encodeGreeting()]);
+  const clientFlags = (await reader.readExact(4)).readUInt32BE(0);
+  // The spec: the server MUST drop the connection on a client flag it does not know.
+  if ((clientFlags & ~KNOWN_CLIENT_FLAGS) !== 0) {
+    throw new ProtocolViolationError(`unknown client flags 0x${clientFlags.toString(16)}`);
+  }
+  const haggling = new OptionHaggling(writer, environment, (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0);
+  for (let optionCount = 1; optionCount <= environment.optionsPerHandshakeMax; optionCount++) {
+    const header = decodeOptionHeader(await reader.readExact(OPTION_HEADER_BYTES));
+    if (header.magic !== NBD_OPTS_MAGIC) {
+      throw new ProtocolViolationError(`bad option magic 0x${header.magic.toString(16)}`);
+    }
+    if (header.dataByteLength > OPTION_BYTES_MAX) {
+      throw new ProtocolViolationError(`option ${header.option} has ${header.dataByteLength} bytes of data, more than ${OPTION_BYTES_MAX}`);
+    }
+    const data = await reader.readExact(header.dataByteLength);
+    const outcome = haggling.answer(header.option, data);
+    if (outcome.kind === "close") return null;
+    if (outcome.kind === "transmission") return outcome.negotiated;
+  }
+  throw new ProtocolViolationError(`more than ${environment.optionsPerHandshakeMax} options in one handshake`);
+}
+
+class OptionHaggling {
+  private structuredReplies = false;
+  /** The last SET_META_CONTEXT: for which export, and whether it selected base:allocation. */
+  private selection: { exportName: string; allocation: boolean } | null = null;
+
+  constructor(
+    private readonly writer: ReplyWriter,
+    private readonly environment: HandshakeEnvironment,
+    private readonly noZeroes: boolean,
+  ) {}
+
+  answer(option: number, data: Buffer): OptionOutcome {
+    if (this.environment.isShuttingDown() && option !== NBD_OPT_ABORT) {
+      // NBD_OPT_EXPORT_NAME cannot carry an error, so the only answer is to hang up.
+      if (option === NBD_OPT_EXPORT_NAME) return CLOSE;
+      return this.fail(option, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
+    }
+    switch (option) {
+      case NBD_OPT_EXPORT_NAME:
+        return this.exportName(data);
+      case NBD_OPT_ABORT:
+        // Any data is ignored, as the spec asks.
+        this.writer.send([encodeOptionReply(option, NBD_REP_ACK)]);
+        return CLOSE;
+      case NBD_OPT_LIST:
+        return this.list(data);
+      case NBD_OPT_INFO:
+      case NBD_OPT_GO:
+        return this.infoOrGo(option, data);
+      case NBD_OPT_STRUCTURED_REPLY:
+        if (data.length !== 0) return this.fail(option, NBD_REP_ERR_INVALID, "NBD_OPT_STRUCTURED_REPLY takes no data");
+        this.structuredReplies = true;
+        this.writer.send([encodeOptionReply(option, NBD_REP_ACK)]);
+        return CONTINUE;
+      case NBD_OPT_LIST_META_CONTEXT:
+        return this.listMetaContext(data);
+      case NBD_OPT_SET_META_CONTEXT:
+        return this.setMetaContext(data);
+      default:
+        // Includes STARTTLS: we serve without TLS, and UNSUP is an answer the spec allows.
+        return this.fail(option, NBD_REP_ERR_UNSUP, `option ${option} is not supported by this server`);
+    }
+  }
+
+  private fail(option: number, errorType: number, message: string): OptionOutcome {
+    this.environment.log("debug", `option ${option} refused: ${message}`);
+    this.writer.send([encodeOptionError(option, errorType, message)]);
+    return CONTINUE;
+  }
+
+  private exportName(data: Buffer): OptionOutcome {
+    const name = decodeWireString(data);
+    // This option cannot return an error; the spec's answer to a bad or unknown name is to hang up.
+    if (!name.ok) throw new ProtocolViolationError(`NBD_OPT_EXPORT_NAME: export name ${name.reason}`);
+    const handle = this.environment.catalog.open(name.value);
+    if (handle === null) {
+      this.environment.log("info", `NBD_OPT_EXPORT_NAME asked for unknown export '${name.value}'; closing`);
+      return CLOSE;
+    }
+    const negotiated = this.negotiatedExport(name.value, handle);
+    this.writer.send([encodeExportNameReply(negotiated.exportBytes, negotiated.transmissionFlags, this.noZeroes)]);
+    return { kind: "transmission", negotiated };
+  }
+
+  private list(data: Buffer): OptionOutcome {
+    if (data.length !== 0) return this.fail(NBD_OPT_LIST, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+    const replies: Buffer[] = [];
+    for (const listing of this.environment.catalog.list()) {
+      if (Buffer.byteLength(listing.name, "utf8") > NAME_BYTES_MAX) {
+        this.environment.log("warn", `export name of ${listing.name.length} characters is too long for NBD; not listed`);
+        continue;
+      }
+      replies.push(encodeServerReply(NBD_OPT_LIST, listing.name, listing.description));
+    }
+    replies.push(encodeOptionReply(NBD_OPT_LIST, NBD_REP_ACK));
+    this.writer.send(replies);
+    return CONTINUE;
+  }
+
+  private infoOrGo(option: typeof NBD_OPT_INFO | typeof NBD_OPT_GO, data: Buffer): OptionOutcome {
+    const request = decodeInfoRequest(data);
+    if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
+    const { exportName, infoTypes } = request.value;
+    const handle = this.environment.catalog.open(exportName);
+    if (handle === null) return this.fail(option, NBD_REP_ERR_UNKNOWN, `no export named '${exportName}'`);
+    const negotiated = this.negotiatedExport(exportName, handle);
+    // NBD_INFO_EXPORT goes first and always: QEMU never asks for it yet fails without it.
+    const replies = [encodeInfoExport(option, negotiated.exportBytes, negotiated.transmissionFlags)];
+    if (infoTypes.includes(NBD_INFO_NAME)) replies.push(encodeInfoText(option, NBD_INFO_NAME, exportName));
+    if (infoTypes.includes(NBD_INFO_DESCRIPTION)) {
+      const description = this.describe(exportName);
+      if (description !== "") replies.push(encodeInfoText(option, NBD_INFO_DESCRIPTION, description));
+    }
+    // Sent unasked too: clients that do not understand it must ignore it, and the rest learn our limits.
+    replies.push(encodeInfoBlockSize(option, BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, REQUEST_BYTES_MAX));
+    replies.push(encodeOptionReply(option, NBD_REP_ACK));
+    this.writer.send(replies);
+    return option === NBD_OPT_GO ? { kind: "transmission", negotiated } : CONTINUE;
+  }
+
+  private listMetaContext(data: Buffer): OptionOutcome {
+    const option = NBD_OPT_LIST_META_CONTEXT;
+    const request = decodeMetaContextRequest(data);
+    if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
+    if (this.environment.catalog.open(request.value.exportName) === null) {
+      return this.fail(option, NBD_REP_ERR_UNKNOWN, `no export named '${request.value.exportName}'`);
+    }
+    const matched = contextsToList(request.value.queries);
+    if (!matched.ok) return this.fail(option, NBD_REP_ERR_INVALID, matched.reason);
+    // Ids in a list reply are reserved; the spec says to send zero.
+    const replies = matched.contexts.map((context) => encodeMetaContextReply(option, 0, context));
+    replies.push(encodeOptionReply(option, NBD_REP_ACK));
+    this.writer.send(replies);
+    return CONTINUE;
+  }
+
+  private setMetaContext(data: Buffer): OptionOutcome {
+    const option = NBD_OPT_SET_META_CONTEXT;
+    // A SET replaces the previous selection even when it fails.
+    this.selection = null;
+    if (!this.structuredReplies) {
+      return this.fail(option, NBD_REP_ERR_INVALID, "NBD_OPT_SET_META_CONTEXT needs structured replies first");
+    }
+    const request = decodeMetaContextRequest(data);
+    if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
+    const { exportName, queries } = request.value;
+    if (this.environment.catalog.open(exportName) === null) {
+      return this.fail(option, NBD_REP_ERR_UNKNOWN, `no export named '${exportName}'`);
+    }
+    const matched = contextsToSelect(queries);
+    if (!matched.ok) return this.fail(option, NBD_REP_ERR_INVALID, matched.reason);
+    const allocation = matched.contexts.includes(BASE_ALLOCATION_CONTEXT);
+    const replies: Buffer[] = [];
+    if (allocation) replies.push(encodeMetaContextReply(option, BASE_ALLOCATION_CONTEXT_ID, BASE_ALLOCATION_CONTEXT));
+    replies.push(encodeOptionReply(option, NBD_REP_ACK));
+    this.writer.send(replies);
+    this.selection = { exportName, allocation };
+    return CONTINUE;
+  }
+
+  private negotiatedExport(exportName: string, handle: VolumeHandle): NegotiatedExport {
+    const exportBytes = handle.sizeBytes;
+    assert(Number.isSafeInteger(exportBytes) && exportBytes >= 0, `export size ${exportBytes}`);
+    const readOnly = this.environment.serverReadOnly || handle.readOnly;
+    // Block status is only for the export the contexts were selected on.
+    const allocationSelected = this.selection !== null && this.selection.allocation && this.selection.exportName === exportName;
+    return {
+      exportName,
+      handle,
+      exportBytes,
+      readOnly,
+      transmissionFlags: transmissionFlags(readOnly, this.structuredReplies),
+      structuredReplies: this.structuredReplies,
+      allocationContextId: allocationSelected ? BASE_ALLOCATION_CONTEXT_ID : null,
+    };
+  }
+
+  private describe(exportName: string): string {
+    return this.environment.catalog.list().find((listing) => listing.name === exportName)?.description ?? "";
+  }
+}
