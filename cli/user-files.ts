@@ -3,9 +3,10 @@
 // with the same exit codes.
 
 import { promises as fs } from "node:fs";
-import { FileExistsError, FileMissingError, IoError } from "../src/errors.js";
+import { FileExistsError, FileMissingError, IoError, ThinpError } from "../src/errors.js";
 
 function asOperatingError(failure: unknown, filePath: string, what: string): unknown {
+  if (failure instanceof ThinpError) return failure;
   const errno = (failure as NodeJS.ErrnoException | null)?.code;
   if (errno === "ENOENT") return new FileMissingError(filePath, what);
   if (errno === "EEXIST") return new FileExistsError(filePath);
