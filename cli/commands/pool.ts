@@ -1,0 +1,136 @@
+// Commands about the pool as a whole: create-pool, resize-pool, status, check.
+
+import type { Command } from "commander";
+import { ThinpError, type ErrorCode } from "../../src/errors.js";
+import type { PoolStatus } from "../../src/thin/api.js";
+import { checkPool, type CheckReport } from "../../src/thin/check.js";
+import { DEFAULT_POOL_BYTES } from "../../src/thin/limits.js";
+import { Pool } from "../../src/thin/pool.js";
+import { addPoolOption, type PoolOptions } from "../options.js";
+import { resolvePoolPath, withPool } from "../pool-session.js";
+import { formatSize, parseSize } from "../size.js";
+import { renderFields } from "../table.js";
+
+export function registerPoolCommands(program: Command): void {
+  program
+    .command("create-pool")
+    .description("create a pool: a data file holding the volumes' blocks and a metadata file describing them")
+    .argument("<data>", "data file to create")
+    .argument("<meta>", "metadata file to create")
+    .option("--size <size>", `size of the data file, e.g. 64K, 512M, 10G, 1.5T (default: ${formatSize(DEFAULT_POOL_BYTES)})`)
+    .action(createPool);
+
+  addPoolOption(
+    program
+      .command("resize-pool")
+      .description("grow the pool's data file (pools never shrink)")
+      .requiredOption("--size <size>", "new size of the data file"),
+  ).action(resizePool);
+
+  addPoolOption(
+    program
+      .command("status")
+      .description("show data and metadata space used, the transaction id and block sizes")
+      .option("--json", "print machine-readable JSON"),
+  ).action(showStatus);
+
+  addPoolOption(
+    program
+      .command("check")
+      .description("verify every metadata block and reference count; exits non-zero listing each problem")
+      .option("--json", "print the report as JSON"),
+  ).action(runCheck);
+}
+
+async function createPool(dataPath: string, metaPath: string, options: { size?: string }): Promise<void> {
+  const sizeBytes = options.size === undefined ? DEFAULT_POOL_BYTES : parseSize(options.size);
+  const pool = await Pool.create(dataPath, metaPath, { sizeBytes });
+  try {
+    await pool.commit();
+    const status = pool.status();
+    process.stdout.write(
+      `created pool: ${formatSize(status.dataBlocksTotal * status.dataBlockBytes)} of data in ${dataPath} ` +
+        `(${status.dataBlocksTotal} blocks of ${formatSize(status.dataBlockBytes)}), metadata in ${metaPath}\n`,
+    );
+  } finally {
+    await pool.close();
+  }
+}
+
+async function resizePool(options: PoolOptions & { size: string }): Promise<void> {
+  const sizeBytes = parseSize(options.size);
+  const status = await withPool(resolvePoolPath(options.pool), "write", (pool) => pool.resize(sizeBytes));
+  process.stdout.write(
+    `pool is now ${formatSize(status.dataBlocksTotal * status.dataBlockBytes)} (${status.dataBlocksTotal} data blocks)\n`,
+  );
+}
+
+async function showStatus(options: PoolOptions & { json?: boolean }): Promise<void> {
+  const status = await withPool(resolvePoolPath(options.pool), "read", async (pool) => {
+    // The engine's status() reports the volume count its last metadata operation saw,
+    // which is 0 straight after open; listing first makes that count current.
+    await pool.listVolumes();
+    return pool.status();
+  });
+  process.stdout.write(options.json ? JSON.stringify(status, null, 2) + "\n" : renderStatus(status));
+}
+
+function usedOfTotal(used: number, total: number): string {
+  const percent = total === 0 ? 0 : (used / total) * 100;
+  return `${used} of ${total} used (${percent.toFixed(1)}%)`;
+}
+
+function renderStatus(status: PoolStatus): string {
+  return renderFields([
+    ["data blocks", usedOfTotal(status.dataBlocksUsed, status.dataBlocksTotal)],
+    ["data block size", formatSize(status.dataBlockBytes)],
+    ["data used", `${formatSize(status.dataBlocksUsed * status.dataBlockBytes)} of ${formatSize(status.dataBlocksTotal * status.dataBlockBytes)}`],
+    ["metadata blocks", usedOfTotal(status.metadataBlocksUsed, status.metadataBlocksTotal)],
+    ["metadata block size", formatSize(status.metadataBlockBytes)],
+    ["transaction id", String(status.transactionId)],
+    ["volumes", String(status.volumeCount)],
+    ["uuid", status.uuid],
+    ["data file", status.dataPath],
+    ["metadata file", status.metaPath],
+  ]);
+}
+
+/** The check found problems; the report itself has already been printed. */
+class CheckFailedError extends ThinpError {
+  readonly code: ErrorCode = "CORRUPT";
+  constructor(metaPath: string, problemCount: number) {
+    super(`check of ${metaPath} found ${problemCount} problem${problemCount === 1 ? "" : "s"}`);
+  }
+}
+
+async function runCheck(options: PoolOptions & { json?: boolean }): Promise<void> {
+  const metaPath = resolvePoolPath(options.pool);
+  const report = await checkPool(metaPath);
+  process.stdout.write(options.json ? JSON.stringify(report, null, 2) + "\n" : renderCheckReport(metaPath, report));
+  if (!report.clean) throw new CheckFailedError(metaPath, report.problems.length);
+}
+
+/** The engine's message usually names the block already; say it only when it does not. */
+function describeProblem(problem: CheckReport["problems"][number]): string {
+  const { blockIndex, message } = problem;
+  if (blockIndex === undefined || new RegExp(`\\bblock ${blockIndex}\\b`).test(message)) return message;
+  return `${message} (metadata block ${blockIndex})`;
+}
+
+function counted(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? "" : "s"}`;
+}
+
+function renderCheckReport(metaPath: string, report: CheckReport): string {
+  const { verified } = report;
+  const lines = [
+    `checked ${metaPath} at transaction ${verified.transactionId}: ` +
+      `${counted(verified.metadataBlocks, "metadata block")} (${counted(verified.treeNodes, "tree node")}), ` +
+      `${counted(verified.volumes, "volume")}, ${counted(verified.mappings, "mapping")}, ` +
+      `${counted(verified.dataBlocksReferenced, "data block")} referenced`,
+  ];
+  for (const note of report.notes) lines.push(`note: ${note}`);
+  for (const problem of report.problems) lines.push(`problem: ${describeProblem(problem)}`);
+  lines.push(report.clean ? "clean" : `${report.problems.length} problem(s) found`);
+  return lines.join("\n") + "\n";
+}

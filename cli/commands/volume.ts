@@ -1,0 +1,147 @@
+// Commands about volumes: create, snapshot, delete, resize, list.
+
+import type { Command } from "commander";
+import type { VolumeInfo, VolumeUsage } from "../../src/thin/api.js";
+import { addPoolOption, type PoolOptions } from "../options.js";
+import { resolvePoolPath, withPool } from "../pool-session.js";
+import { formatSize, parseSize } from "../size.js";
+import { renderTable, type Column } from "../table.js";
+
+export function registerVolumeCommands(program: Command): void {
+  addPoolOption(
+    program
+      .command("create")
+      .description("create a thin volume; it takes no data blocks until written")
+      .argument("<name>", "volume name")
+      .requiredOption("--size <size>", "virtual size, e.g. 256M, 10G"),
+  ).action(createVolume);
+
+  addPoolOption(
+    program
+      .command("snapshot")
+      .description("snapshot a volume: the new volume shares all of its origin's blocks until either is written")
+      .argument("<origin>", "volume to snapshot")
+      .argument("<name>", "name of the new volume")
+      .option("--read-only", "make the snapshot read-only"),
+  ).action(snapshotVolume);
+
+  addPoolOption(
+    program
+      .command("delete")
+      .description("delete a volume, freeing the blocks no other volume shares")
+      .argument("<name>", "volume name"),
+  ).action(deleteVolume);
+
+  addPoolOption(
+    program
+      .command("resize")
+      .description("change a volume's virtual size; shrinking below mapped data is refused")
+      .argument("<name>", "volume name")
+      .requiredOption("--size <size>", "new virtual size"),
+  ).action(resizeVolume);
+
+  addPoolOption(
+    program
+      .command("list")
+      .description("list volumes with their size and how much data each maps, owns and shares")
+      .option("--json", "print machine-readable JSON"),
+  ).action(listVolumes);
+}
+
+async function createVolume(name: string, options: PoolOptions & { size: string }): Promise<void> {
+  const sizeBytes = parseSize(options.size);
+  const info = await withPool(resolvePoolPath(options.pool), "write", (pool) => pool.createVolume(name, sizeBytes));
+  process.stdout.write(`created volume ${info.name} (${formatSize(info.sizeBytes)})\n`);
+}
+
+async function snapshotVolume(
+  originName: string,
+  name: string,
+  options: PoolOptions & { readOnly?: boolean },
+): Promise<void> {
+  const readOnly = options.readOnly === true;
+  const info = await withPool(resolvePoolPath(options.pool), "write", (pool) =>
+    pool.snapshot(originName, name, { readOnly }),
+  );
+  process.stdout.write(`created snapshot ${info.name} of ${originName}${info.readOnly ? " (read-only)" : ""}\n`);
+}
+
+async function deleteVolume(name: string, options: PoolOptions): Promise<void> {
+  await withPool(resolvePoolPath(options.pool), "write", (pool) => pool.deleteVolume(name));
+  process.stdout.write(`deleted volume ${name}\n`);
+}
+
+async function resizeVolume(name: string, options: PoolOptions & { size: string }): Promise<void> {
+  const sizeBytes = parseSize(options.size);
+  const info = await withPool(resolvePoolPath(options.pool), "write", (pool) => pool.resizeVolume(name, sizeBytes));
+  process.stdout.write(`resized volume ${info.name} to ${formatSize(info.sizeBytes)}\n`);
+}
+
+interface ListedVolume {
+  info: VolumeInfo;
+  usage: VolumeUsage;
+}
+
+async function listVolumes(options: PoolOptions & { json?: boolean }): Promise<void> {
+  const { volumes, blockBytes } = await withPool(resolvePoolPath(options.pool), "read", async (pool) => {
+    const listed: ListedVolume[] = [];
+    for (const info of await pool.listVolumes()) {
+      listed.push({ info, usage: await pool.usage(info.name) });
+    }
+    return { volumes: listed, blockBytes: pool.status().dataBlockBytes };
+  });
+  process.stdout.write(options.json ? renderListJson(volumes, blockBytes) : renderListTable(volumes, blockBytes));
+}
+
+/** The shape scripts rely on; documented in cli/REFERENCE.md. */
+function renderListJson(volumes: readonly ListedVolume[], blockBytes: number): string {
+  const document = {
+    dataBlockBytes: blockBytes,
+    volumes: volumes.map(({ info, usage }) => ({
+      name: info.name,
+      id: info.id,
+      sizeBytes: info.sizeBytes,
+      mappedBlocks: usage.mappedBlocks,
+      exclusiveBlocks: usage.exclusiveBlocks,
+      sharedBlocks: usage.sharedBlocks,
+      originName: info.originName,
+      readOnly: info.readOnly,
+      createdAt: new Date(info.createdAt).toISOString(),
+      snapshotAt: info.snapshotAt === null ? null : new Date(info.snapshotAt).toISOString(),
+    })),
+  };
+  return JSON.stringify(document, null, 2) + "\n";
+}
+
+const LIST_COLUMNS: readonly Column[] = [
+  { header: "NAME", align: "left" },
+  { header: "SIZE", align: "right" },
+  { header: "MAPPED", align: "right" },
+  { header: "EXCLUSIVE", align: "right" },
+  { header: "SHARED", align: "right" },
+  { header: "ORIGIN", align: "left" },
+  { header: "CREATED", align: "left" },
+];
+
+function renderListTable(volumes: readonly ListedVolume[], blockBytes: number): string {
+  const rows = volumes.map(({ info, usage }) => [
+    info.readOnly ? `${info.name} (ro)` : info.name,
+    formatSize(info.sizeBytes),
+    formatSize(usage.mappedBlocks * blockBytes),
+    formatSize(usage.exclusiveBlocks * blockBytes),
+    formatSize(usage.sharedBlocks * blockBytes),
+    info.originName ?? "-",
+    formatLocalTime(info.createdAt),
+  ]);
+  return renderTable(LIST_COLUMNS, rows);
+}
+
+/** "2025-11-28 14:07:09" in the local time zone: for people; JSON carries UTC. */
+function formatLocalTime(epochMs: number): string {
+  const at = new Date(epochMs);
+  const pad = (value: number): string => String(value).padStart(2, "0");
+  return (
+    `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())} ` +
+    `${pad(at.getHours())}:${pad(at.getMinutes())}:${pad(at.getSeconds())}`
+  );
+}
