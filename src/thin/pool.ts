@@ -43,6 +43,8 @@ export class Pool {
   private readonly readsInFlight = new Set<Promise<unknown>>();
   private readonly openHandles = new Map<number, number>();
   private closed = false;
+  /** Data written in place since the last commit, which only a sync makes durable. */
+  private dataWrittenSinceCommit = false;
 
   private constructor(
     readonly metaPath: string,
@@ -307,7 +309,17 @@ export class Pool {
     return state;
   }
 
+  /** Something a commit would make durable: metadata changes or data written in place. */
+  get hasUncommittedWork(): boolean {
+    return this.dataWrittenSinceCommit || this.metadata.hasUncommittedChanges;
+  }
+
+  noteDataWritten(): void {
+    this.dataWrittenSinceCommit = true;
+  }
+
   private async commitLocked(): Promise<void> {
+    this.dataWrittenSinceCommit = false;
     await this.metadata.commit(this.dataFile);
     // A read that looked up a block before it was freed may still be reading it.
     await Promise.allSettled([...this.readsInFlight]);

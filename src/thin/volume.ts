@@ -79,6 +79,7 @@ export class Volume implements VolumeHandle {
     this.checkRange(offset, bytes.length);
     if (bytes.length === 0) return;
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.pool.noteDataWritten();
     await this.gate.shared(() => this.writeLocked(splitIntoPieces(offset, bytes.length), data));
   }
 

@@ -1,0 +1,55 @@
+// The control protocol between the `thinp` CLI and a running `thinp serve`
+// (formats/control-protocol.md): over a Unix socket beside the metadata file, each message
+// is a u32 big-endian length followed by that many bytes of MessagePack.
+
+import { decode, encode } from "@msgpack/msgpack";
+import type { ErrorCode } from "../errors.js";
+
+export const CONTROL_PROTOCOL_VERSION = 1;
+export const CONTROL_MESSAGE_BYTES_MAX = 1 << 20;
+export const CONTROL_REQUEST_TIMEOUT_MS = 120_000;
+
+export type ControlRequest =
+  | { op: "hello"; version: number }
+  | { op: "create"; name: string; sizeBytes: number }
+  | { op: "snapshot"; origin: string; name: string; readOnly: boolean }
+  | { op: "delete"; name: string; defer: boolean }
+  | { op: "resize"; name: string; sizeBytes: number }
+  | { op: "resize-pool"; sizeBytes: number }
+  | { op: "list" }
+  | { op: "usage"; name: string }
+  | { op: "status" };
+
+export type ControlReply =
+  | { ok: true; result: unknown }
+  | { ok: false; error: { code: ErrorCode | "INTERNAL"; message: string } };
+
+export function controlSocketPath(metaPath: string): string {
+  return `${metaPath}.sock`;
+}
+
+export function frameMessage(message: unknown): Buffer {
+  const body = encode(message);
+  const frame = Buffer.alloc(4 + body.length);
+  frame.writeUInt32BE(body.length, 0);
+  frame.set(body, 4);
+  return frame;
+}
+
+/** Accumulates socket data and yields whole messages; throws on an oversized frame. */
+export class FrameReader {
+  private pending: Buffer = Buffer.alloc(0);
+
+  push(chunk: Buffer): unknown[] {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    const messages: unknown[] = [];
+    while (this.pending.length >= 4) {
+      const length = this.pending.readUInt32BE(0);
+      if (length > CONTROL_MESSAGE_BYTES_MAX) throw new Error(`control message of ${length} bytes exceeds ${CONTROL_MESSAGE_BYTES_MAX}`);
+      if (this.pending.length < 4 + length) break;
+      messages.push(decode(this.pending.subarray(4, 4 + length)));
+      this.pending = this.pending.subarray(4 + length);
+    }
+    return messages;
+  }
+}

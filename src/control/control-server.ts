@@ -1,0 +1,113 @@
+// The control socket of a running `thinp serve`: one request at a time per connection,
+// each answered with the result or the typed error's code and message.
+
+import { unlink } from "node:fs/promises";
+import net from "node:net";
+import { ThinpError } from "../errors.js";
+import { CONTROL_PROTOCOL_VERSION, FrameReader, frameMessage, type ControlReply, type ControlRequest } from "./control-protocol.js";
+import type { PoolOperations } from "./pool-operations.js";
+
+export const CONTROL_CONNECTIONS_MAX = 32;
+
+export interface ControlServer {
+  readonly socketPath: string;
+  close(): Promise<void>;
+}
+
+export async function startControlServer(socketPath: string, operations: PoolOperations, log: (message: string) => void): Promise<ControlServer> {
+  await removeStaleSocket(socketPath);
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    if (sockets.size >= CONTROL_CONNECTIONS_MAX) {
+      socket.destroy();
+      return;
+    }
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+    socket.on("error", () => undefined);
+    const reader = new FrameReader();
+    let queue = Promise.resolve();
+    socket.on("data", (chunk: Buffer) => {
+      let messages: unknown[];
+      try {
+        messages = reader.push(chunk);
+      } catch (error) {
+        log(`control: closing a connection that sent a malformed message: ${(error as Error).message}`);
+        socket.destroy();
+        return;
+      }
+      for (const message of messages) {
+        queue = queue.then(async () => {
+          const reply = await answer(message, operations);
+          if (!socket.destroyed) socket.write(frameMessage(reply));
+        });
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(socketPath, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  return {
+    socketPath,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const socket of sockets) socket.end();
+      });
+      await unlink(socketPath).catch(() => undefined);
+    },
+  };
+}
+
+async function answer(message: unknown, operations: PoolOperations): Promise<ControlReply> {
+  try {
+    return { ok: true, result: await dispatch(message as ControlRequest, operations) };
+  } catch (error) {
+    if (error instanceof ThinpError) return { ok: false, error: { code: error.code, message: error.message } };
+    return { ok: false, error: { code: "INTERNAL", message: (error as Error)?.message ?? String(error) } };
+  }
+}
+
+async function dispatch(request: ControlRequest, operations: PoolOperations): Promise<unknown> {
+  if (typeof request !== "object" || request === null || typeof request.op !== "string") throw new Error("a request needs an op");
+  switch (request.op) {
+    case "hello":
+      return { version: CONTROL_PROTOCOL_VERSION, pid: process.pid };
+    case "create":
+      return operations.createVolume(String(request.name), Number(request.sizeBytes));
+    case "snapshot":
+      return operations.snapshot(String(request.origin), String(request.name), { readOnly: request.readOnly === true });
+    case "delete":
+      return operations.deleteVolume(String(request.name), { defer: request.defer === true });
+    case "resize":
+      return operations.resizeVolume(String(request.name), Number(request.sizeBytes));
+    case "resize-pool":
+      return operations.resizePool(Number(request.sizeBytes));
+    case "list":
+      return operations.listVolumes();
+    case "usage":
+      return operations.usage(String(request.name));
+    case "status":
+      return operations.status();
+    default:
+      throw new Error(`unknown control operation '${(request as { op: string }).op}'`);
+  }
+}
+
+/** A socket file whose server is gone (after a crash) is removed; a live one is an error. */
+async function removeStaleSocket(socketPath: string): Promise<void> {
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+  if (live) throw new Error(`another thinp server is listening on ${socketPath}`);
+  await unlink(socketPath).catch(() => undefined);
+}

@@ -1,0 +1,17 @@
+import type { PoolStatus, VolumeInfo, VolumeUsage } from "../thin/api.js";
+
+/**
+ * The management operations the CLI performs, the same whether it opens the pool itself
+ * or asks a running `thinp serve` over the control socket.
+ */
+export interface PoolOperations {
+  createVolume(name: string, sizeBytes: number): Promise<VolumeInfo>;
+  snapshot(origin: string, name: string, options: { readOnly: boolean }): Promise<VolumeInfo>;
+  /** With `defer`, a volume that clients have open is deleted when the last one leaves. */
+  deleteVolume(name: string, options: { defer: boolean }): Promise<{ deferred: boolean }>;
+  resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo>;
+  resizePool(sizeBytes: number): Promise<PoolStatus>;
+  listVolumes(): Promise<VolumeInfo[]>;
+  usage(name: string): Promise<VolumeUsage>;
+  status(): Promise<PoolStatus>;
+}

@@ -1,0 +1,77 @@
+// `thinp serve`: one process owns the pool and serves every volume over NBD, takes
+// management requests on the control socket, and commits in the background.
+
+import { Pool } from "../thin/pool.js";
+import { startNbdServer, type NbdServer } from "../nbd/index.js";
+import type { NbdLog } from "../nbd/nbd-log.js";
+import { controlSocketPath } from "./control-protocol.js";
+import { startControlServer, type ControlServer } from "./control-server.js";
+import { ServedPool } from "./served-pool.js";
+
+/** Acknowledged writes become durable within this long even if no client flushes. */
+export const BACKGROUND_COMMIT_INTERVAL_MS = 1000;
+
+export interface PoolServiceOptions {
+  metaPath: string;
+  /** TCP address; used when given, or when no socket path is given. */
+  listen?: { host: string; port: number };
+  socketPath?: string;
+  readOnly?: boolean;
+  log: (message: string) => void;
+  nbdLog?: NbdLog;
+}
+
+export interface PoolService {
+  readonly pool: Pool;
+  readonly servers: NbdServer[];
+  readonly control: ControlServer;
+  /** Stops accepting, drains in-flight requests, commits and releases the pool. */
+  stop(): Promise<void>;
+}
+
+export async function startPoolService(options: PoolServiceOptions): Promise<PoolService> {
+  const pool = await Pool.open(options.metaPath, { readOnly: options.readOnly });
+  const servers: NbdServer[] = [];
+  let control: ControlServer | null = null;
+  try {
+    const served = await ServedPool.start(pool);
+    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
+    if (options.listen || !options.socketPath) {
+      servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: 10809 } }));
+    }
+    if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
+    control = await startControlServer(controlSocketPath(options.metaPath), served, options.log);
+  } catch (error) {
+    await Promise.allSettled(servers.map((server) => server.close()));
+    await pool.close();
+    throw error;
+  }
+
+  let committing: Promise<void> | null = null;
+  const timer = setInterval(() => {
+    if (committing || !pool.hasUncommittedWork) return;
+    committing = pool
+      .commit()
+      .catch((error) => options.log(`background commit failed: ${(error as Error).message}`))
+      .finally(() => (committing = null));
+  }, BACKGROUND_COMMIT_INTERVAL_MS);
+
+  let stopping: Promise<void> | null = null;
+  const controlServer = control;
+  return {
+    pool,
+    servers,
+    control: controlServer,
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(timer);
+        await Promise.all(servers.map((server) => server.close()));
+        await controlServer.close();
+        await committing;
+        await pool.commit();
+        await pool.close();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,143 @@
+// A pool while `thinp serve` owns it: the NBD server's catalog of exports and the
+// operations the control socket performs, kept consistent with each other.
+
+import { NoSuchVolumeError, VolumeBusyError } from "../errors.js";
+import type { ExportCatalog, ExportListing } from "../nbd/catalog.js";
+import type { PoolStatus, VolumeHandle, VolumeInfo, VolumeUsage } from "../thin/api.js";
+import type { Pool } from "../thin/pool.js";
+import type { Volume } from "../thin/volume.js";
+import type { PoolOperations } from "./pool-operations.js";
+
+interface Export {
+  volume: Volume;
+  info: VolumeInfo;
+  clients: number;
+  deletePending: boolean;
+}
+
+export class ServedPool implements ExportCatalog, PoolOperations {
+  private readonly exports = new Map<string, Export>();
+
+  private constructor(readonly pool: Pool) {}
+
+  static async start(pool: Pool): Promise<ServedPool> {
+    const served = new ServedPool(pool);
+    await served.refresh();
+    return served;
+  }
+
+  // ---- ExportCatalog ---------------------------------------------------------------------
+
+  list(): ExportListing[] {
+    return [...this.exports.values()]
+      .filter((entry) => !entry.deletePending)
+      .map((entry) => ({ name: entry.info.name, description: describe(entry.info) }));
+  }
+
+  open(name: string): VolumeHandle | null {
+    const entry = this.exports.get(name);
+    return entry && !entry.deletePending ? entry.volume : null;
+  }
+
+  flush(): Promise<void> {
+    return this.pool.commit();
+  }
+
+  attach(name: string): void {
+    const entry = this.exports.get(name);
+    if (!entry) return;
+    entry.clients++;
+    this.pool.openHandle(entry.volume.id);
+  }
+
+  detach(name: string): void {
+    const entry = this.exports.get(name);
+    if (!entry) return;
+    entry.clients--;
+    this.pool.closeHandle(entry.volume.id);
+    if (entry.clients === 0 && entry.deletePending) {
+      void this.deleteNow(name).catch(() => undefined);
+    }
+  }
+
+  // ---- PoolOperations --------------------------------------------------------------------
+
+  async createVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    const info = await this.pool.createVolume(name, sizeBytes);
+    await this.pool.commit();
+    await this.refresh();
+    return info;
+  }
+
+  async snapshot(origin: string, name: string, options: { readOnly: boolean }): Promise<VolumeInfo> {
+    const info = await this.pool.snapshot(origin, name, options);
+    await this.pool.commit();
+    await this.refresh();
+    return info;
+  }
+
+  async deleteVolume(name: string, options: { defer: boolean }): Promise<{ deferred: boolean }> {
+    const entry = this.exports.get(name);
+    if (!entry || entry.deletePending) throw new NoSuchVolumeError(name);
+    if (entry.clients > 0) {
+      if (!options.defer) {
+        throw new VolumeBusyError(name, `${entry.clients} NBD client${entry.clients === 1 ? " has" : "s have"} it open; disconnect ${entry.clients === 1 ? "it" : "them"} or use --defer`);
+      }
+      entry.deletePending = true;
+      return { deferred: true };
+    }
+    await this.deleteNow(name);
+    return { deferred: false };
+  }
+
+  async resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    const info = await this.pool.resizeVolume(name, sizeBytes);
+    await this.pool.commit();
+    await this.refresh();
+    return info;
+  }
+
+  async resizePool(sizeBytes: number): Promise<PoolStatus> {
+    const status = await this.pool.resize(sizeBytes);
+    await this.pool.commit();
+    return status;
+  }
+
+  async listVolumes(): Promise<VolumeInfo[]> {
+    return (await this.pool.listVolumes()).filter((info) => !this.exports.get(info.name)?.deletePending);
+  }
+
+  usage(name: string): Promise<VolumeUsage> {
+    return this.pool.usage(name);
+  }
+
+  async status(): Promise<PoolStatus> {
+    return this.pool.status();
+  }
+
+  private async deleteNow(name: string): Promise<void> {
+    await this.pool.deleteVolume(name);
+    await this.pool.commit();
+    await this.refresh();
+  }
+
+  /** Brings the exports in line with the pool's volumes; open handles stay valid. */
+  private async refresh(): Promise<void> {
+    const infos = await this.pool.listVolumes();
+    const names = new Set(infos.map((info) => info.name));
+    for (const [name, entry] of this.exports) {
+      if (!names.has(name) && entry.clients === 0) this.exports.delete(name);
+    }
+    for (const info of infos) {
+      const existing = this.exports.get(info.name);
+      if (existing && existing.volume.id === info.id) existing.info = info;
+      else this.exports.set(info.name, { volume: await this.pool.volume(info.name), info, clients: 0, deletePending: false });
+    }
+  }
+}
+
+function describe(info: VolumeInfo): string {
+  const gib = (info.sizeBytes / 2 ** 30).toFixed(info.sizeBytes % 2 ** 30 === 0 ? 0 : 2);
+  const origin = info.originName ? `, snapshot of ${info.originName}` : "";
+  return `thin volume, ${gib} GiB${origin}${info.readOnly ? ", read-only" : ""}`;
+}
