@@ -3,6 +3,7 @@
 // "0.5K") and refused otherwise ("0.1K" would be 102.4 bytes).
 
 import { InvalidSizeError } from "../src/errors.js";
+import { assert } from "../src/io/assert.js";
 
 const UNIT_BYTES: Readonly<Record<string, bigint>> = {
   "": 1n,
@@ -49,9 +50,7 @@ const DISPLAY_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"] as const;
 
 /** "0 B", "512 B", "64 KiB", "1.5 GiB": rounded to one decimal, a trailing ".0" dropped. */
 export function formatSize(byteCount: number): string {
-  if (!Number.isSafeInteger(byteCount) || byteCount < 0) {
-    throw new RangeError(`formatSize: ${byteCount} is not a byte count`);
-  }
+  assert(Number.isSafeInteger(byteCount) && byteCount >= 0, `${byteCount} is not a byte count`);
   let unitIndex = 0;
   let tenths = byteCount * 10;
   // Pick the unit after rounding, so 1023.97 KiB reads "1 MiB", never "1024 KiB".

@@ -1,5 +1,7 @@
 // Plain-text tables for the human form of `list` and `status`.
 
+import { assert } from "../src/io/assert.js";
+
 export type Align = "left" | "right";
 
 export interface Column {
@@ -9,11 +11,7 @@ export interface Column {
 
 /** Columns separated by two spaces; no trailing spaces, so output diffs cleanly. */
 export function renderTable(columns: readonly Column[], rows: readonly (readonly string[])[]): string {
-  for (const row of rows) {
-    if (row.length !== columns.length) {
-      throw new Error(`renderTable: row has ${row.length} cells for ${columns.length} columns`);
-    }
-  }
+  for (const row of rows) assert(row.length === columns.length, `row of ${row.length} cells for ${columns.length} columns`);
   const widths = columns.map((column, columnIndex) =>
     Math.max(column.header.length, ...rows.map((row) => row[columnIndex]!.length)),
   );

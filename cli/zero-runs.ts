@@ -2,6 +2,8 @@
 // leaves them as holes: either way a zero block costs no data block, and a
 // sparse image round-trips through the pool without filling it.
 
+import { assert } from "../src/io/assert.js";
+
 export interface ByteRun {
   /** Offset of the run within the buffer it was cut from. */
   start: number;
@@ -16,7 +18,7 @@ export interface ByteRun {
  * kind merged. The runs cover `bytes` exactly, in order.
  */
 export function zeroBlockRuns(volumeOffset: number, bytes: Uint8Array, blockBytes: number): ByteRun[] {
-  if (!Number.isSafeInteger(blockBytes) || blockBytes <= 0) throw new RangeError(`blockBytes ${blockBytes}`);
+  assert(Number.isSafeInteger(blockBytes) && blockBytes > 0, `block size ${blockBytes}`);
   const zeroBlock = new Uint8Array(blockBytes);
   const runs: ByteRun[] = [];
   let start = 0;

@@ -3,7 +3,8 @@
 import type { Command } from "commander";
 import { rm, type FileHandle } from "node:fs/promises";
 import path from "node:path";
-import { ThinpError, type ErrorCode } from "../../src/errors.js";
+import { IoError, ThinpError, type ErrorCode } from "../../src/errors.js";
+import { assert } from "../../src/io/assert.js";
 import type { VolumeHandle } from "../../src/thin/api.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
 import { resolvePoolPath, withPool } from "../pool-session.js";
@@ -76,9 +77,8 @@ async function copyFileIntoVolume(
   offset: number,
   blockBytes: number,
 ): Promise<ImportTally> {
-  if (TRANSFER_CHUNK_BYTES % blockBytes !== 0) {
-    throw new Error(`transfer chunk ${TRANSFER_CHUNK_BYTES} is not a multiple of the block size ${blockBytes}`);
-  }
+  // Keeps every chunk after the first block-aligned, so zero blocks are seen whole.
+  assert(TRANSFER_CHUNK_BYTES % blockBytes === 0, `transfer chunk ${TRANSFER_CHUNK_BYTES} for blocks of ${blockBytes}`);
   const input = await openInputFile(filePath);
   const tally: ImportTally = { writtenBytes: 0, discardedBytes: 0 };
   try {
@@ -207,7 +207,7 @@ async function writeFully(output: FileHandle, filePath: string, bytes: Buffer, p
     const { bytesWritten } = await onUserFile(filePath, "output file", () =>
       output.write(bytes, done, bytes.length - done, position + done),
     );
-    if (bytesWritten === 0) throw new Error(`write to ${filePath} made no progress at byte ${position + done}`);
+    if (bytesWritten === 0) throw new IoError(filePath, new Error(`no bytes written at offset ${position + done}`));
     done += bytesWritten;
   }
 }
