@@ -67,7 +67,7 @@ export class Pool {
       const metaFile = await NodeStorageFile.open(metaPath, "create", "metadata file");
       const storedDataPath = relative(dirname(resolve(metaPath)), resolve(dataPath));
       const metadata = await PoolMetadata.format(metaFile, dataBlockCount, storedDataPath, dataFile);
-      return new Pool(metaPath, dataPath, dataFile, metadata, lock, false);
+      return await new Pool(metaPath, dataPath, dataFile, metadata, lock, false).ready();
     } catch (error) {
       await lock.release();
       throw error;
@@ -85,7 +85,7 @@ export class Pool {
       const dataFile = await NodeStorageFile.open(dataPath, mode, "data file");
       const pool = new Pool(metaPath, dataPath, dataFile, metadata, lock, options.readOnly ?? false);
       await pool.verifyDataFileSize();
-      return pool;
+      return await pool.ready();
     } catch (error) {
       await lock.release();
       throw error;
@@ -97,12 +97,18 @@ export class Pool {
     const dataBlockCount = validatePoolSize(options.sizeBytes);
     await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
     const metadata = await PoolMetadata.format(metaFile, dataBlockCount, "data", dataFile);
-    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
+    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false).ready();
   }
 
   static async openFiles(metaFile: StorageFile, dataFile: StorageFile): Promise<Pool> {
     const metadata = await PoolMetadata.open(metaFile, metaFile.path);
-    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
+    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false).ready();
+  }
+
+  /** Counts the volumes once, so status() is right from the start. */
+  private async ready(): Promise<this> {
+    await this.withMetadata(async () => undefined);
+    return this;
   }
 
   // ---- volumes -------------------------------------------------------------------------
