@@ -322,3 +322,20 @@ async function firstMappingLeaf(pool: Pool): Promise<number> {
   expect(leaf).toBeGreaterThan(1);
   return leaf;
 }
+
+describe("crash after deleting a snapshot", () => {
+  it("a write to a block the last commit still shares goes to a new block, so the committed snapshot survives a crash", async () => {
+    const { pool, meta, data } = await memoryPool();
+    await pool.createVolume("base", MiB);
+    const base = await pool.volume("base");
+    await base.write(0, Buffer.alloc(DATA_BLOCK_BYTES, 1));
+    await pool.snapshot("base", "snap");
+    await pool.commit();
+    await pool.deleteVolume("snap"); // not committed: the last commit still has snap
+    await base.write(0, Buffer.alloc(DATA_BLOCK_BYTES, 2));
+    await data.sync(); // even if the data write reached the disk
+    const crashed = await Pool.openFiles(meta.durableCopy(), data.durableCopy());
+    const snap = await crashed.volume("snap");
+    expect((await snap.read(0, DATA_BLOCK_BYTES)).every((b) => b === 1)).toBe(true);
+  });
+});

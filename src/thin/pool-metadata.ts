@@ -222,11 +222,15 @@ export class PoolMetadata {
   async lookupMapping(state: VolumeState, virtualBlock: number): Promise<MappingLookup | null> {
     const found = await this.mappings.lookup(state.record.mappingRoot, virtualBlock);
     if (!found) return null;
-    const { dataBlock } = decodeMapping(found.value);
+    const { dataBlock, time } = decodeMapping(found.value);
     if (!(dataBlock < this.dataRefs.blockCount)) {
       throw new CorruptBlockError(state.record.mappingRoot, `volume '${state.record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool`);
     }
-    return { dataBlock, shared: found.sharedPath || this.dataRefs.get(dataBlock) > 1 };
+    // Counts say who shares the block now. A mapping older than the volume's last snapshot
+    // may still be shared in the last commit (the snapshot may since have been deleted in
+    // this transaction), and writing it in place would change that committed snapshot.
+    const sharedNow = found.sharedPath || this.dataRefs.get(dataBlock) > 1;
+    return { dataBlock, shared: sharedNow || time < state.record.snapshotTime };
   }
 
   /** Calls `visit` for each mapping with from <= virtual block < to, in order. */
