@@ -233,6 +233,21 @@ describe("handshake", () => {
     expect(replies[replies.length - 1]!.replyType).toBe(P.NBD_REP_ACK);
   });
 
+  it("an export the engine cannot open is refused like an unknown one, and negotiation continues", async () => {
+    const { server, catalog } = await start();
+    const open = catalog.open.bind(catalog);
+    catalog.open = (name) => {
+      if (name === "broken") throw new CorruptBlockError(12, "bad checksum");
+      return open(name);
+    };
+    const client = await handshake(server);
+    const replies = await client.optionReplies(P.NBD_OPT_GO, infoData("broken", []));
+    expect(replies.map((r) => r.replyType)).toEqual([P.NBD_REP_ERR_UNKNOWN]);
+    expect(replies[0]!.data.toString()).toContain("bad checksum");
+    const good = await client.optionReplies(P.NBD_OPT_GO, infoData("disk", []));
+    expect(good[good.length - 1]!.replyType).toBe(P.NBD_REP_ACK);
+  });
+
   it("GO with a name length running past the data is refused as invalid", async () => {
     const { server } = await start();
     const client = await handshake(server);

@@ -103,7 +103,11 @@ export class NbdConnection {
   }
 
   private async close(): Promise<void> {
-    // end() flushes queued replies first; a client that never hangs up is dropped after a while.
+    // Nothing more is read, but the socket keeps flowing (data dropped) so the client's own
+    // hang-up is noticed. end() flushes queued replies first; a client that never hangs up
+    // is dropped after a while.
+    this.reader.stop();
+    this.socket.resume();
     if (!this.socket.destroyed) this.socket.end();
     const timer = setTimeout(() => this.socket.destroy(), SOCKET_CLOSE_TIMEOUT_MS);
     await this.socketClosed;

@@ -3,7 +3,8 @@
 
 import type { VolumeHandle } from "../thin/api.js";
 import { assert } from "../io/assert.js";
-import type { ExportCatalog } from "./catalog.js";
+import { ThinpError } from "../errors.js";
+import type { ExportCatalog, ExportListing } from "./catalog.js";
 import {
   BLOCK_SIZE_MIN_BYTES,
   BLOCK_SIZE_PREFERRED_BYTES,
@@ -46,6 +47,7 @@ import {
   NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_POLICY,
   NBD_REP_ERR_SHUTDOWN,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
@@ -78,6 +80,7 @@ export interface HandshakeEnvironment {
 }
 
 type OptionOutcome = { kind: "continue" } | { kind: "close" } | { kind: "transmission"; negotiated: NegotiatedExport };
+type Lookup = { found: true; handle: VolumeHandle } | { found: false; reason: string };
 const CONTINUE: OptionOutcome = { kind: "continue" };
 const CLOSE: OptionOutcome = { kind: "close" };
 
@@ -170,20 +173,27 @@ class OptionHaggling {
     const name = decodeWireString(data);
     // This option cannot return an error; the spec's answer to a bad or unknown name is to hang up.
     if (!name.ok) throw new ProtocolViolationError(`NBD_OPT_EXPORT_NAME: export name ${name.reason}`);
-    const handle = this.environment.catalog.open(name.value);
-    if (handle === null) {
-      this.environment.log("info", `NBD_OPT_EXPORT_NAME asked for unknown export '${name.value}'; closing`);
+    const lookup = this.lookUp(name.value);
+    if (!lookup.found) {
+      this.environment.log("info", `NBD_OPT_EXPORT_NAME: ${lookup.reason}; closing`);
       return CLOSE;
     }
-    const negotiated = this.negotiatedExport(name.value, handle);
+    const negotiated = this.negotiatedExport(name.value, lookup.handle);
     this.writer.send([encodeExportNameReply(negotiated.exportBytes, negotiated.transmissionFlags, this.noZeroes)]);
     return { kind: "transmission", negotiated };
   }
 
   private list(data: Buffer): OptionOutcome {
     if (data.length !== 0) return this.fail(NBD_OPT_LIST, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
+    let listings: ExportListing[];
+    try {
+      listings = this.environment.catalog.list();
+    } catch (error) {
+      if (!(error instanceof ThinpError)) throw error;
+      return this.fail(NBD_OPT_LIST, NBD_REP_ERR_POLICY, `cannot list exports: ${error.message}`);
+    }
     const replies: Buffer[] = [];
-    for (const listing of this.environment.catalog.list()) {
+    for (const listing of listings) {
       if (Buffer.byteLength(listing.name, "utf8") > NAME_BYTES_MAX) {
         this.environment.log("warn", `export name of ${listing.name.length} characters is too long for NBD; not listed`);
         continue;
@@ -199,9 +209,9 @@ class OptionHaggling {
     const request = decodeInfoRequest(data);
     if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
     const { exportName, infoTypes } = request.value;
-    const handle = this.environment.catalog.open(exportName);
-    if (handle === null) return this.fail(option, NBD_REP_ERR_UNKNOWN, `no export named '${exportName}'`);
-    const negotiated = this.negotiatedExport(exportName, handle);
+    const lookup = this.lookUp(exportName);
+    if (!lookup.found) return this.fail(option, NBD_REP_ERR_UNKNOWN, lookup.reason);
+    const negotiated = this.negotiatedExport(exportName, lookup.handle);
     // NBD_INFO_EXPORT goes first and always: QEMU never asks for it yet fails without it.
     const replies = [encodeInfoExport(option, negotiated.exportBytes, negotiated.transmissionFlags)];
     if (infoTypes.includes(NBD_INFO_NAME)) replies.push(encodeInfoText(option, NBD_INFO_NAME, exportName));
@@ -220,9 +230,8 @@ class OptionHaggling {
     const option = NBD_OPT_LIST_META_CONTEXT;
     const request = decodeMetaContextRequest(data);
     if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
-    if (this.environment.catalog.open(request.value.exportName) === null) {
-      return this.fail(option, NBD_REP_ERR_UNKNOWN, `no export named '${request.value.exportName}'`);
-    }
+    const lookup = this.lookUp(request.value.exportName);
+    if (!lookup.found) return this.fail(option, NBD_REP_ERR_UNKNOWN, lookup.reason);
     const matched = contextsToList(request.value.queries);
     if (!matched.ok) return this.fail(option, NBD_REP_ERR_INVALID, matched.reason);
     // Ids in a list reply are reserved; the spec says to send zero.
@@ -242,9 +251,8 @@ class OptionHaggling {
     const request = decodeMetaContextRequest(data);
     if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
     const { exportName, queries } = request.value;
-    if (this.environment.catalog.open(exportName) === null) {
-      return this.fail(option, NBD_REP_ERR_UNKNOWN, `no export named '${exportName}'`);
-    }
+    const lookup = this.lookUp(exportName);
+    if (!lookup.found) return this.fail(option, NBD_REP_ERR_UNKNOWN, lookup.reason);
     const matched = contextsToSelect(queries);
     if (!matched.ok) return this.fail(option, NBD_REP_ERR_INVALID, matched.reason);
     const allocation = matched.contexts.includes(BASE_ALLOCATION_CONTEXT);
@@ -273,7 +281,26 @@ class OptionHaggling {
     };
   }
 
+  /** The export's handle; an engine error opening it is reported like a missing export. */
+  private lookUp(exportName: string): Lookup {
+    let handle: VolumeHandle | null;
+    try {
+      handle = this.environment.catalog.open(exportName);
+    } catch (error) {
+      if (!(error instanceof ThinpError)) throw error;
+      this.environment.log("warn", `cannot open export '${exportName}': ${error.message}`);
+      return { found: false, reason: `export '${exportName}' is not available: ${error.message}` };
+    }
+    return handle === null ? { found: false, reason: `no export named '${exportName}'` } : { found: true, handle };
+  }
+
   private describe(exportName: string): string {
-    return this.environment.catalog.list().find((listing) => listing.name === exportName)?.description ?? "";
+    try {
+      return this.environment.catalog.list().find((listing) => listing.name === exportName)?.description ?? "";
+    } catch (error) {
+      // The description is a courtesy; failing to find it must not fail the option.
+      if (!(error instanceof ThinpError)) throw error;
+      return "";
+    }
   }
 }
