@@ -14,6 +14,7 @@ import {
   ReadOnlyError,
   VolumeBusyError,
 } from "../src/errors.js";
+import type { ExportCatalog } from "../src/nbd/catalog.js";
 import { errnoForEngineError } from "../src/nbd/errno.js";
 import type { NbdLimits } from "../src/nbd/limits.js";
 import * as P from "../src/nbd/protocol.js";
@@ -233,19 +234,31 @@ describe("handshake", () => {
     expect(replies[replies.length - 1]!.replyType).toBe(P.NBD_REP_ACK);
   });
 
-  it("an export the engine cannot open is refused like an unknown one, and negotiation continues", async () => {
-    const { server, catalog } = await start();
-    const open = catalog.open.bind(catalog);
-    catalog.open = (name) => {
-      if (name === "broken") throw new CorruptBlockError(12, "bad checksum");
-      return open(name);
+  it("works with a catalog that answers asynchronously, and refuses an export the engine cannot open", async () => {
+    const memory = new MemoryCatalog();
+    memory.add(new MemoryVolume("disk", 1 * MiB), "async disk");
+    // Like the pool: lookups are asynchronous and may fail with an operating error.
+    const catalog: ExportCatalog = {
+      list: async () => memory.list(),
+      open: async (name) => {
+        if (name === "broken") throw new CorruptBlockError(12, "bad checksum");
+        return memory.open(name);
+      },
+      flush: () => memory.flush(),
     };
+    const server = await startNbdServer({ catalog, listen: { host: "127.0.0.1", port: 0 } });
+    running.push(server);
     const client = await handshake(server);
     const replies = await client.optionReplies(P.NBD_OPT_GO, infoData("broken", []));
     expect(replies.map((r) => r.replyType)).toEqual([P.NBD_REP_ERR_UNKNOWN]);
     expect(replies[0]!.data.toString()).toContain("bad checksum");
-    const good = await client.optionReplies(P.NBD_OPT_GO, infoData("disk", []));
-    expect(good[good.length - 1]!.replyType).toBe(P.NBD_REP_ACK);
+    expect((await client.optionReplies(P.NBD_OPT_LIST, Buffer.alloc(0))).length).toBe(2);
+    const good = await client.optionReplies(P.NBD_OPT_GO, infoData("disk", [P.NBD_INFO_DESCRIPTION]));
+    expect(good.map((r) => r.replyType)).toEqual([P.NBD_REP_INFO, P.NBD_REP_INFO, P.NBD_REP_INFO, P.NBD_REP_ACK]);
+    expect(good[1]!.data.subarray(2).toString()).toBe("async disk");
+    client.send({ command: P.NBD_CMD_FLUSH });
+    expect(await client.readSimpleReply()).toMatchObject({ errno: 0 });
+    expect(memory.flushCount).toBe(1);
   });
 
   it("GO with a name length running past the data is refused as invalid", async () => {

@@ -9,10 +9,16 @@ export interface ExportListing {
   description: string;
 }
 
+/** A value now or later: the pool answers asynchronously, a test catalog at once. */
+export type Eventually<T> = T | Promise<T>;
+
 export interface ExportCatalog {
-  list(): ExportListing[];
-  /** The export's handle, or null when there is no export of that name. */
-  open(name: string): VolumeHandle | null;
+  list(): Eventually<ExportListing[]>;
+  /**
+   * The export's handle, or null when there is no export of that name. An operating error
+   * thrown here (a corrupt pool, say) is reported to the client as the export being unavailable.
+   */
+  open(name: string): Eventually<VolumeHandle | null>;
   /** Makes every write acknowledged so far, on any connection, durable (commits the pool). */
   flush(): Promise<void>;
   /** A client entered transmission on `name`; the pool may refuse to delete it until detach. */

@@ -112,7 +112,7 @@ export async function negotiate(
       throw new ProtocolViolationError(`option ${header.option} has ${header.dataByteLength} bytes of data, more than ${OPTION_BYTES_MAX}`);
     }
     const data = await reader.readExact(header.dataByteLength);
-    const outcome = haggling.answer(header.option, data);
+    const outcome = await haggling.answer(header.option, data);
     if (outcome.kind === "close") return null;
     if (outcome.kind === "transmission") return outcome.negotiated;
   }
@@ -130,7 +130,7 @@ class OptionHaggling {
     private readonly noZeroes: boolean,
   ) {}
 
-  answer(option: number, data: Buffer): OptionOutcome {
+  async answer(option: number, data: Buffer): Promise<OptionOutcome> {
     if (this.environment.isShuttingDown() && option !== NBD_OPT_ABORT) {
       // NBD_OPT_EXPORT_NAME cannot carry an error, so the only answer is to hang up.
       if (option === NBD_OPT_EXPORT_NAME) return CLOSE;
@@ -169,11 +169,11 @@ class OptionHaggling {
     return CONTINUE;
   }
 
-  private exportName(data: Buffer): OptionOutcome {
+  private async exportName(data: Buffer): Promise<OptionOutcome> {
     const name = decodeWireString(data);
     // This option cannot return an error; the spec's answer to a bad or unknown name is to hang up.
     if (!name.ok) throw new ProtocolViolationError(`NBD_OPT_EXPORT_NAME: export name ${name.reason}`);
-    const lookup = this.lookUp(name.value);
+    const lookup = await this.lookUp(name.value);
     if (!lookup.found) {
       this.environment.log("info", `NBD_OPT_EXPORT_NAME: ${lookup.reason}; closing`);
       return CLOSE;
@@ -183,11 +183,11 @@ class OptionHaggling {
     return { kind: "transmission", negotiated };
   }
 
-  private list(data: Buffer): OptionOutcome {
+  private async list(data: Buffer): Promise<OptionOutcome> {
     if (data.length !== 0) return this.fail(NBD_OPT_LIST, NBD_REP_ERR_INVALID, "NBD_OPT_LIST takes no data");
     let listings: ExportListing[];
     try {
-      listings = this.environment.catalog.list();
+      listings = await this.environment.catalog.list();
     } catch (error) {
       if (!(error instanceof ThinpError)) throw error;
       return this.fail(NBD_OPT_LIST, NBD_REP_ERR_POLICY, `cannot list exports: ${error.message}`);
@@ -205,18 +205,18 @@ class OptionHaggling {
     return CONTINUE;
   }
 
-  private infoOrGo(option: typeof NBD_OPT_INFO | typeof NBD_OPT_GO, data: Buffer): OptionOutcome {
+  private async infoOrGo(option: typeof NBD_OPT_INFO | typeof NBD_OPT_GO, data: Buffer): Promise<OptionOutcome> {
     const request = decodeInfoRequest(data);
     if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
     const { exportName, infoTypes } = request.value;
-    const lookup = this.lookUp(exportName);
+    const lookup = await this.lookUp(exportName);
     if (!lookup.found) return this.fail(option, NBD_REP_ERR_UNKNOWN, lookup.reason);
     const negotiated = this.negotiatedExport(exportName, lookup.handle);
     // NBD_INFO_EXPORT goes first and always: QEMU never asks for it yet fails without it.
     const replies = [encodeInfoExport(option, negotiated.exportBytes, negotiated.transmissionFlags)];
     if (infoTypes.includes(NBD_INFO_NAME)) replies.push(encodeInfoText(option, NBD_INFO_NAME, exportName));
     if (infoTypes.includes(NBD_INFO_DESCRIPTION)) {
-      const description = this.describe(exportName);
+      const description = await this.describe(exportName);
       if (description !== "") replies.push(encodeInfoText(option, NBD_INFO_DESCRIPTION, description));
     }
     // Sent unasked too: clients that do not understand it must ignore it, and the rest learn our limits.
@@ -226,11 +226,11 @@ class OptionHaggling {
     return option === NBD_OPT_GO ? { kind: "transmission", negotiated } : CONTINUE;
   }
 
-  private listMetaContext(data: Buffer): OptionOutcome {
+  private async listMetaContext(data: Buffer): Promise<OptionOutcome> {
     const option = NBD_OPT_LIST_META_CONTEXT;
     const request = decodeMetaContextRequest(data);
     if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
-    const lookup = this.lookUp(request.value.exportName);
+    const lookup = await this.lookUp(request.value.exportName);
     if (!lookup.found) return this.fail(option, NBD_REP_ERR_UNKNOWN, lookup.reason);
     const matched = contextsToList(request.value.queries);
     if (!matched.ok) return this.fail(option, NBD_REP_ERR_INVALID, matched.reason);
@@ -241,7 +241,7 @@ class OptionHaggling {
     return CONTINUE;
   }
 
-  private setMetaContext(data: Buffer): OptionOutcome {
+  private async setMetaContext(data: Buffer): Promise<OptionOutcome> {
     const option = NBD_OPT_SET_META_CONTEXT;
     // A SET replaces the previous selection even when it fails.
     this.selection = null;
@@ -251,7 +251,7 @@ class OptionHaggling {
     const request = decodeMetaContextRequest(data);
     if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
     const { exportName, queries } = request.value;
-    const lookup = this.lookUp(exportName);
+    const lookup = await this.lookUp(exportName);
     if (!lookup.found) return this.fail(option, NBD_REP_ERR_UNKNOWN, lookup.reason);
     const matched = contextsToSelect(queries);
     if (!matched.ok) return this.fail(option, NBD_REP_ERR_INVALID, matched.reason);
@@ -282,10 +282,10 @@ class OptionHaggling {
   }
 
   /** The export's handle; an engine error opening it is reported like a missing export. */
-  private lookUp(exportName: string): Lookup {
+  private async lookUp(exportName: string): Promise<Lookup> {
     let handle: VolumeHandle | null;
     try {
-      handle = this.environment.catalog.open(exportName);
+      handle = await this.environment.catalog.open(exportName);
     } catch (error) {
       if (!(error instanceof ThinpError)) throw error;
       this.environment.log("warn", `cannot open export '${exportName}': ${error.message}`);
@@ -294,9 +294,9 @@ class OptionHaggling {
     return handle === null ? { found: false, reason: `no export named '${exportName}'` } : { found: true, handle };
   }
 
-  private describe(exportName: string): string {
+  private async describe(exportName: string): Promise<string> {
     try {
-      return this.environment.catalog.list().find((listing) => listing.name === exportName)?.description ?? "";
+      return (await this.environment.catalog.list()).find((listing) => listing.name === exportName)?.description ?? "";
     } catch (error) {
       // The description is a courtesy; failing to find it must not fail the option.
       if (!(error instanceof ThinpError)) throw error;

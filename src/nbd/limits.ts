@@ -1,6 +1,8 @@
 // Every limit the NBD server enforces, by name, with units last. The defaults are what
 // `thinp serve` uses; tests pass smaller ones through `NbdServerOptions.limits`.
 
+import { VOLUMES_MAX } from "../thin/limits.js";
+
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
@@ -55,9 +57,10 @@ export interface NbdLimits {
 }
 
 export const DEFAULT_LIMITS: Readonly<NbdLimits> = Object.freeze({
-  // nbdinfo --list sends two options per export on one connection.
-  optionsPerHandshakeMax: 4096,
-  handshakeTimeoutMs: 10_000,
+  // nbdinfo --list sends two options per export on one connection; a pool's largest
+  // listing must fit. The handshake timeout is what bounds a client that abuses this.
+  optionsPerHandshakeMax: 2 * VOLUMES_MAX + 64,
+  handshakeTimeoutMs: 30_000,
   connectionsMax: 128,
   // nbdcopy keeps 64 requests in flight per connection; qemu 16.
   inflightRequestsMax: 64,
