@@ -918,6 +918,22 @@ describe("connections", () => {
     expect(catalog.detachCount).toBe(3);
   });
 
+  it("a busy export refuses GO with a message and EXPORT_NAME by closing; nothing stays attached", async () => {
+    const { server, catalog } = await start();
+    catalog.busy.add("disk");
+    const client = await handshake(server);
+    const replies = await client.optionReplies(P.NBD_OPT_GO, infoData("disk", []));
+    expect(replies.map((r) => r.replyType)).toEqual([P.NBD_REP_ERR_UNKNOWN]);
+    expect(replies[0]!.data.toString()).toContain("being deleted");
+    // INFO does not attach, so it still answers.
+    const info = await client.optionReplies(P.NBD_OPT_INFO, infoData("disk", []));
+    expect(info[info.length - 1]!.replyType).toBe(P.NBD_REP_ACK);
+    client.sendOption(P.NBD_OPT_EXPORT_NAME, Buffer.from("disk"));
+    expect(await client.closesWithin()).toBe(true);
+    expect(catalog.attachCount).toBe(0);
+    expect(catalog.detachCount).toBe(0);
+  });
+
   it("stops reading at INFLIGHT_REQUESTS_MAX and resumes as requests complete", async () => {
     const { server, disk } = await start({ limits: { inflightRequestsMax: 2 } });
     const { client } = await open(server);

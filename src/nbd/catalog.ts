@@ -21,8 +21,12 @@ export interface ExportCatalog {
   open(name: string): Eventually<VolumeHandle | null>;
   /** Makes every write acknowledged so far, on any connection, durable (commits the pool). */
   flush(): Promise<void>;
-  /** A client entered transmission on `name`; the pool may refuse to delete it until detach. */
-  attach?(name: string): void;
-  /** That client's connection has closed; called exactly once per attach. */
-  detach?(name: string): void;
+  /**
+   * A client is about to enter transmission on this export (called before the handshake's
+   * final reply). The pool counts it and refuses to delete the volume until detach. An
+   * operating error thrown here refuses the client as if the export were unavailable.
+   */
+  attach?(name: string, handle: VolumeHandle): void;
+  /** That client's connection has closed and its requests have finished; once per attach. */
+  detach?(name: string, handle: VolumeHandle): void;
 }

@@ -2,7 +2,6 @@
 // close. Whatever the client does, only this socket is affected.
 
 import type { Socket } from "node:net";
-import { ThinpError } from "../errors.js";
 import type { ExportCatalog } from "./catalog.js";
 import { negotiate, type NegotiatedExport } from "./handshake.js";
 import { READ_AHEAD_BYTES_MAX, SOCKET_CLOSE_TIMEOUT_MS, type NbdLimits } from "./limits.js";
@@ -44,7 +43,13 @@ export class NbdConnection {
   /** Serves the connection to its end; resolves when the socket has closed. */
   async run(): Promise<void> {
     const negotiated = await this.handshake();
-    if (negotiated !== null && !this.shuttingDown) await this.transmit(negotiated);
+    if (negotiated !== null) {
+      try {
+        if (!this.shuttingDown) await this.transmit(negotiated);
+      } finally {
+        this.environment.catalog.detach?.(negotiated.exportName, negotiated.handle);
+      }
+    }
     await this.close();
   }
 
@@ -84,22 +89,10 @@ export class NbdConnection {
   }
 
   private async transmit(negotiated: NegotiatedExport): Promise<void> {
-    const { catalog } = this.environment;
-    try {
-      catalog.attach?.(negotiated.exportName);
-    } catch (error) {
-      if (!(error instanceof ThinpError)) throw error;
-      this.log("warn", `cannot serve '${negotiated.exportName}': ${error.message}`);
-      return;
-    }
     this.log("info", `serving '${negotiated.exportName}' (${negotiated.exportBytes} bytes${negotiated.readOnly ? ", read-only" : ""})`);
-    try {
-      this.transmission = new Transmission(this.reader, this.writer, negotiated, this.environment);
-      const end = await this.transmission.run();
-      this.log("info", `transmission ended: ${end}`);
-    } finally {
-      catalog.detach?.(negotiated.exportName);
-    }
+    this.transmission = new Transmission(this.reader, this.writer, negotiated, this.environment);
+    const end = await this.transmission.run();
+    this.log("info", `transmission ended: ${end}`);
   }
 
   private async close(): Promise<void> {

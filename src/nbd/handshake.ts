@@ -58,7 +58,7 @@ import type { SocketReader } from "./socket-reader.js";
 import { transmissionFlags } from "./transmission-flags.js";
 import { decodeWireString } from "./wire-strings.js";
 
-/** What option haggling agreed on; everything transmission needs to know. */
+/** What option haggling agreed on; everything transmission needs to know. Already attached. */
 export interface NegotiatedExport {
   exportName: string;
   handle: VolumeHandle;
@@ -174,8 +174,9 @@ class OptionHaggling {
     // This option cannot return an error; the spec's answer to a bad or unknown name is to hang up.
     if (!name.ok) throw new ProtocolViolationError(`NBD_OPT_EXPORT_NAME: export name ${name.reason}`);
     const lookup = await this.lookUp(name.value);
-    if (!lookup.found) {
-      this.environment.log("info", `NBD_OPT_EXPORT_NAME: ${lookup.reason}; closing`);
+    const refusal = lookup.found ? this.attach(name.value, lookup.handle) : lookup.reason;
+    if (!lookup.found || refusal !== null) {
+      this.environment.log("info", `NBD_OPT_EXPORT_NAME: ${refusal}; closing`);
       return CLOSE;
     }
     const negotiated = this.negotiatedExport(name.value, lookup.handle);
@@ -221,6 +222,10 @@ class OptionHaggling {
     }
     // Sent unasked too: clients that do not understand it must ignore it, and the rest learn our limits.
     replies.push(encodeInfoBlockSize(option, BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, REQUEST_BYTES_MAX));
+    if (option === NBD_OPT_GO) {
+      const refusal = this.attach(exportName, lookup.handle);
+      if (refusal !== null) return this.fail(option, NBD_REP_ERR_UNKNOWN, refusal);
+    }
     replies.push(encodeOptionReply(option, NBD_REP_ACK));
     this.writer.send(replies);
     return option === NBD_OPT_GO ? { kind: "transmission", negotiated } : CONTINUE;
@@ -292,6 +297,20 @@ class OptionHaggling {
       return { found: false, reason: `export '${exportName}' is not available: ${error.message}` };
     }
     return handle === null ? { found: false, reason: `no export named '${exportName}'` } : { found: true, handle };
+  }
+
+  /**
+   * Registers the coming transmission with the catalog; null on success, else why not.
+   * Whoever receives the negotiated export must detach it (the connection does, once).
+   */
+  private attach(exportName: string, handle: VolumeHandle): string | null {
+    try {
+      this.environment.catalog.attach?.(exportName, handle);
+      return null;
+    } catch (error) {
+      if (!(error instanceof ThinpError)) throw error;
+      return `export '${exportName}' is not available: ${error.message}`;
+    }
   }
 
   private async describe(exportName: string): Promise<string> {

@@ -1,5 +1,6 @@
 // An ExportCatalog over memory volumes, recording flushes and attachments for tests.
 
+import { VolumeBusyError } from "../../src/errors.js";
 import type { ExportCatalog, ExportListing } from "../../src/nbd/catalog.js";
 import type { MemoryVolume } from "./memory-volume.js";
 
@@ -12,6 +13,8 @@ export class MemoryCatalog implements ExportCatalog {
   readonly attached = new Map<string, number>();
   attachCount = 0;
   detachCount = 0;
+  /** Exports that refuse new clients, as a volume being deleted would. */
+  readonly busy = new Set<string>();
 
   add(volume: MemoryVolume, description = ""): MemoryVolume {
     this.exports.set(volume.name, { volume, description });
@@ -34,6 +37,7 @@ export class MemoryCatalog implements ExportCatalog {
   }
 
   attach(name: string): void {
+    if (this.busy.has(name)) throw new VolumeBusyError(name, "it is being deleted");
     this.attachCount++;
     this.attached.set(name, (this.attached.get(name) ?? 0) + 1);
   }
