@@ -1,0 +1,77 @@
+// The results as markdown: the machine, how each workload ran, and one table of every
+// server's numbers with thinp's ratio to each peer (above 1: thinp is faster).
+
+import { execFileSync } from "node:child_process";
+import { availableParallelism, cpus, release } from "node:os";
+import type { MetricId, Measurements } from "./workloads.js";
+
+export const SERVER_LABELS = ["thinp", "qemu-nbd raw", "qemu-nbd qcow2", "nbdkit file"] as const;
+const THINP = SERVER_LABELS[0];
+const PEERS = SERVER_LABELS.slice(1);
+
+const ROWS: { metric: MetricId; workload: string; unit: string }[] = [
+  { metric: "seqWrite", workload: "1. seq write 1 MiB QD8, 512 MiB, new export", unit: "MB/s" },
+  { metric: "seqWriteFlushed", workload: "1. same, counting fio start-up and the final flush", unit: "MB/s" },
+  { metric: "seqRead", workload: "1. seq read 1 MiB QD8, the 512 MiB just written", unit: "MB/s" },
+  { metric: "randRead", workload: "2. rand read 4 KiB QD16, 512 MiB pre-written", unit: "IOPS" },
+  { metric: "randWrite", workload: "2. rand write 4 KiB QD16, same region", unit: "IOPS" },
+  { metric: "snapshotWrite", workload: "3. rand write 4 KiB QD16, fresh snapshot / qcow2 overlay of a full 1 GiB", unit: "IOPS" },
+];
+
+export function renderResultsTable(measurements: Measurements): string {
+  const headers = ["workload", "unit", ...SERVER_LABELS, ...PEERS.map((peer) => `thinp ÷ ${peer}`)];
+  const rows = ROWS.map(({ metric, workload, unit }) => {
+    const values = measurements.get(metric) ?? new Map<string, number>();
+    const thinp = values.get(THINP);
+    const ratios = PEERS.map((peer) => {
+      const value = values.get(peer);
+      return thinp === undefined || value === undefined || value === 0 ? "—" : (thinp / value).toFixed(2);
+    });
+    return [workload, unit, ...SERVER_LABELS.map((label) => formatValue(values.get(label))), ...ratios];
+  });
+  return renderTable(headers, rows, (column) => column >= 2);
+}
+
+function formatValue(value: number | undefined): string {
+  if (value === undefined) return "—";
+  return Math.round(value).toLocaleString("en-US");
+}
+
+function renderTable(headers: string[], rows: string[][], numeric: (column: number) => boolean): string {
+  const widths = headers.map((header, column) => Math.max(header.length, 3, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((cell, column) => (numeric(column) ? cell.padStart(widths[column]!) : cell.padEnd(widths[column]!))).join(" | ")} |`;
+  const rule = `|${widths.map((width, column) => (numeric(column) ? `${"-".repeat(width + 1)}:` : "-".repeat(width + 2))).join("|")}|`;
+  return [line(headers), rule, ...rows.map(line)].join("\n");
+}
+
+export function renderMachine(benchDir: string, date: Date): string {
+  return [
+    `- date: ${date.toISOString()}`,
+    `- nproc: ${availableParallelism()} (${cpus()[0]?.model ?? "unknown CPU"}), Linux ${release()}`,
+    `- node ${process.version}; ${firstLine("fio", ["--version"])}; ${firstLine("qemu-nbd", ["--version"])}; ${firstLine("nbdkit", ["--version"])}`,
+    "- `free -g`:",
+    "",
+    fenced(commandOutput("free", ["-g"])),
+    "",
+    `- \`df -hT\` of the bench dir (${benchDir}):`,
+    "",
+    fenced(commandOutput("df", ["-hT", benchDir])),
+  ].join("\n");
+}
+
+function fenced(text: string): string {
+  return ["```", text.trimEnd(), "```"].join("\n");
+}
+
+function firstLine(command: string, args: string[]): string {
+  return commandOutput(command, args).split("\n")[0]!.trim();
+}
+
+function commandOutput(command: string, args: string[]): string {
+  try {
+    return execFileSync(command, args, { encoding: "utf8" });
+  } catch (error) {
+    return `(${command} failed: ${(error as Error).message})`;
+  }
+}
