@@ -1,6 +1,7 @@
 // The NBD server against the real clients users will point at it: libnbd's nbdinfo and
 // nbdcopy, QEMU's qemu-img and qemu-io, and fio's nbd engine. Every client runs the same
-// scenarios over TCP on 127.0.0.1 and over a Unix socket. The tools are Debian packages
+// scenarios over TCP on 127.0.0.1 and over a Unix socket, against the memory fake and
+// against a real pool as `thinp serve` wires it. The tools are Debian packages
 // (libnbd-bin, qemu-utils, fio); a missing tool fails the test rather than skipping it.
 
 import { execFile } from "node:child_process";
@@ -10,8 +11,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNbdServer, type NbdServer } from "../src/nbd/server.js";
-import { MemoryCatalog } from "./support/memory-catalog.js";
-import { MEMORY_BLOCK_BYTES, MemoryVolume } from "./support/memory-volume.js";
+import type { VolumeHandle } from "../src/thin/api.js";
+import { createBackend, type CountingCatalog, type ExportBackend } from "./support/export-backends.js";
+import { MEMORY_BLOCK_BYTES } from "./support/memory-volume.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -33,18 +35,30 @@ function runClient(command: string, args: string[]): Promise<ClientRun> {
   });
 }
 
-/** Mapped and unmapped runs of a memory volume, as block status should report them. */
-function expectedRuns(volume: MemoryVolume): { offset: number; length: number; data: boolean }[] {
-  const mapped = new Set(volume.mappedBlockIndexes());
-  const runs: { offset: number; length: number; data: boolean }[] = [];
-  for (let block = 0; block * BLOCK < volume.sizeBytes; block++) {
-    const data = mapped.has(block);
-    const length = Math.min(BLOCK, volume.sizeBytes - block * BLOCK);
+type Run = { offset: number; length: number; data: boolean };
+
+/** Mapped and unmapped runs of a volume, as block status should report them. */
+async function mappedRuns(volume: VolumeHandle): Promise<Run[]> {
+  const runs: Run[] = [];
+  for (const extent of await volume.extents(0, volume.sizeBytes)) {
     const last = runs[runs.length - 1];
-    if (last !== undefined && last.data === data) last.length += length;
-    else runs.push({ offset: block * BLOCK, length, data });
+    if (last !== undefined && last.data === extent.mapped) last.length += extent.length;
+    else runs.push({ offset: extent.offset, length: extent.length, data: extent.mapped });
   }
   return runs;
+}
+
+/** Blocks of [offset, offset + length) that hold data. */
+async function mappedBlocksWithin(volume: VolumeHandle, offset: number, length: number): Promise<number> {
+  let mappedBytes = 0;
+  for (const extent of await volume.extents(offset, length)) if (extent.mapped) mappedBytes += extent.length;
+  return mappedBytes / BLOCK;
+}
+
+async function contents(volume: VolumeHandle, offset: number, length: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for (let at = offset; at < offset + length; at += 8 * MiB) parts.push(await volume.read(at, Math.min(8 * MiB, offset + length - at)));
+  return Buffer.concat(parts);
 }
 
 function writeSparseImage(path: string, pieces: { offset: number; bytes: Buffer }[], sizeBytes: number): void {
@@ -57,28 +71,40 @@ function writeSparseImage(path: string, pieces: { offset: number; bytes: Buffer 
   }
 }
 
-describe.each(["tcp", "unix"] as const)("real NBD clients over %s", (transport) => {
+// Transports exercise the server; the pool exercises the engine behind it. Both transports
+// on both backends would double the slowest runs without covering anything new.
+const setups = [
+  { backend: "memory", transport: "tcp" },
+  { backend: "memory", transport: "unix" },
+  { backend: "pool", transport: "tcp" },
+] as const;
+
+describe.each(setups)("real NBD clients on the $backend backend over $transport", ({ backend: backendKind, transport }) => {
   let server: NbdServer;
-  let catalog: MemoryCatalog;
+  let backend: ExportBackend;
+  let catalog: CountingCatalog;
   let workDir: string;
-  const volumes = {} as Record<"mapped" | "archive" | "qemu" | "copy" | "fio", MemoryVolume>;
+  const volume = async (name: string): Promise<VolumeHandle> => (await catalog.open(name))!;
 
   beforeAll(async () => {
     workDir = mkdtempSync(join(tmpdir(), "thinp-nbd-interop-"));
-    catalog = new MemoryCatalog();
-    volumes.mapped = catalog.add(new MemoryVolume("mapped", 64 * MiB), "volume with a known mapping");
-    volumes.archive = catalog.add(new MemoryVolume("archive", 8 * MiB, true), "read-only snapshot");
-    volumes.qemu = catalog.add(new MemoryVolume("qemu", 16 * MiB));
-    volumes.copy = catalog.add(new MemoryVolume("copy", 64 * MiB), "nbdcopy target");
-    volumes.fio = catalog.add(new MemoryVolume("fio", 64 * MiB));
+    backend = await createBackend(backendKind, workDir);
+    catalog = backend.catalog;
+    await backend.createVolume("mapped", 64 * MiB);
+    await backend.createVolume("qemu", 16 * MiB);
+    await backend.createVolume("copy", 64 * MiB);
+    await backend.createVolume("fio", 64 * MiB);
+    const mapped = await volume("mapped");
     for (const [offset, byteLength] of [
       [1 * BLOCK, 2 * BLOCK],
       [10 * BLOCK + 100, 100],
       [32 * MiB, 4 * MiB],
       [64 * MiB - BLOCK, BLOCK],
     ] as const) {
-      volumes.mapped.fill(offset, Buffer.alloc(byteLength, 0x5a));
+      await mapped.write(offset, Buffer.alloc(byteLength, 0x5a));
     }
+    // Read-only, and (on the pool) a snapshot sharing every block with "mapped".
+    await backend.createReadOnlyCopy("mapped", "archive");
     server = await startNbdServer({
       catalog,
       ...(transport === "tcp" ? { listen: { host: "127.0.0.1", port: 0 } } : { socketPath: join(workDir, "nbd.sock") }),
@@ -87,6 +113,7 @@ describe.each(["tcp", "unix"] as const)("real NBD clients over %s", (transport) 
 
   afterAll(async () => {
     await server?.close();
+    await backend?.close();
     rmSync(workDir, { recursive: true, force: true });
   });
 
@@ -94,11 +121,12 @@ describe.each(["tcp", "unix"] as const)("real NBD clients over %s", (transport) 
     const { stdout } = await runClient("nbdinfo", ["--list", "--json", server.uri("")]);
     const listing = JSON.parse(stdout) as { exports: Record<string, unknown>[] };
     const byName = new Map(listing.exports.map((entry) => [entry["export-name"], entry]));
-    expect([...byName.keys()]).toEqual(["mapped", "archive", "qemu", "copy", "fio"]);
-    for (const { name, description } of catalog.list()) {
+    const expected = await catalog.list();
+    expect([...byName.keys()].sort()).toEqual(["archive", "copy", "fio", "mapped", "qemu"]);
+    for (const { name, description } of expected) {
       const entry = byName.get(name)!;
       expect(entry["description"] ?? "").toBe(description);
-      expect(entry["export-size"]).toBe(catalog.open(name)!.sizeBytes);
+      expect(entry["export-size"]).toBe((await volume(name)).sizeBytes);
       expect(entry["contexts"]).toEqual(["base:allocation"]);
       expect(entry["can_multi_conn"]).toBe(true);
       expect(entry["block_size_maximum"]).toBe(32 * MiB);
@@ -107,21 +135,26 @@ describe.each(["tcp", "unix"] as const)("real NBD clients over %s", (transport) 
     expect(byName.get("mapped")).toMatchObject({ is_read_only: false, can_trim: true, can_zero: true, can_fast_zero: true, can_fua: true });
   });
 
-  it("nbdinfo --map reports exactly the mapped blocks as data and the rest as hole,zero", async () => {
-    const { stdout } = await runClient("nbdinfo", ["--map", "--json", server.uri("mapped")]);
-    const map = (JSON.parse(stdout) as { offset: number; length: number; type: number }[]).map(({ offset, length, type }) => ({ offset, length, type }));
-    expect(map).toEqual(expectedRuns(volumes.mapped).map(({ offset, length, data }) => ({ offset, length, type: data ? 0 : 3 })));
+  it("nbdinfo --map reports exactly the mapped blocks as data and the rest as hole,zero; shared blocks are data", async () => {
+    const expected = (await mappedRuns(await volume("mapped"))).map(({ offset, length, data }) => ({ offset, length, type: data ? 0 : 3 }));
+    expect(expected.length).toBe(8);
+    for (const name of ["mapped", "archive"]) {
+      const { stdout } = await runClient("nbdinfo", ["--map", "--json", server.uri(name)]);
+      const map = (JSON.parse(stdout) as { offset: number; length: number; type: number }[]).map(({ offset, length, type }) => ({ offset, length, type }));
+      expect(map).toEqual(expected);
+    }
   });
 
   it("qemu-img map agrees with the volume's mapping", async () => {
     const { stdout } = await runClient("qemu-img", ["map", "--output=json", "-f", "raw", server.uri("mapped")]);
     const map = (JSON.parse(stdout) as { start: number; length: number; data: boolean; zero: boolean }[]).map(({ start, length, data, zero }) => ({ start, length, data, zero }));
-    expect(map).toEqual(expectedRuns(volumes.mapped).map(({ offset, length, data }) => ({ start: offset, length, data, zero: !data })));
+    const expected = await mappedRuns(await volume("mapped"));
+    expect(map).toEqual(expected.map(({ offset, length, data }) => ({ start: offset, length, data, zero: !data })));
   });
 
   it("qemu-io pattern writes, FUA, zeroes, discard and asynchronous I/O read back correctly", async () => {
-    const volume = volumes.qemu;
-    const flushesBefore = catalog.flushCount;
+    const target = await volume("qemu");
+    const flushesBefore = catalog.flushes;
     const { stdout } = await runClient("qemu-io", [
       "-f", "raw", server.uri("qemu"),
       "-c", "write -P 0xab 0 1M",
@@ -142,22 +175,21 @@ describe.each(["tcp", "unix"] as const)("real NBD clients over %s", (transport) 
     expect(stdout).not.toMatch(/fail|error/i);
     // One completion line per command that moves data; a failed pattern check prints none.
     expect(stdout.match(/^(wrote|read|discard) \d+\/\d+ bytes/gm)?.length).toBe(12);
-    expect(volume.contents(0, 512 * KiB).equals(Buffer.alloc(512 * KiB))).toBe(true);
-    expect(volume.contents(512 * KiB, 512 * KiB).equals(Buffer.alloc(512 * KiB, 0xab))).toBe(true);
-    expect(volume.contents(1 * MiB, 64 * KiB).equals(Buffer.alloc(64 * KiB, 0xcd))).toBe(true);
-    expect(volume.contents(5 * MiB, 1 * MiB).equals(Buffer.alloc(1 * MiB, 0xee))).toBe(true);
-    expect(volume.contents(8 * MiB, 4 * KiB).equals(Buffer.alloc(4 * KiB, 0x11))).toBe(true);
-    const mapped = new Set(volume.mappedBlockIndexes());
+    expect((await contents(target, 0, 512 * KiB)).equals(Buffer.alloc(512 * KiB))).toBe(true);
+    expect((await contents(target, 512 * KiB, 512 * KiB)).equals(Buffer.alloc(512 * KiB, 0xab))).toBe(true);
+    expect((await contents(target, 1 * MiB, 64 * KiB)).equals(Buffer.alloc(64 * KiB, 0xcd))).toBe(true);
+    expect((await contents(target, 5 * MiB, 1 * MiB)).equals(Buffer.alloc(1 * MiB, 0xee))).toBe(true);
+    expect((await contents(target, 8 * MiB, 4 * KiB)).equals(Buffer.alloc(4 * KiB, 0x11))).toBe(true);
     // The discarded megabyte no longer holds data blocks.
-    for (let block = (4 * MiB) / BLOCK; block < (5 * MiB) / BLOCK; block++) expect(mapped.has(block)).toBe(false);
+    expect(await mappedBlocksWithin(target, 4 * MiB, 1 * MiB)).toBe(0);
     // write -f (FUA), aio_flush and flush each commit.
-    expect(catalog.flushCount - flushesBefore).toBeGreaterThanOrEqual(3);
+    expect(catalog.flushes - flushesBefore).toBeGreaterThanOrEqual(3);
   });
 
   it("nbdcopy copies a 64 MiB random, partly sparse image in and out byte for byte", async () => {
-    const volume = volumes.copy;
+    const target = await volume("copy");
     // Junk everywhere first, so the image's holes must actively be zeroed.
-    volume.fill(0, Buffer.alloc(64 * MiB, 0xff));
+    for (let at = 0; at < 64 * MiB; at += 8 * MiB) await target.write(at, Buffer.alloc(8 * MiB, 0xff));
     const imagePath = join(workDir, "image.raw");
     const exportedPath = join(workDir, "exported.raw");
     const random = (byteLength: number) => randomFillSync(Buffer.alloc(byteLength));
@@ -172,14 +204,13 @@ describe.each(["tcp", "unix"] as const)("real NBD clients over %s", (transport) 
       ],
       64 * MiB,
     );
-    const flushesBefore = catalog.flushCount;
+    const flushesBefore = catalog.flushes;
     await runClient("nbdcopy", ["--flush", imagePath, server.uri("copy")]);
-    expect(catalog.flushCount).toBeGreaterThan(flushesBefore);
+    expect(catalog.flushes).toBeGreaterThan(flushesBefore);
     const image = readFileSync(imagePath);
-    expect(volume.contents(0, 64 * MiB).equals(image)).toBe(true);
+    expect((await contents(target, 0, 64 * MiB)).equals(image)).toBe(true);
     // The file's hole went over as zeroing that unmapped the junk, not as written zeros.
-    const mapped = new Set(volume.mappedBlockIndexes());
-    for (let block = (24 * MiB) / BLOCK; block < (40 * MiB) / BLOCK; block++) expect(mapped.has(block)).toBe(false);
+    expect(await mappedBlocksWithin(target, 24 * MiB, 16 * MiB)).toBe(0);
     await runClient("nbdcopy", [server.uri("copy"), exportedPath]);
     expect(readFileSync(exportedPath).equals(image)).toBe(true);
   });
@@ -204,13 +235,13 @@ describe.each(["tcp", "unix"] as const)("real NBD clients over %s", (transport) 
     expect(job.write.io_bytes).toBe(64 * MiB);
     // The verify phase read back everything it wrote.
     expect(job.read.io_bytes).toBe(64 * MiB);
-    expect(volumes.fio.mappedBlockIndexes().length).toBe((64 * MiB) / BLOCK);
+    expect(await mappedBlocksWithin(await volume("fio"), 0, 64 * MiB)).toBe((64 * MiB) / BLOCK);
   });
 
   it("the server is left with no connections and every export detached", async () => {
     for (let i = 0; i < 100 && server.connectionCount > 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(server.connectionCount).toBe(0);
-    expect(catalog.attached.size).toBe(0);
-    expect(catalog.attachCount).toBe(catalog.detachCount);
+    expect(catalog.attaches).toBeGreaterThan(0);
+    expect(catalog.detaches).toBe(catalog.attaches);
   });
 });

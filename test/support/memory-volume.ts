@@ -43,6 +43,13 @@ export class MemoryVolume implements VolumeHandle {
     assert(Number.isSafeInteger(sizeBytes) && sizeBytes >= 0, "volume size");
   }
 
+  /** A new volume with `source`'s blocks copied, mapped where the source's are: a snapshot, minus the sharing. */
+  static copyOf(source: MemoryVolume, name: string, readOnly: boolean): MemoryVolume {
+    const copy = new MemoryVolume(name, source.sizeBytes, readOnly);
+    for (const [block, data] of source.blocks) copy.blocks.set(block, Buffer.from(data));
+    return copy;
+  }
+
   /** The next `operation` fails with `error` (once). */
   failNext(operation: Operation, error: ThinpError | Error): void {
     this.injected.set(operation, error);
