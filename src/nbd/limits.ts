@@ -13,15 +13,10 @@ export const NAME_BYTES_MAX = 4096;
 /**
  * Largest READ, WRITE or CACHE length, and the maximum block size we advertise. 32 MiB is the
  * size the spec says no client should exceed and no server should treat as an attack, and
- * the largest request the kernel client sends.
+ * the largest request the kernel client sends. TRIM, WRITE_ZEROES and BLOCK_STATUS carry no
+ * payload, so they may use the whole 32-bit length field.
  */
 export const REQUEST_BYTES_MAX = 32 * MiB;
-
-/**
- * Largest TRIM, WRITE_ZEROES or BLOCK_STATUS length: the whole 32-bit length field. These
- * carry no payload, so their length costs us nothing to receive.
- */
-export const RANGE_BYTES_MAX = 0xffff_ffff;
 
 /** Block sizes advertised in NBD_INFO_BLOCK_SIZE. Minimum 1: the engine handles any alignment. */
 export const BLOCK_SIZE_MIN_BYTES = 1;
@@ -39,35 +34,45 @@ export const BLOCK_STATUS_SCAN_BYTES_MAX = 1 * GiB;
 /** Most descriptors in one BLOCK_STATUS reply (8 bytes each). */
 export const BLOCK_STATUS_EXTENTS_MAX = 2048;
 
+// Per-server limits. These are the defaults; NbdLimits lets a caller (or a test) change them.
+
+/**
+ * Options one client may send before entering transmission; more is treated as abuse.
+ * nbdinfo --list sends two options per export on one connection, so a pool's largest
+ * listing must fit; the handshake timeout is what bounds a client that abuses this.
+ */
+export const OPTIONS_PER_HANDSHAKE_MAX = 2 * VOLUMES_MAX + 64;
+/** Time from accept to the end of option haggling. */
+export const HANDSHAKE_TIMEOUT_MS = 30_000;
+/** Simultaneous client connections; more are refused by closing them at once. */
+export const CONNECTIONS_MAX = 128;
+/** Requests of one connection being served at once; reading pauses at this count. nbdcopy keeps 64 in flight, qemu 16. */
+export const INFLIGHT_REQUESTS_MAX = 64;
+/** Payload and reply bytes of one connection's requests in flight; two maximum-size requests, so one never waits for itself. */
+export const INFLIGHT_BYTES_MAX = 2 * REQUEST_BYTES_MAX;
+/** Reply bytes queued on one socket beyond which reading pauses until the socket drains. */
+export const REPLY_BUFFER_BYTES_MAX = 4 * MiB;
+/** How long close() waits for in-flight requests before dropping connections. */
+export const DRAIN_TIMEOUT_MS = 30_000;
+
 export interface NbdLimits {
-  /** Options one client may send before entering transmission; more is treated as abuse. */
   optionsPerHandshakeMax: number;
-  /** Time from accept to the end of option haggling. */
   handshakeTimeoutMs: number;
-  /** Simultaneous client connections; more are refused by closing them at once. */
   connectionsMax: number;
-  /** Requests of one connection being served at once; reading pauses at this count. */
   inflightRequestsMax: number;
-  /** Payload and reply bytes of one connection's requests in flight; reading pauses past it. */
   inflightBytesMax: number;
-  /** Reply bytes queued on one socket beyond which reading pauses until the socket drains. */
   replyBufferBytesMax: number;
-  /** How long close() waits for in-flight requests before dropping connections. */
   drainTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Readonly<NbdLimits> = Object.freeze({
-  // nbdinfo --list sends two options per export on one connection; a pool's largest
-  // listing must fit. The handshake timeout is what bounds a client that abuses this.
-  optionsPerHandshakeMax: 2 * VOLUMES_MAX + 64,
-  handshakeTimeoutMs: 30_000,
-  connectionsMax: 128,
-  // nbdcopy keeps 64 requests in flight per connection; qemu 16.
-  inflightRequestsMax: 64,
-  // Two maximum-size requests, so one large request never waits for itself.
-  inflightBytesMax: 2 * REQUEST_BYTES_MAX,
-  replyBufferBytesMax: 4 * MiB,
-  drainTimeoutMs: 30_000,
+  optionsPerHandshakeMax: OPTIONS_PER_HANDSHAKE_MAX,
+  handshakeTimeoutMs: HANDSHAKE_TIMEOUT_MS,
+  connectionsMax: CONNECTIONS_MAX,
+  inflightRequestsMax: INFLIGHT_REQUESTS_MAX,
+  inflightBytesMax: INFLIGHT_BYTES_MAX,
+  replyBufferBytesMax: REPLY_BUFFER_BYTES_MAX,
+  drainTimeoutMs: DRAIN_TIMEOUT_MS,
 });
 
 /** Bytes a connection buffers ahead of the message it is reading before pausing the socket. */
