@@ -1,0 +1,91 @@
+// A disk image in memory, in 4 KiB pages shared copy-on-write between clones, so the
+// crash harness can build thousands of crash states cheaply from one base.
+
+import type { StorageFile } from "../../src/io/storage-file.js";
+
+const PAGE_BYTES = 4096;
+
+export class SparseImage {
+  private constructor(
+    private readonly pages: Map<number, Buffer>,
+    private readonly owned: Set<number>,
+    private length: number,
+  ) {}
+
+  static empty(): SparseImage {
+    return new SparseImage(new Map(), new Set(), 0);
+  }
+
+  /** A copy that shares every page until one side writes it. */
+  clone(): SparseImage {
+    this.owned.clear(); // both sides now share every page
+    return new SparseImage(new Map(this.pages), new Set(), this.length);
+  }
+
+  get byteLength(): number {
+    return this.length;
+  }
+
+  read(buf: Buffer, position: number): void {
+    let done = 0;
+    while (done < buf.length) {
+      const at = position + done;
+      const pageIndex = Math.floor(at / PAGE_BYTES);
+      const inPage = at % PAGE_BYTES;
+      const chunk = Math.min(PAGE_BYTES - inPage, buf.length - done);
+      const valid = Math.max(0, Math.min(chunk, this.length - at));
+      const page = this.pages.get(pageIndex);
+      if (page && valid > 0) page.copy(buf, done, inPage, inPage + valid);
+      else if (valid > 0) buf.fill(0, done, done + valid);
+      if (valid < chunk) buf.fill(0, done + valid, done + chunk);
+      done += chunk;
+    }
+  }
+
+  write(bytes: Uint8Array, position: number): void {
+    let done = 0;
+    while (done < bytes.length) {
+      const at = position + done;
+      const pageIndex = Math.floor(at / PAGE_BYTES);
+      const inPage = at % PAGE_BYTES;
+      const chunk = Math.min(PAGE_BYTES - inPage, bytes.length - done);
+      let page = this.pages.get(pageIndex);
+      if (!page || !this.owned.has(pageIndex)) {
+        const copy = Buffer.alloc(PAGE_BYTES);
+        page?.copy(copy);
+        page = copy;
+        this.pages.set(pageIndex, page);
+        this.owned.add(pageIndex);
+      }
+      page.set(bytes.subarray(done, done + chunk), inPage);
+      done += chunk;
+    }
+    this.length = Math.max(this.length, position + bytes.length);
+  }
+
+  truncate(byteLength: number): void {
+    if (byteLength < this.length) {
+      for (const pageIndex of [...this.pages.keys()]) {
+        if (pageIndex * PAGE_BYTES >= byteLength) this.pages.delete(pageIndex);
+      }
+      const tail = byteLength % PAGE_BYTES;
+      if (tail !== 0 && this.pages.has(Math.floor(byteLength / PAGE_BYTES))) {
+        this.write(Buffer.alloc(PAGE_BYTES - tail), byteLength);
+      }
+    }
+    this.length = byteLength;
+  }
+
+  /** The image as a StorageFile; sync does nothing (durability is the harness's to model). */
+  file(path: string): StorageFile {
+    return {
+      path,
+      read: async (buf, position) => this.read(buf, position),
+      write: async (bytes, position) => this.write(bytes, position),
+      sync: async () => undefined,
+      byteLength: async () => this.length,
+      truncate: async (byteLength) => this.truncate(byteLength),
+      close: async () => undefined,
+    };
+  }
+}
