@@ -339,3 +339,20 @@ describe("crash after deleting a snapshot", () => {
     expect((await snap.read(0, DATA_BLOCK_BYTES)).every((b) => b === 1)).toBe(true);
   });
 });
+
+describe("extents", () => {
+  it("tell owned blocks from blocks a write would copy, and unmapped ones from both", async () => {
+    const { pool } = await memoryPool();
+    await pool.createVolume("base", MiB);
+    const base = await pool.volume("base");
+    await base.write(0, Buffer.alloc(2 * DATA_BLOCK_BYTES, 1));
+    await pool.snapshot("base", "snap");
+    const snap = await pool.volume("snap");
+    await snap.write(DATA_BLOCK_BYTES, Buffer.alloc(10, 2));
+    expect(await snap.extents(0, MiB)).toEqual([
+      { offset: 0, length: DATA_BLOCK_BYTES, mapped: true, copyOnWrite: true },
+      { offset: DATA_BLOCK_BYTES, length: DATA_BLOCK_BYTES, mapped: true, copyOnWrite: false },
+      { offset: 2 * DATA_BLOCK_BYTES, length: MiB - 2 * DATA_BLOCK_BYTES, mapped: false, copyOnWrite: false },
+    ]);
+  });
+});

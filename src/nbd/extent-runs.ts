@@ -14,8 +14,8 @@ export function mergedRuns(extents: readonly Extent[], offset: number, byteLengt
     assert(extent.offset === cursor && extent.length > 0, `extent ${extent.offset}+${extent.length} does not continue at ${cursor}`);
     cursor += extent.length;
     const last = runs[runs.length - 1];
-    if (last !== undefined && last.mapped === extent.mapped) last.length += extent.length;
-    else runs.push({ offset: extent.offset, length: extent.length, mapped: extent.mapped });
+    if (last !== undefined && last.mapped === extent.mapped && last.copyOnWrite === extent.copyOnWrite) last.length += extent.length;
+    else runs.push({ offset: extent.offset, length: extent.length, mapped: extent.mapped, copyOnWrite: extent.copyOnWrite });
   }
   assert(cursor === offset + byteLength, `extents end at ${cursor}, not ${offset + byteLength}`);
   return runs;

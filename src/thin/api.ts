@@ -39,11 +39,17 @@ export interface PoolStatus {
   metaPath: string;
 }
 
-/** A run of bytes within a volume that is either all mapped or all unmapped (reads as zeros). */
+/** A run of bytes within a volume whose blocks are alike in how they are mapped. */
 export interface Extent {
   offset: number;
   length: number;
+  /** False: no data block behind it; it reads as zeros. */
   mapped: boolean;
+  /**
+   * Mapped, but a write would first copy it to a new data block (it is shared with a
+   * snapshot, or was when the pool last committed), so a write can fail when the pool is full.
+   */
+  copyOnWrite: boolean;
 }
 
 /** What the NBD server and the CLI's import/export use to reach one volume's bytes. */

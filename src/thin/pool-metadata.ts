@@ -226,27 +226,37 @@ export class PoolMetadata {
     if (!(dataBlock < this.dataRefs.blockCount)) {
       throw new CorruptBlockError(state.record.mappingRoot, `volume '${state.record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool`);
     }
-    // Counts say who shares the block now. A mapping older than the volume's last snapshot
-    // may still be shared in the last commit (the snapshot may since have been deleted in
-    // this transaction), and writing it in place would change that committed snapshot.
-    const sharedNow = found.sharedPath || this.dataRefs.get(dataBlock) > 1;
-    return { dataBlock, shared: sharedNow || time < state.record.snapshotTime };
+    return { dataBlock, shared: this.writeNeedsCopy(state, dataBlock, time, found.sharedPath) };
   }
 
-  /** Calls `visit` for each mapping with from <= virtual block < to, in order. */
+  /**
+   * Counts say who shares a block now. A mapping older than the volume's last snapshot may
+   * still be shared in the last commit (the snapshot, or its copy of the block, may have
+   * gone in this transaction), and writing it in place would change that committed
+   * snapshot, so it is copied too, as dm-thin does.
+   */
+  private writeNeedsCopy(state: VolumeState, dataBlock: number, time: number, sharedPath: boolean): boolean {
+    return sharedPath || this.dataRefs.get(dataBlock) > 1 || time < state.record.snapshotTime;
+  }
+
+  /**
+   * Calls `visit` for each mapping with from <= virtual block < to, in order, saying whether
+   * another volume references its data block now, and whether a write would copy it first.
+   */
   async forEachMapping(
     state: VolumeState,
     from: number,
     to: number,
-    visit: (virtualBlock: number, dataBlock: number, shared: boolean) => void,
+    visit: (virtualBlock: number, dataBlock: number, sharedNow: boolean, copyOnWrite: boolean) => void,
   ): Promise<void> {
     const dataBlockCount = this.dataRefs.blockCount;
     await this.mappings.forEachInRange(state.record.mappingRoot, from, to, (key, value, sharedPath, nodeIndex) => {
-      const { dataBlock } = decodeMapping(value);
+      const { dataBlock, time } = decodeMapping(value);
       if (!(dataBlock < dataBlockCount)) {
         throw new CorruptBlockError(nodeIndex, `volume '${state.record.name}' maps block ${key} to data block ${dataBlock}, beyond the pool`);
       }
-      visit(key, dataBlock, sharedPath || this.dataRefs.get(dataBlock) > 1);
+      const sharedNow = sharedPath || this.dataRefs.get(dataBlock) > 1;
+      visit(key, dataBlock, sharedNow, this.writeNeedsCopy(state, dataBlock, time, sharedPath));
     });
   }
 

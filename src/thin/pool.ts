@@ -213,8 +213,8 @@ export class Pool {
       const state = await this.requireVolume(name);
       let exclusiveBlocks = 0;
       let sharedBlocks = 0;
-      await this.metadata.forEachMapping(state, 0, Number.MAX_SAFE_INTEGER, (_virtualBlock, _dataBlock, shared) => {
-        if (shared) sharedBlocks++;
+      await this.metadata.forEachMapping(state, 0, Number.MAX_SAFE_INTEGER, (_virtualBlock, _dataBlock, sharedNow) => {
+        if (sharedNow) sharedBlocks++;
         else exclusiveBlocks++;
       });
       return { mappedBlocks: exclusiveBlocks + sharedBlocks, exclusiveBlocks, sharedBlocks };

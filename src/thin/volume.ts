@@ -106,11 +106,11 @@ export class Volume implements VolumeHandle {
   async extents(offset: number, length: number): Promise<Extent[]> {
     this.checkRange(offset, length);
     const extents: Extent[] = [];
-    const push = (start: number, end: number, mapped: boolean) => {
+    const push = (start: number, end: number, mapped: boolean, copyOnWrite: boolean) => {
       if (end <= start) return;
       const last = extents[extents.length - 1];
-      if (last && last.mapped === mapped && last.offset + last.length === start) last.length += end - start;
-      else extents.push({ offset: start, length: end - start, mapped });
+      if (last && last.mapped === mapped && last.copyOnWrite === copyOnWrite && last.offset + last.length === start) last.length += end - start;
+      else extents.push({ offset: start, length: end - start, mapped, copyOnWrite });
     };
     const end = offset + length;
     const firstBlock = Math.floor(offset / DATA_BLOCK_BYTES);
@@ -118,16 +118,22 @@ export class Volume implements VolumeHandle {
     let cursor = offset;
     for (let from = firstBlock; from < endBlock; from += RANGE_STEP_BLOCKS) {
       const to = Math.min(endBlock, from + RANGE_STEP_BLOCKS);
-      const mappedBlocks = await this.mappedBlocksIn(from, to);
-      for (const virtualBlock of mappedBlocks) {
+      const mapped: { virtualBlock: number; copyOnWrite: boolean }[] = [];
+      await this.pool.withMetadata(async () => {
+        this.assertExists();
+        await this.pool.metadata.forEachMapping(this.state, from, to, (virtualBlock, _dataBlock, _sharedNow, copyOnWrite) =>
+          void mapped.push({ virtualBlock, copyOnWrite }),
+        );
+      });
+      for (const { virtualBlock, copyOnWrite } of mapped) {
         const blockStart = Math.max(offset, virtualBlock * DATA_BLOCK_BYTES);
         const blockEnd = Math.min(end, (virtualBlock + 1) * DATA_BLOCK_BYTES);
-        push(cursor, blockStart, false);
-        push(blockStart, blockEnd, true);
+        push(cursor, blockStart, false, false);
+        push(blockStart, blockEnd, true, copyOnWrite);
         cursor = blockEnd;
       }
     }
-    push(cursor, end, false);
+    push(cursor, end, false, false);
     return extents;
   }
 

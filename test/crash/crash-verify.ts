@@ -26,7 +26,7 @@ export async function verifyCrashState(workload: CrashWorkload, state: CrashStat
     return `does not reopen: ${(error as Error).message}`;
   }
   const transactionId = pool.metadata.transactionId;
-  const completed = [...workload.commits].reverse().find((commit) => commit.logEnd <= state.crashPoint)!;
+  const completed = workload.commits[lastIndexAtOrBelow(workload.commits, (commit) => commit.logEnd, state.crashPoint)]!;
   let expected: CommitRecord;
   if (transactionId === completed.transactionId) {
     expected = completed;
@@ -45,7 +45,7 @@ export async function verifyCrashState(workload: CrashWorkload, state: CrashStat
   const wanted = [...expected.volumes.keys()].sort();
   if (listed.join(",") !== wanted.join(",")) return `volumes [${listed}] but transaction ${transactionId} had [${wanted}]`;
 
-  const later = workload.writes.filter((write) => write.logIndex >= expected.logEnd && write.logIndex < state.crashPoint);
+  const later = writesBetween(workload.writes, expected.logEnd, state.crashPoint);
   for (const [name, bytes] of expected.volumes) {
     const volume = await pool.volume(name);
     if (volume.sizeBytes !== bytes.length) return `'${name}' is ${volume.sizeBytes} bytes, expected ${bytes.length}`;
@@ -91,4 +91,23 @@ function compareBlock(name: string, start: number, read: Buffer, expected: Buffe
     }
   }
   return null;
+}
+
+/** Index of the last record whose key is at most `limit` (records are in key order). */
+function lastIndexAtOrBelow<T>(records: T[], key: (record: T) => number, limit: number): number {
+  let low = 0;
+  let high = records.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (key(records[middle]!) <= limit) low = middle + 1;
+    else high = middle;
+  }
+  return low - 1;
+}
+
+/** Writes issued at log positions in [from, to); the workload records them in log order. */
+function writesBetween(writes: WriteRecord[], from: number, to: number): WriteRecord[] {
+  const first = lastIndexAtOrBelow(writes, (write) => write.logIndex, from - 1) + 1;
+  const end = lastIndexAtOrBelow(writes, (write) => write.logIndex, to - 1) + 1;
+  return writes.slice(first, end);
 }

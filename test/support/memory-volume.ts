@@ -134,7 +134,7 @@ export class MemoryVolume implements VolumeHandle {
         const mapped = this.blocks.has(block);
         const last = extents[extents.length - 1];
         if (last !== undefined && last.mapped === mapped) last.length += pieceEnd - cursor;
-        else extents.push({ offset: cursor, length: pieceEnd - cursor, mapped });
+        else extents.push({ offset: cursor, length: pieceEnd - cursor, mapped, copyOnWrite: false });
         cursor = pieceEnd;
       }
       return extents;
