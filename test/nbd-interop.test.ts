@@ -226,6 +226,8 @@ describe.each(setups)("real NBD clients on the $backend backend over $transport"
       "--iodepth=16",
       "--verify=crc32c",
       "--verify_fatal=1",
+      // fio would otherwise leave a verify-state file in the working directory.
+      "--verify_state_save=0",
       "--randseed=1234",
       "--output-format=json",
     ]);
