@@ -2,8 +2,16 @@
 
 import net from "node:net";
 import { ServerUnreachableError, ThinpError, type ErrorCode } from "../errors.js";
+import type { NbdServerAddress } from "../nbd/index.js";
 import type { PoolStatus, VolumeInfo, VolumeUsage } from "../thin/api.js";
-import { CONTROL_REQUEST_TIMEOUT_MS, FrameReader, frameMessage, type ControlReply, type ControlRequest } from "./control-protocol.js";
+import {
+  CONTROL_REQUEST_TIMEOUT_MS,
+  FrameReader,
+  frameMessage,
+  type ControlReply,
+  type ControlRequest,
+  type HelloReply,
+} from "./control-protocol.js";
 import type { PoolOperations } from "./pool-operations.js";
 
 /** An error the server reported, keeping its code so the CLI maps it to the same exit status. */
@@ -21,6 +29,8 @@ export class ControlClient implements PoolOperations {
     readonly socketPath: string,
     private readonly socket: net.Socket,
     readonly serverPid: number,
+    /** Where the server's NBD exports listen, so a message can say how to reach them. */
+    readonly nbdAddresses: readonly NbdServerAddress[],
   ) {}
 
   /** Connects to a running server, or returns null when none answers on the socket. */
@@ -31,9 +41,12 @@ export class ControlClient implements PoolOperations {
       candidate.once("error", () => resolve(null));
     });
     if (!socket) return null;
-    const client = new ControlClient(socketPath, socket, 0);
-    const hello = (await client.request({ op: "hello", version: 1 })) as { pid: number };
-    return new ControlClient(socketPath, socket, hello.pid);
+    // Between requests nobody else listens; a server that dies then must not crash the CLI.
+    // The next request sees the close and reports SERVER_UNREACHABLE.
+    socket.on("error", () => undefined);
+    const client = new ControlClient(socketPath, socket, 0, []);
+    const hello = (await client.request({ op: "hello", version: 1 })) as HelloReply;
+    return new ControlClient(socketPath, socket, hello.pid, hello.nbd ?? []);
   }
 
   close(): void {

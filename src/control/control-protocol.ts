@@ -4,6 +4,7 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 import type { ErrorCode } from "../errors.js";
+import type { NbdServerAddress } from "../nbd/index.js";
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 export const CONTROL_MESSAGE_BYTES_MAX = 1 << 20;
@@ -19,6 +20,13 @@ export type ControlRequest =
   | { op: "list" }
   | { op: "usage"; name: string }
   | { op: "status" };
+
+/** The answer to `hello`: who serves the pool and where its NBD exports are, for messages that name them. */
+export interface HelloReply {
+  version: number;
+  pid: number;
+  nbd: NbdServerAddress[];
+}
 
 export type ControlReply =
   | { ok: true; result: unknown }

@@ -4,7 +4,15 @@
 import { unlink } from "node:fs/promises";
 import net from "node:net";
 import { ThinpError } from "../errors.js";
-import { CONTROL_PROTOCOL_VERSION, FrameReader, frameMessage, type ControlReply, type ControlRequest } from "./control-protocol.js";
+import type { NbdServerAddress } from "../nbd/index.js";
+import {
+  CONTROL_PROTOCOL_VERSION,
+  FrameReader,
+  frameMessage,
+  type ControlReply,
+  type ControlRequest,
+  type HelloReply,
+} from "./control-protocol.js";
 import type { PoolOperations } from "./pool-operations.js";
 
 export const CONTROL_CONNECTIONS_MAX = 32;
@@ -14,7 +22,12 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-export async function startControlServer(socketPath: string, operations: PoolOperations, log: (message: string) => void): Promise<ControlServer> {
+export async function startControlServer(
+  socketPath: string,
+  operations: PoolOperations,
+  log: (message: string) => void,
+  nbdAddresses: readonly NbdServerAddress[] = [],
+): Promise<ControlServer> {
   await removeStaleSocket(socketPath);
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
@@ -38,7 +51,7 @@ export async function startControlServer(socketPath: string, operations: PoolOpe
       }
       for (const message of messages) {
         queue = queue.then(async () => {
-          const reply = await answer(message, operations);
+          const reply = await answer(message, operations, nbdAddresses);
           if (!socket.destroyed) socket.write(frameMessage(reply));
         });
       }
@@ -63,20 +76,20 @@ export async function startControlServer(socketPath: string, operations: PoolOpe
   };
 }
 
-async function answer(message: unknown, operations: PoolOperations): Promise<ControlReply> {
+async function answer(message: unknown, operations: PoolOperations, nbdAddresses: readonly NbdServerAddress[]): Promise<ControlReply> {
   try {
-    return { ok: true, result: await dispatch(message as ControlRequest, operations) };
+    return { ok: true, result: await dispatch(message as ControlRequest, operations, nbdAddresses) };
   } catch (error) {
     if (error instanceof ThinpError) return { ok: false, error: { code: error.code, message: error.message } };
     return { ok: false, error: { code: "INTERNAL", message: (error as Error)?.message ?? String(error) } };
   }
 }
 
-async function dispatch(request: ControlRequest, operations: PoolOperations): Promise<unknown> {
+async function dispatch(request: ControlRequest, operations: PoolOperations, nbdAddresses: readonly NbdServerAddress[]): Promise<unknown> {
   if (typeof request !== "object" || request === null || typeof request.op !== "string") throw new Error("a request needs an op");
   switch (request.op) {
     case "hello":
-      return { version: CONTROL_PROTOCOL_VERSION, pid: process.pid };
+      return { version: CONTROL_PROTOCOL_VERSION, pid: process.pid, nbd: [...nbdAddresses] } satisfies HelloReply;
     case "create":
       return operations.createVolume(String(request.name), Number(request.sizeBytes));
     case "snapshot":
