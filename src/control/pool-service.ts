@@ -33,14 +33,20 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   const pool = await Pool.open(options.metaPath, { readOnly: options.readOnly });
   const servers: NbdServer[] = [];
   let control: ControlServer | null = null;
+  let served: ServedPool;
   try {
-    const served = await ServedPool.start(pool);
+    served = await ServedPool.start(pool, options.log);
     const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
     if (options.listen || !options.socketPath) {
       servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: 10809 } }));
     }
     if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
-    control = await startControlServer(controlSocketPath(options.metaPath), served, options.log);
+    control = await startControlServer(
+      controlSocketPath(options.metaPath),
+      served,
+      options.log,
+      servers.map((server) => server.address),
+    );
   } catch (error) {
     await Promise.allSettled(servers.map((server) => server.close()));
     await pool.close();
@@ -58,6 +64,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
 
   let stopping: Promise<void> | null = null;
   const controlServer = control;
+  const servedPool = served;
   return {
     pool,
     servers,
@@ -67,6 +74,9 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
         clearInterval(timer);
         await Promise.all(servers.map((server) => server.close()));
         await controlServer.close();
+        // Closing connections may have released a volume whose delete was deferred; let it
+        // finish so the final commit includes it and nothing touches the pool after close.
+        await servedPool.settle();
         await committing;
         await pool.commit();
         await pool.close();

@@ -17,13 +17,23 @@ interface Export {
 
 export class ServedPool implements ExportCatalog, PoolOperations {
   private readonly exports = new Map<string, Export>();
+  /** Deletes deferred until their last client left, still running; the service waits for them before its final commit. */
+  private readonly deferredDeletes = new Set<Promise<void>>();
 
-  private constructor(readonly pool: Pool) {}
+  private constructor(
+    readonly pool: Pool,
+    private readonly log: (message: string) => void,
+  ) {}
 
-  static async start(pool: Pool): Promise<ServedPool> {
-    const served = new ServedPool(pool);
+  static async start(pool: Pool, log: (message: string) => void = () => undefined): Promise<ServedPool> {
+    const served = new ServedPool(pool, log);
     await served.refresh();
     return served;
+  }
+
+  /** Resolves when every deferred delete that has started has finished. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.deferredDeletes]);
   }
 
   // ---- ExportCatalog ---------------------------------------------------------------------
@@ -56,7 +66,11 @@ export class ServedPool implements ExportCatalog, PoolOperations {
     entry.clients--;
     this.pool.closeHandle(entry.volume.id);
     if (entry.clients === 0 && entry.deletePending) {
-      void this.deleteNow(name).catch(() => undefined);
+      const deleting = this.deleteNow(name)
+        .then(() => this.log(`deleted volume '${name}': its last NBD client disconnected`))
+        .catch((error: unknown) => this.log(`deferred delete of '${name}' failed: ${(error as Error).message}`))
+        .finally(() => this.deferredDeletes.delete(deleting));
+      this.deferredDeletes.add(deleting);
     }
   }
 
@@ -112,7 +126,10 @@ export class ServedPool implements ExportCatalog, PoolOperations {
   }
 
   async status(): Promise<PoolStatus> {
-    return this.pool.status();
+    // A volume whose delete is deferred is already gone from list and exports; count it gone here too.
+    const pendingCount = [...this.exports.values()].filter((entry) => entry.deletePending).length;
+    const status = this.pool.status();
+    return { ...status, volumeCount: status.volumeCount - pendingCount };
   }
 
   private async deleteNow(name: string): Promise<void> {
