@@ -1,10 +1,18 @@
-// How every command except create-pool and check reaches its pool: find the
-// metadata file, open it, run, commit only if the command changes the pool and
-// succeeded, and always close. A failed command therefore leaves the pool at
-// its last commit, exactly as a crash at that moment would.
+// How every command except create-pool reaches its pool. When a `thinp serve` owns
+// the pool, management commands ask it over the control socket, and commands that
+// need the pool to themselves (import, export, check) are refused with a way round.
+// Otherwise the command opens the pool, runs, commits only if it changes the pool
+// and succeeded, and always closes: a failed command leaves the pool at its last
+// commit, exactly as a crash at that moment would.
 
 import path from "node:path";
+import { ControlClient } from "../src/control/control-client.js";
+import { controlSocketPath } from "../src/control/control-protocol.js";
+import type { PoolOperations } from "../src/control/pool-operations.js";
+import { ThinpError, type ErrorCode } from "../src/errors.js";
+import type { NbdServerAddress } from "../src/nbd/index.js";
 import { Pool } from "../src/thin/pool.js";
+import { LocalPoolOperations } from "./local-pool-operations.js";
 
 export const POOL_ENV_VAR = "THINP_POOL";
 export const POOL_PATH_DEFAULT = "meta.img";
@@ -32,4 +40,47 @@ export async function withPool<T>(metaPath: string, mode: SessionMode, work: (po
   }
   await pool.close();
   return result;
+}
+
+/**
+ * Runs management `work` against the server that owns the pool, if one answers on
+ * its control socket (the server commits each operation itself), else against the
+ * pool opened here with withPool's open, work, commit, close.
+ */
+export async function withOperations<T>(
+  metaPath: string,
+  mode: SessionMode,
+  work: (operations: PoolOperations) => Promise<T>,
+): Promise<T> {
+  const server = await ControlClient.connect(controlSocketPath(metaPath));
+  if (server === null) return withPool(metaPath, mode, (pool) => work(new LocalPoolOperations(pool)));
+  try {
+    return await work(server);
+  } finally {
+    server.close();
+  }
+}
+
+/** A running server owns the pool and the command needs it to itself. */
+export class PoolServedError extends ThinpError {
+  // The same status as any other holder of the pool's lock: scripts test for one number.
+  readonly code: ErrorCode = "POOL_LOCKED";
+  constructor(metaPath: string, serverPid: number, alternative: string) {
+    super(`pool ${metaPath} is served by process ${serverPid}; stop it first${alternative ? `, or ${alternative}` : ""}`);
+  }
+}
+
+/**
+ * Fails with PoolServedError when a server answers on the pool's control socket.
+ * `alternative` says how to do the job through the server instead, given where its
+ * NBD exports listen; "" when there is no such way.
+ */
+export async function refuseWhileServed(
+  metaPath: string,
+  alternative: (nbdAddress: NbdServerAddress | undefined) => string,
+): Promise<void> {
+  const server = await ControlClient.connect(controlSocketPath(metaPath));
+  if (server === null) return;
+  server.close();
+  throw new PoolServedError(metaPath, server.serverPid, alternative(server.nbdAddresses[0]));
 }

@@ -7,7 +7,7 @@ import { checkPool, type CheckReport } from "../../src/thin/check.js";
 import { DEFAULT_POOL_BYTES } from "../../src/thin/limits.js";
 import { Pool } from "../../src/thin/pool.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
-import { resolvePoolPath, withPool } from "../pool-session.js";
+import { refuseWhileServed, resolvePoolPath, withOperations } from "../pool-session.js";
 import { formatSize, parseSize } from "../size.js";
 import { renderFields } from "../table.js";
 
@@ -59,19 +59,14 @@ async function createPool(dataPath: string, metaPath: string, options: { size?: 
 
 async function resizePool(options: PoolOptions & { size: string }): Promise<void> {
   const sizeBytes = parseSize(options.size);
-  const status = await withPool(resolvePoolPath(options.pool), "write", (pool) => pool.resize(sizeBytes));
+  const status = await withOperations(resolvePoolPath(options.pool), "write", (pool) => pool.resizePool(sizeBytes));
   process.stdout.write(
     `pool is now ${formatSize(status.dataBlocksTotal * status.dataBlockBytes)} (${status.dataBlocksTotal} data blocks)\n`,
   );
 }
 
 async function showStatus(options: PoolOptions & { json?: boolean }): Promise<void> {
-  const status = await withPool(resolvePoolPath(options.pool), "read", async (pool) => {
-    // The engine's status() reports the volume count its last metadata operation saw,
-    // which is 0 straight after open; listing first makes that count current.
-    await pool.listVolumes();
-    return pool.status();
-  });
+  const status = await withOperations(resolvePoolPath(options.pool), "read", (pool) => pool.status());
   process.stdout.write(options.json ? JSON.stringify(status, null, 2) + "\n" : renderStatus(status));
 }
 
@@ -105,6 +100,8 @@ class CheckFailedError extends ThinpError {
 
 async function runCheck(options: PoolOptions & { json?: boolean }): Promise<void> {
   const metaPath = resolvePoolPath(options.pool);
+  // A served pool changes under the check; nothing but stopping the server makes it hold still.
+  await refuseWhileServed(metaPath, () => "");
   const report = await checkPool(metaPath);
   process.stdout.write(options.json ? JSON.stringify(report, null, 2) + "\n" : renderCheckReport(metaPath, report));
   if (!report.clean) throw new CheckFailedError(metaPath, report.problems.length);

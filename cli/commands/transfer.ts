@@ -7,7 +7,8 @@ import { IoError, ThinpError, type ErrorCode } from "../../src/errors.js";
 import { assert } from "../../src/io/assert.js";
 import type { VolumeHandle } from "../../src/thin/api.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
-import { resolvePoolPath, withPool } from "../pool-session.js";
+import { exportUri, shellQuote } from "../nbd-attach.js";
+import { refuseWhileServed, resolvePoolPath, withPool } from "../pool-session.js";
 import { startProgress } from "../progress.js";
 import { formatSize, parseSize } from "../size.js";
 import { createOutputFile, onUserFile, openInputFile } from "../user-files.js";
@@ -61,7 +62,11 @@ async function importFile(
   options: PoolOptions & { offset: string },
 ): Promise<void> {
   const offset = parseSize(options.offset);
-  const tally = await withPool(resolvePoolPath(options.pool), "write", async (pool) => {
+  const metaPath = resolvePoolPath(options.pool);
+  await refuseWhileServed(metaPath, (nbd) =>
+    nbd ? `copy with nbdcopy ${shellQuote(filePath)} ${shellQuote(exportUri(nbd, volumeName))}` : "",
+  );
+  const tally = await withPool(metaPath, "write", async (pool) => {
     const volume = await pool.volume(volumeName);
     return copyFileIntoVolume(filePath, volume, offset, pool.status().dataBlockBytes);
   });
@@ -142,7 +147,11 @@ class InputShrankError extends ThinpError {
 }
 
 async function exportVolume(volumeName: string, filePath: string, options: PoolOptions & { force?: boolean }): Promise<void> {
-  const { sizeBytes, writtenBytes } = await withPool(resolvePoolPath(options.pool), "read", async (pool) => {
+  const metaPath = resolvePoolPath(options.pool);
+  await refuseWhileServed(metaPath, (nbd) =>
+    nbd ? `copy with nbdcopy ${shellQuote(exportUri(nbd, volumeName))} ${shellQuote(filePath)}` : "",
+  );
+  const { sizeBytes, writtenBytes } = await withPool(metaPath, "read", async (pool) => {
     const volume = await pool.volume(volumeName);
     const blockBytes = pool.status().dataBlockBytes;
     const output = await createOutputFile(filePath, options.force === true);

@@ -1,9 +1,12 @@
-// Commands about volumes: create, snapshot, delete, resize, list.
+// Commands about volumes: create, snapshot, delete, resize, list. Each works the same
+// on a pool at rest and on one a `thinp serve` owns (see withOperations).
 
 import type { Command } from "commander";
+import type { PoolOperations } from "../../src/control/pool-operations.js";
+import { ThinpError } from "../../src/errors.js";
 import type { VolumeInfo, VolumeUsage } from "../../src/thin/api.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
-import { resolvePoolPath, withPool } from "../pool-session.js";
+import { resolvePoolPath, withOperations } from "../pool-session.js";
 import { formatSize, parseSize } from "../size.js";
 import { renderTable, type Column } from "../table.js";
 
@@ -29,7 +32,8 @@ export function registerVolumeCommands(program: Command): void {
     program
       .command("delete")
       .description("delete a volume, freeing the blocks no other volume shares")
-      .argument("<name>", "volume name"),
+      .argument("<name>", "volume name")
+      .option("--defer", "if NBD clients have it open, delete it when the last one disconnects (hidden meanwhile)"),
   ).action(deleteVolume);
 
   addPoolOption(
@@ -50,7 +54,7 @@ export function registerVolumeCommands(program: Command): void {
 
 async function createVolume(name: string, options: PoolOptions & { size: string }): Promise<void> {
   const sizeBytes = parseSize(options.size);
-  const info = await withPool(resolvePoolPath(options.pool), "write", (pool) => pool.createVolume(name, sizeBytes));
+  const info = await withOperations(resolvePoolPath(options.pool), "write", (pool) => pool.createVolume(name, sizeBytes));
   process.stdout.write(`created volume ${info.name} (${formatSize(info.sizeBytes)})\n`);
 }
 
@@ -60,20 +64,25 @@ async function snapshotVolume(
   options: PoolOptions & { readOnly?: boolean },
 ): Promise<void> {
   const readOnly = options.readOnly === true;
-  const info = await withPool(resolvePoolPath(options.pool), "write", (pool) =>
+  const info = await withOperations(resolvePoolPath(options.pool), "write", (pool) =>
     pool.snapshot(originName, name, { readOnly }),
   );
   process.stdout.write(`created snapshot ${info.name} of ${originName}${info.readOnly ? " (read-only)" : ""}\n`);
 }
 
-async function deleteVolume(name: string, options: PoolOptions): Promise<void> {
-  await withPool(resolvePoolPath(options.pool), "write", (pool) => pool.deleteVolume(name));
-  process.stdout.write(`deleted volume ${name}\n`);
+async function deleteVolume(name: string, options: PoolOptions & { defer?: boolean }): Promise<void> {
+  const defer = options.defer === true;
+  const { deferred } = await withOperations(resolvePoolPath(options.pool), "write", (pool) => pool.deleteVolume(name, { defer }));
+  process.stdout.write(
+    deferred
+      ? `volume ${name} will be deleted when its last NBD client disconnects; it is no longer listed or exported\n`
+      : `deleted volume ${name}\n`,
+  );
 }
 
 async function resizeVolume(name: string, options: PoolOptions & { size: string }): Promise<void> {
   const sizeBytes = parseSize(options.size);
-  const info = await withPool(resolvePoolPath(options.pool), "write", (pool) => pool.resizeVolume(name, sizeBytes));
+  const info = await withOperations(resolvePoolPath(options.pool), "write", (pool) => pool.resizeVolume(name, sizeBytes));
   process.stdout.write(`resized volume ${info.name} to ${formatSize(info.sizeBytes)}\n`);
 }
 
@@ -83,14 +92,25 @@ interface ListedVolume {
 }
 
 async function listVolumes(options: PoolOptions & { json?: boolean }): Promise<void> {
-  const { volumes, blockBytes } = await withPool(resolvePoolPath(options.pool), "read", async (pool) => {
-    const listed: ListedVolume[] = [];
-    for (const info of await pool.listVolumes()) {
-      listed.push({ info, usage: await pool.usage(info.name) });
-    }
-    return { volumes: listed, blockBytes: pool.status().dataBlockBytes };
-  });
+  const { volumes, blockBytes } = await withOperations(resolvePoolPath(options.pool), "read", async (pool) => ({
+    volumes: await listWithUsage(pool),
+    blockBytes: (await pool.status()).dataBlockBytes,
+  }));
   process.stdout.write(options.json ? renderListJson(volumes, blockBytes) : renderListTable(volumes, blockBytes));
+}
+
+async function listWithUsage(pool: PoolOperations): Promise<ListedVolume[]> {
+  const listed: ListedVolume[] = [];
+  for (const info of await pool.listVolumes()) {
+    try {
+      listed.push({ info, usage: await pool.usage(info.name) });
+    } catch (failure) {
+      // A served pool may lose a volume between the listing and its usage; it is simply gone.
+      if (failure instanceof ThinpError && failure.code === "NO_SUCH_VOLUME") continue;
+      throw failure;
+    }
+  }
+  return listed;
 }
 
 /** The shape scripts rely on; documented in cli/REFERENCE.md. */

@@ -1,0 +1,45 @@
+// PoolOperations on a pool this process has opened itself, for when no `thinp serve`
+// owns it. The session around it (cli/pool-session.ts) opens, commits and closes;
+// each operation here is the engine's, unchanged.
+
+import type { PoolOperations } from "../src/control/pool-operations.js";
+import type { PoolStatus, VolumeInfo, VolumeUsage } from "../src/thin/api.js";
+import type { Pool } from "../src/thin/pool.js";
+
+export class LocalPoolOperations implements PoolOperations {
+  constructor(private readonly pool: Pool) {}
+
+  createVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    return this.pool.createVolume(name, sizeBytes);
+  }
+
+  snapshot(origin: string, name: string, options: { readOnly: boolean }): Promise<VolumeInfo> {
+    return this.pool.snapshot(origin, name, options);
+  }
+
+  /** Nothing but this process has the pool open, so no client can hold the volume: never deferred. */
+  async deleteVolume(name: string, _options: { defer: boolean }): Promise<{ deferred: boolean }> {
+    await this.pool.deleteVolume(name);
+    return { deferred: false };
+  }
+
+  resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    return this.pool.resizeVolume(name, sizeBytes);
+  }
+
+  resizePool(sizeBytes: number): Promise<PoolStatus> {
+    return this.pool.resize(sizeBytes);
+  }
+
+  listVolumes(): Promise<VolumeInfo[]> {
+    return this.pool.listVolumes();
+  }
+
+  usage(name: string): Promise<VolumeUsage> {
+    return this.pool.usage(name);
+  }
+
+  async status(): Promise<PoolStatus> {
+    return this.pool.status();
+  }
+}
