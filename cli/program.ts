@@ -2,6 +2,7 @@
 
 import { Command } from "commander";
 import { registerPoolCommands } from "./commands/pool.js";
+import { registerServeCommands } from "./commands/serve.js";
 import { registerTransferCommands } from "./commands/transfer.js";
 import { registerVolumeCommands } from "./commands/volume.js";
 
@@ -18,5 +19,6 @@ export function buildProgram(version: string): Command {
   registerPoolCommands(program);
   registerVolumeCommands(program);
   registerTransferCommands(program);
+  registerServeCommands(program);
   return program;
 }
