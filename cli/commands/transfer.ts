@@ -63,8 +63,9 @@ async function importFile(
 ): Promise<void> {
   const offset = parseSize(options.offset);
   const metaPath = resolvePoolPath(options.pool);
+  // nbdcopy writes from the start of the export; at another offset there is no one-line way round.
   await refuseWhileServed(metaPath, (nbd) =>
-    nbd ? `copy with nbdcopy ${shellQuote(filePath)} ${shellQuote(exportUri(nbd, volumeName))}` : "",
+    nbd && offset === 0 ? `copy with nbdcopy ${shellQuote(filePath)} ${shellQuote(exportUri(nbd, volumeName))}` : "",
   );
   const tally = await withPool(metaPath, "write", async (pool) => {
     const volume = await pool.volume(volumeName);
