@@ -42,7 +42,6 @@ export class PoolMetadata {
   private readonly nameIndex: BTree;
   private readonly states = new Map<number, VolumeState>();
   private changed = false;
-  private broken: Error | null = null;
 
   private constructor(
     readonly tm: TransactionManager,
@@ -67,10 +66,10 @@ export class PoolMetadata {
     this.nameIndex = new BTree(tm, plainValues(8));
   }
 
-  static async format(metaFile: StorageFile, dataBlockCount: number, dataPath: string, dataFile: StorageFile): Promise<PoolMetadata> {
+  static async format(metaFile: StorageFile, dataBlockCount: number, dataPath: string, dataFile: StorageFile, cacheBlocks?: number): Promise<PoolMetadata> {
     const metadataRefs = new RefcountTable(INITIAL_METADATA_BLOCKS, BITMAP_ENTRIES);
     for (const slot of SUPERBLOCK_SLOTS) metadataRefs.allocateAt(slot);
-    const tm = new TransactionManager(metaFile, metadataRefs);
+    const tm = new TransactionManager(metaFile, metadataRefs, cacheBlocks);
     const dataRefs = new RefcountTable(dataBlockCount, BITMAP_ENTRIES);
     dataRefs.markAllDirty();
     const superblock: Superblock = {
@@ -96,7 +95,7 @@ export class PoolMetadata {
     return metadata;
   }
 
-  static async open(metaFile: StorageFile, metaPath: string): Promise<PoolMetadata> {
+  static async open(metaFile: StorageFile, metaPath: string, cacheBlocks?: number): Promise<PoolMetadata> {
     const superblock = await readNewestSuperblock(metaFile, metaPath);
     const readRaw: BlockReader = async (blockIndex, type) => {
       if (!(blockIndex < superblock.metadataSpaceMap.blockCount)) {
@@ -109,9 +108,27 @@ export class PoolMetadata {
     };
     const metadataSpaceMap = await loadSpaceMap(superblock.metadataSpaceMap, readRaw);
     const dataSpaceMap = await loadSpaceMap(superblock.dataSpaceMap, readRaw);
-    const tm = new TransactionManager(metaFile, metadataSpaceMap.table);
-    return new PoolMetadata(tm, dataSpaceMap.table, dataSpaceMap.layout, metadataSpaceMap.layout, superblock);
+    const tm = new TransactionManager(metaFile, metadataSpaceMap.table, cacheBlocks);
+    const metadata = new PoolMetadata(tm, dataSpaceMap.table, dataSpaceMap.layout, metadataSpaceMap.layout, superblock);
+    await metadata.loadVolumes();
+    return metadata;
   }
+
+  /** Every volume's record is held in memory (at most VOLUMES_MAX of them), so handles resolve at once. */
+  private async loadVolumes(): Promise<void> {
+    const found: [number, Buffer][] = [];
+    await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, Number.MAX_SAFE_INTEGER, (id, value, _shared, leafIndex) => {
+      found.push([id, Buffer.from(value)]);
+      this.recordLeaves.set(id, leafIndex);
+    });
+    for (const [id, value] of found) {
+      this.states.set(id, { id, record: decodeVolumeRecord(value, this.recordLeaves.get(id)!), dirty: false });
+    }
+    this.recordLeaves.clear();
+    this.volumeCountCache = found.length;
+  }
+
+  private readonly recordLeaves = new Map<number, number>();
 
   get uuid(): string {
     return this.superblock.uuid;
@@ -132,11 +149,6 @@ export class PoolMetadata {
     return this.superblock;
   }
 
-  /** After a failed commit the in-memory state no longer matches any disk state. */
-  assertUsable(): void {
-    if (this.broken) throw this.broken;
-  }
-
   // ---- volumes -------------------------------------------------------------------------
 
   async findVolume(name: string): Promise<VolumeState | null> {
@@ -145,24 +157,20 @@ export class PoolMetadata {
   }
 
   async volumeById(id: number): Promise<VolumeState | null> {
-    const cached = this.states.get(id);
-    if (cached) return cached;
-    const found = await this.volumeTable.lookup(this.superblock.volumeTableRoot, id);
-    if (!found) return null;
-    const state = { id, record: decodeVolumeRecord(found.value, this.superblock.volumeTableRoot), dirty: false };
-    this.states.set(id, state);
-    return state;
+    return this.states.get(id) ?? null;
+  }
+
+  /** The live state of a volume, or undefined once it is deleted (or its creation rolled back). */
+  stateById(id: number): VolumeState | undefined {
+    return this.states.get(id);
   }
 
   async listVolumes(): Promise<VolumeState[]> {
-    const ids: number[] = [];
-    await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, Number.MAX_SAFE_INTEGER, (id) => void ids.push(id));
-    const states: VolumeState[] = [];
-    for (const id of ids) states.push((await this.volumeById(id))!);
-    return states;
+    return [...this.states.values()].sort((a, b) => a.id - b.id);
   }
 
   async createVolume(name: string, sizeBytes: number, now: number): Promise<VolumeState> {
+    await this.checkNewVolume(name);
     const mappingRoot = this.mappings.createEmpty();
     return this.addVolume({
       name,
@@ -180,6 +188,7 @@ export class PoolMetadata {
   /** O(1): the snapshot shares the origin's mapping tree; shadowing copies it lazily. */
   async snapshot(origin: VolumeState, name: string, readOnly: boolean, now: number): Promise<VolumeState> {
     if (this.superblock.snapshotTime >= SNAPSHOT_TIME_MAX) throw new LimitExceededError(`the pool has taken ${SNAPSHOT_TIME_MAX} snapshots, its limit`);
+    await this.checkNewVolume(name);
     this.tm.incRef(origin.record.mappingRoot);
     this.superblock.snapshotTime++;
     origin.record.snapshotTime = this.superblock.snapshotTime;
@@ -206,10 +215,6 @@ export class PoolMetadata {
     this.states.delete(state.id);
     this.changed = true;
     await this.mappings.deleteTree(state.record.mappingRoot);
-  }
-
-  isDeleted(state: VolumeState): boolean {
-    return this.states.get(state.id) !== state;
   }
 
   markDirty(state: VolumeState): void {
@@ -304,32 +309,27 @@ export class PoolMetadata {
    * superblock in the slot the previous commit did not use. See formats/metadata.md.
    */
   async commit(dataFile: StorageFile): Promise<void> {
-    this.assertUsable();
     if (!this.changed) {
       await dataFile.sync();
       return;
     }
-    try {
-      for (const state of this.states.values()) {
-        if (!state.dirty) continue;
-        const change = await this.volumeTable.insert(this.superblock.volumeTableRoot, state.id, encodeVolumeRecord(state.record));
-        this.superblock.volumeTableRoot = change.root;
-        state.dirty = false;
-      }
-      const next: Superblock = { ...this.superblock, transactionId: this.superblock.transactionId + 1 };
-      next.dataSpaceMap = { ...persistIncrementally(this.tm, this.dataRefs, this.dataLayout) };
-      next.metadataSpaceMap = { ...persistWhole(this.tm, this.metadataLayout) };
-      await this.tm.writeDirtyBlocks();
-      await dataFile.sync();
-      await this.tm.file.sync();
-      const slot = next.transactionId % 2;
-      await this.tm.file.write(encodeSuperblock(next, slot), slot * METADATA_BLOCK_BYTES);
-      await this.tm.file.sync();
-      this.superblock = next;
-    } catch (error) {
-      this.broken = error as Error;
-      throw error;
+    // A failure anywhere here leaves the last commit intact on disk; Pool then rolls back.
+    for (const state of this.states.values()) {
+      if (!state.dirty) continue;
+      const change = await this.volumeTable.insert(this.superblock.volumeTableRoot, state.id, encodeVolumeRecord(state.record));
+      this.superblock.volumeTableRoot = change.root;
+      state.dirty = false;
     }
+    const next: Superblock = { ...this.superblock, transactionId: this.superblock.transactionId + 1 };
+    next.dataSpaceMap = { ...persistIncrementally(this.tm, this.dataRefs, this.dataLayout) };
+    next.metadataSpaceMap = { ...persistWhole(this.tm, this.metadataLayout) };
+    await this.tm.writeDirtyBlocks();
+    await dataFile.sync();
+    await this.tm.file.sync();
+    const slot = next.transactionId % 2;
+    await this.tm.file.write(encodeSuperblock(next, slot), slot * METADATA_BLOCK_BYTES);
+    await this.tm.file.sync();
+    this.superblock = next;
     this.tm.endTransaction();
     this.changed = false;
   }
@@ -344,10 +344,14 @@ export class PoolMetadata {
 
   // ---- the name index ------------------------------------------------------------------
 
+  /** Every reason to refuse a new volume, checked before anything changes. */
+  private async checkNewVolume(name: string): Promise<void> {
+    if (await this.probeName(name)) throw new VolumeExistsError(name);
+    if ((await this.volumeCount()) >= VOLUMES_MAX) throw new LimitExceededError(`the pool already holds ${VOLUMES_MAX} volumes, its limit`);
+  }
+
   private async addVolume(record: VolumeRecord): Promise<VolumeState> {
-    if (await this.probeName(record.name)) throw new VolumeExistsError(record.name);
     const count = await this.volumeCount();
-    if (count >= VOLUMES_MAX) throw new LimitExceededError(`the pool already holds ${VOLUMES_MAX} volumes, its limit`);
     const id = this.superblock.nextVolumeId++;
     const state: VolumeState = { id, record, dirty: true };
     this.states.set(id, state);

@@ -13,7 +13,9 @@ import {
   PoolFullError,
   ReadOnlyError,
   ShrinkBelowMappedError,
+  ThinpError,
   VolumeBusyError,
+  type ErrorCode,
 } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
@@ -28,6 +30,11 @@ import { Volume } from "./volume.js";
 
 export interface PoolCreateOptions {
   sizeBytes: number;
+}
+
+/** For tests: a tiny metadata cache makes tree operations read (and fail) from the file. */
+export interface PoolTuning {
+  cacheBlocks?: number;
 }
 
 export interface PoolOpenOptions {
@@ -50,7 +57,7 @@ export class Pool {
     readonly metaPath: string,
     readonly dataPath: string,
     readonly dataFile: StorageFile,
-    readonly metadata: PoolMetadata,
+    private metadataValue: PoolMetadata,
     private readonly lock: OwnerLock | null,
     readonly readOnly: boolean,
   ) {}
@@ -93,22 +100,35 @@ export class Pool {
   }
 
   /** A pool over files the caller provides (memory files in tests); no lock file. */
-  static async formatFiles(metaFile: StorageFile, dataFile: StorageFile, options: PoolCreateOptions): Promise<Pool> {
+  static async formatFiles(metaFile: StorageFile, dataFile: StorageFile, options: PoolCreateOptions & PoolTuning): Promise<Pool> {
     const dataBlockCount = validatePoolSize(options.sizeBytes);
     await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
-    const metadata = await PoolMetadata.format(metaFile, dataBlockCount, "data", dataFile);
-    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false).ready();
+    const metadata = await PoolMetadata.format(metaFile, dataBlockCount, "data", dataFile, options.cacheBlocks);
+    const pool = new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
+    pool.cacheBlocks = options.cacheBlocks;
+    return pool.ready();
   }
 
-  static async openFiles(metaFile: StorageFile, dataFile: StorageFile): Promise<Pool> {
-    const metadata = await PoolMetadata.open(metaFile, metaFile.path);
-    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false).ready();
+  static async openFiles(metaFile: StorageFile, dataFile: StorageFile, tuning: PoolTuning = {}): Promise<Pool> {
+    const metadata = await PoolMetadata.open(metaFile, metaFile.path, tuning.cacheBlocks);
+    const pool = new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
+    pool.cacheBlocks = tuning.cacheBlocks;
+    return pool.ready();
   }
 
   /** Counts the volumes once, so status() is right from the start. */
   private async ready(): Promise<this> {
-    await this.withMetadata(async () => undefined);
+    await this.readMetadata(async () => undefined);
     return this;
+  }
+
+  /** The current transaction's metadata; replaced when a failed transaction is rolled back. */
+  get metadata(): PoolMetadata {
+    return this.metadataValue;
+  }
+
+  private set metadata(metadata: PoolMetadata) {
+    this.metadataValue = metadata;
   }
 
   // ---- volumes -------------------------------------------------------------------------
@@ -123,7 +143,7 @@ export class Pool {
   async snapshot(originName: string, name: string, options: { readOnly?: boolean } = {}): Promise<VolumeInfo> {
     this.assertWritable("the pool");
     validateVolumeName(name);
-    const origin = await this.withMetadata(() => this.requireVolume(originName));
+    const origin = await this.readMetadata(() => this.requireVolume(originName));
     // Writes in flight to the origin finish first, so the snapshot holds every write
     // acknowledged before it and none acknowledged after.
     return this.gateFor(origin.id).exclusive(() =>
@@ -136,7 +156,7 @@ export class Pool {
 
   async deleteVolume(name: string): Promise<void> {
     this.assertWritable("the pool");
-    const state = await this.withMetadata(() => this.requireVolume(name));
+    const state = await this.readMetadata(() => this.requireVolume(name));
     const handles = this.openHandles.get(state.id) ?? 0;
     if (handles > 0) throw new VolumeBusyError(name, `${handles} client${handles === 1 ? " has" : "s have"} it open`);
     await this.gateFor(state.id).exclusive(() =>
@@ -150,7 +170,7 @@ export class Pool {
   async resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
     this.assertWritable("the pool");
     validateVolumeSize(sizeBytes);
-    const state = await this.withMetadata(() => this.requireVolume(name));
+    const state = await this.readMetadata(() => this.requireVolume(name));
     const oldSizeBytes = state.record.sizeBytes;
     const info = await this.gateFor(state.id).exclusive(() =>
       this.withMetadata(async () => {
@@ -195,12 +215,12 @@ export class Pool {
   }
 
   async volume(name: string): Promise<Volume> {
-    const state = await this.withMetadata(() => this.requireVolume(name));
+    const state = await this.readMetadata(() => this.requireVolume(name));
     return new Volume(this, state, this.gateFor(state.id));
   }
 
   async listVolumes(): Promise<VolumeInfo[]> {
-    return this.withMetadata(async () => {
+    return this.readMetadata(async () => {
       const states = await this.metadata.listVolumes();
       const infos: VolumeInfo[] = [];
       for (const state of states) infos.push(await this.describe(state));
@@ -209,7 +229,7 @@ export class Pool {
   }
 
   async usage(name: string): Promise<VolumeUsage> {
-    return this.withMetadata(async () => {
+    return this.readMetadata(async () => {
       const state = await this.requireVolume(name);
       let exclusiveBlocks = 0;
       let sharedBlocks = 0;
@@ -261,16 +281,55 @@ export class Pool {
 
   // ---- for Volume ----------------------------------------------------------------------
 
-  /** Runs a metadata section; nothing else touches the metadata meanwhile. */
+  /**
+   * Runs a section that changes metadata; nothing else touches the metadata meanwhile. If it
+   * fails for any reason but a refusal checked before anything changed (an I/O error, a
+   * corrupt block met halfway through a tree change), the in-memory transaction can no
+   * longer be trusted: it is dropped, and the next section reloads the last commit, as if
+   * the process had restarted. Writes acknowledged since that commit and never flushed may
+   * be lost, as after a crash; a client that flushes learns of it from the failed flush.
+   */
   withMetadata<T>(section: () => Promise<T>): Promise<T> {
+    return this.metadataSection(section, true);
+  }
+
+  /** Runs a section that only reads metadata (or undoes its own allocations on failure). */
+  readMetadata<T>(section: () => Promise<T>): Promise<T> {
+    return this.metadataSection(section, false);
+  }
+
+  /** Counts transactions rolled back after a failure, so callers can tell their plans are stale. */
+  get generation(): number {
+    return this.generationValue;
+  }
+
+  private generationValue = 0;
+  private cacheBlocks: number | undefined;
+  private failure: Error | null = null;
+
+  private metadataSection<T>(section: () => Promise<T>, changes: boolean): Promise<T> {
     return this.metadataMutex.run(async () => {
       assert(!this.closed, "pool used after close");
-      this.metadata.assertUsable();
-      await this.metadata.tm.trimDirty();
-      const result = await section();
-      this.volumeCountSeen = await this.metadata.volumeCount();
-      return result;
+      if (this.failure) await this.rollBackLocked();
+      try {
+        await this.metadata.tm.trimDirty();
+        const result = await section();
+        this.volumeCountSeen = await this.metadata.volumeCount();
+        return result;
+      } catch (error) {
+        if (changes && !isRefusal(error)) this.failure = error as Error;
+        throw error;
+      }
     });
+  }
+
+  /** Reloads the last commit after a failed transaction; throws while the fault persists. */
+  private async rollBackLocked(): Promise<void> {
+    await Promise.allSettled([...this.readsInFlight]);
+    this.metadata = await PoolMetadata.open(this.metadata.tm.file, this.metaPath, this.cacheBlocks);
+    this.failure = null;
+    this.generationValue++;
+    this.dataWrittenSinceCommit = false;
   }
 
   /** Inside a metadata section: a free data block, committing first if frees are pending. */
@@ -326,7 +385,14 @@ export class Pool {
 
   private async commitLocked(): Promise<void> {
     this.dataWrittenSinceCommit = false;
-    await this.metadata.commit(this.dataFile);
+    try {
+      await this.metadata.commit(this.dataFile);
+    } catch (error) {
+      // After a failed sync the page cache may have dropped the writes it held: roll back to
+      // the last commit rather than retry and report success over lost data.
+      this.failure = error as Error;
+      throw error;
+    }
     // A read that looked up a block before it was freed may still be reading it.
     await Promise.allSettled([...this.readsInFlight]);
     this.metadata.releaseDataFrees();
@@ -388,4 +454,22 @@ async function exists(path: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** Refusals are checked before anything changes, so they leave the transaction sound. */
+const REFUSAL_CODES = new Set<ErrorCode>([
+  "NO_SUCH_VOLUME",
+  "VOLUME_EXISTS",
+  "INVALID_NAME",
+  "INVALID_SIZE",
+  "SHRINK_BELOW_MAPPED",
+  "POOL_FULL",
+  "LIMIT_EXCEEDED",
+  "OUT_OF_RANGE",
+  "READ_ONLY",
+  "VOLUME_BUSY",
+]);
+
+function isRefusal(error: unknown): boolean {
+  return error instanceof ThinpError && REFUSAL_CODES.has(error.code);
 }

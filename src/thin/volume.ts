@@ -4,7 +4,7 @@
 // old contents), which is then mapped in; a write to a block this volume alone owns goes
 // in place.
 
-import { NoSuchVolumeError, OutOfRangeError, ReadOnlyError } from "../errors.js";
+import { IoError, NoSuchVolumeError, OutOfRangeError, ReadOnlyError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import type { Extent, VolumeHandle } from "./api.js";
 import { DATA_BLOCK_BYTES } from "./limits.js";
@@ -33,14 +33,28 @@ type WritePlan =
   | { piece: Piece; kind: "fresh"; dataBlock: number; copyFrom: number | null };
 
 export class Volume implements VolumeHandle {
+  private lastKnown: VolumeState;
+
   constructor(
     private readonly pool: Pool,
-    private readonly state: VolumeState,
+    state: VolumeState,
     private readonly gate: SharedGate,
-  ) {}
+  ) {
+    this.lastKnown = state;
+  }
+
+  /**
+   * The volume's live state, found by id each time: a transaction the pool rolled back
+   * after an I/O error reloads every state. After deletion, the last one known.
+   */
+  private get state(): VolumeState {
+    const current = this.pool.metadata.stateById(this.lastKnown.id);
+    if (current) this.lastKnown = current;
+    return this.lastKnown;
+  }
 
   get id(): number {
-    return this.state.id;
+    return this.lastKnown.id;
   }
   get name(): string {
     return this.state.record.name;
@@ -60,7 +74,7 @@ export class Volume implements VolumeHandle {
     const first = pieces[0]!.virtualBlock;
     const end = pieces[pieces.length - 1]!.virtualBlock + 1;
     const reads: Promise<void>[] = [];
-    await this.pool.withMetadata(async () => {
+    await this.pool.readMetadata(async () => {
       this.assertExists();
       const mapped = new Map<number, number>();
       await this.pool.metadata.forEachMapping(this.state, first, end, (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock));
@@ -119,7 +133,7 @@ export class Volume implements VolumeHandle {
     for (let from = firstBlock; from < endBlock; from += RANGE_STEP_BLOCKS) {
       const to = Math.min(endBlock, from + RANGE_STEP_BLOCKS);
       const mapped: { virtualBlock: number; copyOnWrite: boolean }[] = [];
-      await this.pool.withMetadata(async () => {
+      await this.pool.readMetadata(async () => {
         this.assertExists();
         await this.pool.metadata.forEachMapping(this.state, from, to, (virtualBlock, _dataBlock, _sharedNow, copyOnWrite) =>
           void mapped.push({ virtualBlock, copyOnWrite }),
@@ -142,18 +156,26 @@ export class Volume implements VolumeHandle {
   private async writeLocked(pieces: Piece[], data: Buffer): Promise<void> {
     const keys = pieces.map((piece) => this.lockKey(piece.virtualBlock));
     await this.pool.blockLocks.runAll(keys, async () => {
+      const generation = this.pool.generation;
       const plans = await this.planWrites(pieces);
+      const fresh = plans.filter((plan) => plan.kind === "fresh");
       try {
         await Promise.all(plans.map((plan) => this.writeData(plan, data)));
       } catch (error) {
-        await this.pool.withMetadata(async () => {
-          for (const plan of plans) if (plan.kind === "fresh") this.pool.metadata.releaseDataBlock(plan.dataBlock);
-        });
+        if (fresh.length > 0) {
+          await this.pool.withMetadata(async () => {
+            if (this.pool.generation !== generation) return; // the rollback took the allocations back
+            for (const plan of fresh) this.pool.metadata.releaseDataBlock(plan.dataBlock);
+          });
+        }
         throw error;
       }
-      const fresh = plans.filter((plan) => plan.kind === "fresh");
       if (fresh.length === 0) return;
       await this.pool.withMetadata(async () => {
+        if (this.pool.generation !== generation) {
+          // The blocks were allocated in a transaction that has since been rolled back.
+          throw new IoError(this.pool.metaPath, new Error("the pool rolled back to its last commit after an I/O error during this write"));
+        }
         this.assertExists();
         for (const plan of fresh) await this.pool.metadata.mapBlock(this.state, plan.piece.virtualBlock, plan.dataBlock);
       });
@@ -162,7 +184,7 @@ export class Volume implements VolumeHandle {
 
   /** Decides, per block, between writing in place and provisioning a fresh data block. */
   private async planWrites(pieces: Piece[]): Promise<WritePlan[]> {
-    return this.pool.withMetadata(async () => {
+    return this.pool.readMetadata(async () => {
       this.assertExists();
       const plans: WritePlan[] = [];
       try {
@@ -245,7 +267,7 @@ export class Volume implements VolumeHandle {
   }
 
   private async mappedBlocksIn(from: number, to: number): Promise<number[]> {
-    return this.pool.withMetadata(async () => {
+    return this.pool.readMetadata(async () => {
       this.assertExists();
       const mapped: number[] = [];
       await this.pool.metadata.forEachMapping(this.state, from, to, (virtualBlock) => void mapped.push(virtualBlock));
@@ -268,7 +290,7 @@ export class Volume implements VolumeHandle {
   }
 
   private assertExists(): void {
-    if (this.pool.metadata.isDeleted(this.state)) throw new NoSuchVolumeError(this.name);
+    if (!this.pool.metadata.stateById(this.lastKnown.id)) throw new NoSuchVolumeError(this.name);
   }
 
   private lockKey(virtualBlock: number): number {
