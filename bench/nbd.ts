@@ -11,7 +11,7 @@ import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createBenchDir } from "./nbd/bench-dir.js";
 import { nbdkitFile, qemuNbdQcow2, qemuNbdRaw, thinp, type Contender } from "./nbd/contenders.js";
-import { renderMachine, renderResultsTable } from "./nbd/report.js";
+import { loadAverages, renderMachine, renderResultsTable } from "./nbd/report.js";
 import { killAllServers } from "./nbd/server-process.js";
 import {
   RANDOM_SECONDS,
@@ -51,6 +51,7 @@ async function main(): Promise<void> {
   const benchDir = await createBenchDir();
   progress(`bench dir ${benchDir}`);
   const machine = renderMachine(benchDir, date);
+  const loadBefore = loadAverages();
   const context: WorkloadContext = {
     scratchDir: benchDir,
     options: { cpuProfileDir },
@@ -75,6 +76,7 @@ async function main(): Promise<void> {
     `Command: \`npm run bench:nbd\` (\`node dist/bench/nbd.js\` after a build). Whole run: ${elapsedSeconds.toFixed(0)} s.`,
     "",
     machine,
+    `- load average (1, 5, 15 min) at the start: ${loadBefore}; at the end: ${loadAverages()}. fio, the server under test and any other work on the machine share its CPUs.`,
     "",
     "How it ran:",
     "",

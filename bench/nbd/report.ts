@@ -2,7 +2,7 @@
 // server's numbers with thinp's ratio to each peer (above 1: thinp is faster).
 
 import { execFileSync } from "node:child_process";
-import { availableParallelism, cpus, release } from "node:os";
+import { availableParallelism, cpus, loadavg, release } from "node:os";
 import type { MetricId, Measurements } from "./workloads.js";
 
 export const SERVER_LABELS = ["thinp", "qemu-nbd raw", "qemu-nbd qcow2", "nbdkit file"] as const;
@@ -43,6 +43,13 @@ function renderTable(headers: string[], rows: string[][], numeric: (column: numb
     `| ${cells.map((cell, column) => (numeric(column) ? cell.padStart(widths[column]!) : cell.padEnd(widths[column]!))).join(" | ")} |`;
   const rule = `|${widths.map((width, column) => (numeric(column) ? `${"-".repeat(width + 1)}:` : "-".repeat(width + 2))).join("|")}|`;
   return [line(headers), rule, ...rows.map(line)].join("\n");
+}
+
+/** The 1, 5 and 15 minute load averages: other work on the machine moves every number. */
+export function loadAverages(): string {
+  return loadavg()
+    .map((load) => load.toFixed(2))
+    .join(" ");
 }
 
 export function renderMachine(benchDir: string, date: Date): string {

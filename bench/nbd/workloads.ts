@@ -7,6 +7,7 @@ import {
   createQcow2,
   serveQemuNbd,
   serveThinp,
+  THINP_POOL_BYTES,
   type BenchOptions,
   type Contender,
   type ServedExport,
@@ -145,7 +146,7 @@ export async function snapshotWrites(context: WorkloadContext): Promise<void> {
   await inFreshDir(context, "cow-thinp", async (dir) => {
     const base = await serveThinp(
       dir,
-      { createPoolBytes: 2 * VOLUME_BYTES, volumes: [{ name: "base", sizeBytes: VOLUME_BYTES }], snapshots: [] },
+      { createPoolBytes: THINP_POOL_BYTES, volumes: [{ name: "base", sizeBytes: VOLUME_BYTES }], snapshots: [] },
       context.options,
       "base",
     );
