@@ -35,15 +35,17 @@ function runClient(command: string, args: string[]): Promise<ClientRun> {
   });
 }
 
-type Run = { offset: number; length: number; data: boolean };
+/** base:allocation flags: 0 owned data, 1 (HOLE) data a write would copy first, 3 (HOLE|ZERO) unmapped. */
+type Run = { offset: number; length: number; type: 0 | 1 | 3 };
 
-/** Mapped and unmapped runs of a volume, as block status should report them. */
-async function mappedRuns(volume: VolumeHandle): Promise<Run[]> {
+/** A volume's runs as block status should report them. */
+async function allocationRuns(volume: VolumeHandle): Promise<Run[]> {
   const runs: Run[] = [];
   for (const extent of await volume.extents(0, volume.sizeBytes)) {
+    const type = !extent.mapped ? 3 : extent.copyOnWrite ? 1 : 0;
     const last = runs[runs.length - 1];
-    if (last !== undefined && last.data === extent.mapped) last.length += extent.length;
-    else runs.push({ offset: extent.offset, length: extent.length, data: extent.mapped });
+    if (last !== undefined && last.type === type) last.length += extent.length;
+    else runs.push({ offset: extent.offset, length: extent.length, type });
   }
   return runs;
 }
@@ -135,10 +137,12 @@ describe.each(setups)("real NBD clients on the $backend backend over $transport"
     expect(byName.get("mapped")).toMatchObject({ is_read_only: false, can_trim: true, can_zero: true, can_fast_zero: true, can_fua: true });
   });
 
-  it("nbdinfo --map reports exactly the mapped blocks as data and the rest as hole,zero; shared blocks are data", async () => {
-    const expected = (await mappedRuns(await volume("mapped"))).map(({ offset, length, data }) => ({ offset, length, type: data ? 0 : 3 }));
-    expect(expected.length).toBe(8);
+  it("nbdinfo --map reports unmapped blocks as hole,zero, owned blocks as data, and blocks shared with a snapshot as hole", async () => {
     for (const name of ["mapped", "archive"]) {
+      const expected = await allocationRuns(await volume(name));
+      expect(expected.length).toBe(8);
+      // On the pool, "archive" is a snapshot of "mapped": every mapped block of both is shared.
+      expect(expected.filter((run) => run.type !== 3).every((run) => run.type === (backendKind === "pool" ? 1 : 0))).toBe(true);
       const { stdout } = await runClient("nbdinfo", ["--map", "--json", server.uri(name)]);
       const map = (JSON.parse(stdout) as { offset: number; length: number; type: number }[]).map(({ offset, length, type }) => ({ offset, length, type }));
       expect(map).toEqual(expected);
@@ -146,10 +150,12 @@ describe.each(setups)("real NBD clients on the $backend backend over $transport"
   });
 
   it("qemu-img map agrees with the volume's mapping", async () => {
-    const { stdout } = await runClient("qemu-img", ["map", "--output=json", "-f", "raw", server.uri("mapped")]);
-    const map = (JSON.parse(stdout) as { start: number; length: number; data: boolean; zero: boolean }[]).map(({ start, length, data, zero }) => ({ start, length, data, zero }));
-    const expected = await mappedRuns(await volume("mapped"));
-    expect(map).toEqual(expected.map(({ offset, length, data }) => ({ start: offset, length, data, zero: !data })));
+    for (const name of ["mapped", "fio"]) {
+      const { stdout } = await runClient("qemu-img", ["map", "--output=json", "-f", "raw", server.uri(name)]);
+      const map = (JSON.parse(stdout) as { start: number; length: number; data: boolean; zero: boolean }[]).map(({ start, length, data, zero }) => ({ start, length, data, zero }));
+      const expected = await allocationRuns(await volume(name));
+      expect(map).toEqual(expected.map(({ offset, length, type }) => ({ start: offset, length, data: type === 0, zero: type === 3 })));
+    }
   });
 
   it("qemu-io pattern writes, FUA, zeroes, discard and asynchronous I/O read back correctly", async () => {
