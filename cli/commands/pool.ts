@@ -1,10 +1,11 @@
 // Commands about the pool as a whole: create-pool, resize-pool, status, check.
 
 import type { Command } from "commander";
-import { ThinpError, type ErrorCode } from "../../src/errors.js";
+import { InvalidSizeError, ThinpError, type ErrorCode } from "../../src/errors.js";
 import type { PoolStatus } from "../../src/thin/api.js";
 import { checkPool, type CheckReport } from "../../src/thin/check.js";
 import { DEFAULT_POOL_BYTES } from "../../src/thin/limits.js";
+import { DATA_USE_WARNING_PERCENT_DEFAULT, dataUseWarning } from "../../src/thin/space-warning.js";
 import { Pool } from "../../src/thin/pool.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
 import { refuseWhileServed, resolvePoolPath, withOperations } from "../pool-session.js";
@@ -31,7 +32,8 @@ export function registerPoolCommands(program: Command): void {
     program
       .command("status")
       .description("show data and metadata space used, the transaction id and block sizes")
-      .option("--json", "print machine-readable JSON"),
+      .option("--json", "print machine-readable JSON")
+      .option("--warn-at <percent>", `warn on stderr when data use reaches this percentage (default: ${DATA_USE_WARNING_PERCENT_DEFAULT})`),
   ).action(showStatus);
 
   addPoolOption(
@@ -65,9 +67,12 @@ async function resizePool(options: PoolOptions & { size: string }): Promise<void
   );
 }
 
-async function showStatus(options: PoolOptions & { json?: boolean }): Promise<void> {
+async function showStatus(options: PoolOptions & { json?: boolean; warnAt?: string }): Promise<void> {
+  const threshold = options.warnAt === undefined ? DATA_USE_WARNING_PERCENT_DEFAULT : parsePercent(options.warnAt);
   const status = await withOperations(resolvePoolPath(options.pool), "read", (pool) => pool.status());
   process.stdout.write(options.json ? JSON.stringify(status, null, 2) + "\n" : renderStatus(status));
+  const warning = dataUseWarning(status, threshold);
+  if (warning) process.stderr.write(`thinp: warning: ${warning}\n`);
 }
 
 function usedOfTotal(used: number, total: number): string {
@@ -130,4 +135,12 @@ function renderCheckReport(metaPath: string, report: CheckReport): string {
   for (const problem of report.problems) lines.push(`problem: ${describeProblem(problem)}`);
   lines.push(report.clean ? "clean" : `${report.problems.length} problem(s) found`);
   return lines.join("\n") + "\n";
+}
+
+function parsePercent(text: string): number {
+  const percent = Number(text);
+  if (!Number.isFinite(percent) || percent < 0 || percent > 100) {
+    throw new InvalidSizeError(`--warn-at '${text}' is not a percentage from 0 to 100`);
+  }
+  return percent;
 }

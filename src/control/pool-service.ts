@@ -2,6 +2,7 @@
 // management requests on the control socket, and commits in the background.
 
 import { Pool } from "../thin/pool.js";
+import { dataUseWarning } from "../thin/space-warning.js";
 import { startNbdServer, type NbdServer } from "../nbd/index.js";
 import type { NbdLog } from "../nbd/nbd-log.js";
 import { controlSocketPath } from "./control-protocol.js";
@@ -53,8 +54,18 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     throw error;
   }
 
+  // Logged when data use first reaches the threshold, and again after it has dropped below.
+  let warnedFull = false;
+  const watchDataUse = () => {
+    const warning = dataUseWarning(pool.status());
+    if (warning && !warnedFull) options.log(`warning: ${warning}`);
+    warnedFull = warning !== null;
+  };
+  watchDataUse();
+
   let committing: Promise<void> | null = null;
   const timer = setInterval(() => {
+    watchDataUse();
     if (committing || !pool.hasUncommittedWork) return;
     committing = pool
       .commit()
