@@ -356,3 +356,26 @@ describe("extents", () => {
     ]);
   });
 });
+
+describe("metadata growth", () => {
+  it("the metadata file grows by itself as mappings are added, and every commit succeeds", async () => {
+    const { pool, meta } = await memoryPool(100_000 * DATA_BLOCK_BYTES);
+    await pool.createVolume("big", 100_000 * DATA_BLOCK_BYTES);
+    const initialBlocks = pool.status().metadataBlocksTotal;
+    await pool.withMetadata(async () => {
+      const state = (await pool.metadata.findVolume("big"))!;
+      for (let virtualBlock = 0; virtualBlock < 90_000; virtualBlock++) {
+        // Mappings straight through the metadata layer: the data blocks' contents do not matter here.
+        await pool.metadata.mapBlock(state, virtualBlock, pool.metadata.allocateDataBlock()!);
+        if (virtualBlock % 10_000 === 0) await pool.metadata.tm.trimDirty();
+      }
+    });
+    await pool.commit();
+    const status = pool.status();
+    expect(status.metadataBlocksTotal).toBeGreaterThan(initialBlocks);
+    expect(status.metadataBlocksUsed).toBeLessThan(status.metadataBlocksTotal);
+    const report = await checkMetadataFile(meta, "meta");
+    expect(report.problems).toEqual([]);
+    expect(report.verified.mappings).toBe(90_000);
+  });
+});
