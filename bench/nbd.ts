@@ -6,16 +6,18 @@
 //   --workloads 1,2,3   run only these workloads (default: all)
 //   --cpu-prof DIR      write a V8 CPU profile of every thinp server process into DIR
 
+import { rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createBenchDir } from "./nbd/bench-dir.js";
 import { nbdkitFile, qemuNbdQcow2, qemuNbdRaw, thinp, type Contender } from "./nbd/contenders.js";
-import { loadAverages, renderMachine, renderResultsTable } from "./nbd/report.js";
+import { Measurements } from "./nbd/measurements.js";
+import { loadAverages, renderMachine, renderResultsTable, renderSpreadTable } from "./nbd/report.js";
 import { killAllServers } from "./nbd/server-process.js";
 import {
   RANDOM_SECONDS,
-  emptyMeasurements,
+  ROUNDS,
   random,
   sequential,
   snapshotWrites,
@@ -40,28 +42,29 @@ function parseOptions(): { workloads: Set<string>; cpuProfileDir?: string } {
 
 async function main(): Promise<void> {
   const { workloads, cpuProfileDir } = parseOptions();
-  for (const signal of ["SIGINT", "SIGTERM"] as const) {
-    process.once(signal, () => {
-      killAllServers();
-      process.exit(130);
-    });
-  }
   const date = new Date();
   const started = performance.now();
   const benchDir = await createBenchDir();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      killAllServers();
+      rmSync(benchDir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  }
   progress(`bench dir ${benchDir}`);
   const machine = renderMachine(benchDir, date);
   const loadBefore = loadAverages();
   const context: WorkloadContext = {
     scratchDir: benchDir,
     options: { cpuProfileDir },
-    measurements: emptyMeasurements(),
+    measurements: new Measurements(),
     progress,
   };
   const contenders: Contender[] = [thinp(context.options), qemuNbdRaw, qemuNbdQcow2, nbdkitFile];
   try {
-    if (workloads.has("1")) for (const contender of contenders) await sequential(context, contender);
-    if (workloads.has("2")) for (const contender of contenders) await random(context, contender);
+    if (workloads.has("1")) await sequential(context, contenders);
+    if (workloads.has("2")) await random(context, contenders);
     if (workloads.has("3")) await snapshotWrites(context);
   } finally {
     killAllServers();
@@ -80,16 +83,20 @@ async function main(): Promise<void> {
     "",
     "How it ran:",
     "",
-    "- fio's nbd engine (libnbd) over TCP on 127.0.0.1, one job, one connection per server. Every server's files live in the bench dir above, on the same disk; each workload gets a fresh 1 GiB export per server (a thin volume in a new pool; a sparse raw file; a new qcow2).",
+    "- fio's nbd engine (libnbd) over TCP on 127.0.0.1, one job. Every server's files live in the bench dir above, on the same disk; every export is 1 GiB (a thin volume in a new pool; a sparse raw file; a new qcow2).",
     "- Page cache as each server uses it: thinp writes through the page cache and syncs data and commits metadata on NBD_CMD_FLUSH; qemu-nbd runs `--cache=writeback --aio=threads`; nbdkit's file plugin runs with its defaults. Reads of data just written come from the page cache for every server.",
-    "- Sequential writes end with one flush (`--end_fsync=1`); fio's MB/s leaves it out, the next row divides the bytes by the whole fio run instead, start-up and flush included.",
-    `- Random jobs are time-based: 1 s ramp, then ${RANDOM_SECONDS} s measured, with fio's default seeded offsets, so every server sees the same sequence.`,
-    "- Workload 3 writes the whole 1 GiB export and flushes it, stops the server, then takes a fresh thinp snapshot (`thinp-server.ts` calls `Pool.snapshot`) or creates a fresh overlay (`qemu-img create -f qcow2 -b base.qcow2 -F qcow2`) and serves that. Both copy 64 KiB units (a thinp data block, a qcow2 cluster) on the first write to each; over the run later writes increasingly land in units already copied.",
-    "- One run of each; numbers from a shared VM move by several per cent between runs.",
+    `- Every number is the median of ${ROUNDS} rounds in which the servers take turns, a different one first each round, so a change in background load lands on all of them; the second table gives each lowest and highest sample.`,
+    "- 1: each round a fresh export per server. Sequential writes end with one flush (`--end_fsync=1`); fio's MB/s leaves it out, the next row divides the bytes by the whole fio run instead, start-up and flush included.",
+    `- 2: one export per server, its first 512 MiB written sequentially and flushed, all servers up throughout. Random jobs are time-based, 1 s ramp then ${RANDOM_SECONDS} s measured per round, with fio's default seeded offsets, so every server sees the same sequence.`,
+    "- 3: a 1 GiB export written in full and flushed, its server stopped; then each round a fresh thinp snapshot of it (`bench/nbd/thinp-server.ts` deletes the last round's snapshot and calls `Pool.snapshot`) or a fresh overlay on it (`qemu-img create -f qcow2 -b base.qcow2 -F qcow2`), served and written for the same time as in 2 over the whole 1 GiB. Both copy 64 KiB units (a thinp data block, a qcow2 cluster) on the first write to each; as a run goes on, more writes land in units already copied.",
     "",
     renderResultsTable(context.measurements),
     "",
-    "Ratios are thinp's number over the peer's: above 1, thinp is faster.",
+    "Ratios are thinp's median over the peer's: above 1, thinp is faster.",
+    "",
+    `Lowest–highest of the ${ROUNDS} samples:`,
+    "",
+    renderSpreadTable(context.measurements),
   ].join("\n");
   process.stdout.write(`${report}\n`);
 }

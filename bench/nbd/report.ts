@@ -3,7 +3,7 @@
 
 import { execFileSync } from "node:child_process";
 import { availableParallelism, cpus, loadavg, release } from "node:os";
-import type { MetricId, Measurements } from "./workloads.js";
+import { median, type Measurements, type MetricId } from "./measurements.js";
 
 export const SERVER_LABELS = ["thinp", "qemu-nbd raw", "qemu-nbd qcow2", "nbdkit file"] as const;
 const THINP = SERVER_LABELS[0];
@@ -18,17 +18,36 @@ const ROWS: { metric: MetricId; workload: string; unit: string }[] = [
   { metric: "snapshotWrite", workload: "3. rand write 4 KiB QD16, fresh snapshot / qcow2 overlay of a full 1 GiB", unit: "IOPS" },
 ];
 
+/** Medians of every metric, with thinp's ratio to each peer. */
 export function renderResultsTable(measurements: Measurements): string {
   const headers = ["workload", "unit", ...SERVER_LABELS, ...PEERS.map((peer) => `thinp ÷ ${peer}`)];
   const rows = ROWS.map(({ metric, workload, unit }) => {
-    const values = measurements.get(metric) ?? new Map<string, number>();
-    const thinp = values.get(THINP);
+    const medianOf = (label: string) => {
+      const samples = measurements.of(metric, label);
+      return samples.length === 0 ? undefined : median(samples);
+    };
+    const thinp = medianOf(THINP);
     const ratios = PEERS.map((peer) => {
-      const value = values.get(peer);
+      const value = medianOf(peer);
       return thinp === undefined || value === undefined || value === 0 ? "—" : (thinp / value).toFixed(2);
     });
-    return [workload, unit, ...SERVER_LABELS.map((label) => formatValue(values.get(label))), ...ratios];
+    return [workload, unit, ...SERVER_LABELS.map((label) => formatValue(medianOf(label))), ...ratios];
   });
+  return renderTable(headers, rows, (column) => column >= 2);
+}
+
+/** Lowest and highest sample of every metric, to show how far a median can be trusted. */
+export function renderSpreadTable(measurements: Measurements): string {
+  const headers = ["workload", "unit", ...SERVER_LABELS];
+  const rows = ROWS.map(({ metric, workload, unit }) => [
+    workload,
+    unit,
+    ...SERVER_LABELS.map((label) => {
+      const samples = measurements.of(metric, label);
+      if (samples.length === 0) return "—";
+      return `${formatValue(Math.min(...samples))}–${formatValue(Math.max(...samples))}`;
+    }),
+  ]);
   return renderTable(headers, rows, (column) => column >= 2);
 }
 

@@ -1,5 +1,5 @@
-// Child process for `npm run bench:nbd`: prepares one pool (creates it, or adds volumes and
-// snapshots to an existing one), commits, then serves it with the same pool service
+// Child process for `npm run bench:nbd`: prepares one pool (creates it, or deletes and adds
+// volumes and snapshots in an existing one), commits, then serves it with the same pool service
 // `thinp serve` runs. Independent of the CLI so the bench measures the engine and the NBD
 // layer only. Prints "ready" once listening; stops (draining and committing, as `serve`
 // does on SIGTERM) when signalled or when the parent's IPC channel closes, so a dying
@@ -14,6 +14,8 @@ export interface ThinpServerSetup {
   metaPath: string;
   /** Creates the pool with this size; absent, the pool already exists. */
   createPoolBytes?: number;
+  /** Deleted first, then the volumes created, then the snapshots taken. */
+  deleteVolumes?: string[];
   volumes: { name: string; sizeBytes: number }[];
   snapshots: { origin: string; name: string }[];
   port: number;
@@ -25,6 +27,7 @@ async function prepare(setup: ThinpServerSetup): Promise<void> {
       ? await Pool.open(setup.metaPath)
       : await Pool.create(setup.dataPath, setup.metaPath, { sizeBytes: setup.createPoolBytes });
   try {
+    for (const name of setup.deleteVolumes ?? []) await pool.deleteVolume(name);
     for (const volume of setup.volumes) await pool.createVolume(volume.name, volume.sizeBytes);
     for (const snapshot of setup.snapshots) await pool.snapshot(snapshot.origin, snapshot.name);
     await pool.commit();

@@ -1,0 +1,32 @@
+// Samples per metric and server. Each number is measured in several rounds with the servers
+// taking turns, so a change in background load lands on every server rather than on
+// whichever happened to run then; the table shows the median and the spread.
+
+import { assert } from "../../src/io/assert.js";
+
+export type MetricId = "seqWrite" | "seqWriteFlushed" | "seqRead" | "randRead" | "randWrite" | "snapshotWrite";
+
+export class Measurements {
+  private readonly samples = new Map<MetricId, Map<string, number[]>>();
+
+  record(metric: MetricId, label: string, value: number): void {
+    assert(Number.isFinite(value) && value >= 0, `${metric} of ${label} is a rate, got ${value}`);
+    let row = this.samples.get(metric);
+    if (!row) this.samples.set(metric, (row = new Map()));
+    let values = row.get(label);
+    if (!values) row.set(label, (values = []));
+    values.push(value);
+  }
+
+  /** The samples of one metric and server, in the order taken; empty if never measured. */
+  of(metric: MetricId, label: string): readonly number[] {
+    return this.samples.get(metric)?.get(label) ?? [];
+  }
+}
+
+export function median(values: readonly number[]): number {
+  assert(values.length > 0, "median of no samples");
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
