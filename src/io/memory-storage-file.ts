@@ -1,86 +1,45 @@
+import { SparsePages } from "./sparse-pages.js";
 import type { StorageFile } from "./storage-file.js";
 
-const PAGE_BYTES = 65536;
-
 /**
- * A file held in memory, sparse in 64 KiB pages, for tests of every layer above io.
- * `durableCopy()` returns what a crash would leave: the state as of the last sync.
+ * A file held in memory, for tests of every layer above io. It keeps what the last sync
+ * made durable, so `durableCopy()` is what a crash now would leave.
  */
 export class MemoryStorageFile implements StorageFile {
-  private pages = new Map<number, Buffer>();
-  private length = 0;
-  private durablePages = new Map<number, Buffer>();
-  private durableLength = 0;
+  private durable: SparsePages;
 
-  constructor(readonly path: string = "memory") {}
-
-  async read(buf: Buffer, position: number): Promise<void> {
-    this.readSync(buf, position);
+  constructor(
+    readonly path: string = "memory",
+    /** The file's current bytes; shared with the caller, who may keep a clone as a base. */
+    readonly pages: SparsePages = SparsePages.empty(),
+  ) {
+    this.durable = pages.clone();
   }
 
-  readSync(buf: Buffer, position: number): void {
-    let done = 0;
-    while (done < buf.length) {
-      const at = position + done;
-      const pageIndex = Math.floor(at / PAGE_BYTES);
-      const inPage = at % PAGE_BYTES;
-      const chunk = Math.min(PAGE_BYTES - inPage, buf.length - done);
-      const page = this.pages.get(pageIndex);
-      const validBytes = Math.max(0, Math.min(chunk, this.length - at));
-      if (page && validBytes > 0) page.copy(buf, done, inPage, inPage + validBytes);
-      else if (validBytes > 0) buf.fill(0, done, done + validBytes);
-      if (validBytes < chunk) buf.fill(0, done + validBytes, done + chunk);
-      done += chunk;
-    }
+  async read(buf: Buffer, position: number): Promise<void> {
+    this.pages.read(buf, position);
   }
 
   async write(buf: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < buf.length) {
-      const at = position + done;
-      const pageIndex = Math.floor(at / PAGE_BYTES);
-      const inPage = at % PAGE_BYTES;
-      const chunk = Math.min(PAGE_BYTES - inPage, buf.length - done);
-      let page = this.pages.get(pageIndex);
-      if (!page) {
-        page = Buffer.alloc(PAGE_BYTES);
-        this.pages.set(pageIndex, page);
-      }
-      page.set(buf.subarray(done, done + chunk), inPage);
-      done += chunk;
-    }
-    this.length = Math.max(this.length, position + buf.length);
+    this.pages.write(buf, position);
   }
 
   async sync(): Promise<void> {
-    this.durablePages = new Map([...this.pages].map(([index, page]) => [index, Buffer.from(page)]));
-    this.durableLength = this.length;
+    this.durable = this.pages.clone();
   }
 
   async byteLength(): Promise<number> {
-    return this.length;
+    return this.pages.byteLength;
   }
 
   async truncate(byteLength: number): Promise<void> {
-    if (byteLength < this.length) {
-      for (const index of [...this.pages.keys()]) {
-        if (index * PAGE_BYTES >= byteLength) this.pages.delete(index);
-      }
-      const lastPage = this.pages.get(Math.floor(byteLength / PAGE_BYTES));
-      lastPage?.fill(0, byteLength % PAGE_BYTES);
-    }
-    this.length = byteLength;
+    this.pages.truncate(byteLength);
   }
 
   async close(): Promise<void> {}
 
   /** The file as a crash now would leave it: only what the last sync made durable. */
   durableCopy(path = this.path): MemoryStorageFile {
-    const copy = new MemoryStorageFile(path);
-    copy.pages = new Map([...this.durablePages].map(([index, page]) => [index, Buffer.from(page)]));
-    copy.length = this.durableLength;
-    copy.durablePages = new Map([...copy.pages].map(([index, page]) => [index, Buffer.from(page)]));
-    copy.durableLength = copy.length;
-    return copy;
+    return new MemoryStorageFile(path, this.durable.clone());
   }
 }

@@ -1,25 +1,24 @@
-// A disk image in memory, in 4 KiB pages shared copy-on-write between clones, so the
-// crash harness can build thousands of crash states cheaply from one base.
-
-import type { StorageFile } from "../../src/io/storage-file.js";
+// The bytes of a file held in memory, in 4 KiB pages shared copy-on-write between clones:
+// a clone costs one map copy, so tests can keep the durable state of a file at every sync
+// and the crash harness can build thousands of crash states from one base.
 
 const PAGE_BYTES = 4096;
 
-export class SparseImage {
+export class SparsePages {
   private constructor(
     private readonly pages: Map<number, Buffer>,
     private readonly owned: Set<number>,
     private length: number,
   ) {}
 
-  static empty(): SparseImage {
-    return new SparseImage(new Map(), new Set(), 0);
+  static empty(): SparsePages {
+    return new SparsePages(new Map(), new Set(), 0);
   }
 
   /** A copy that shares every page until one side writes it. */
-  clone(): SparseImage {
+  clone(): SparsePages {
     this.owned.clear(); // both sides now share every page
-    return new SparseImage(new Map(this.pages), new Set(), this.length);
+    return new SparsePages(new Map(this.pages), new Set(), this.length);
   }
 
   get byteLength(): number {
@@ -74,18 +73,5 @@ export class SparseImage {
       }
     }
     this.length = byteLength;
-  }
-
-  /** The image as a StorageFile; sync does nothing (durability is the harness's to model). */
-  file(path: string): StorageFile {
-    return {
-      path,
-      read: async (buf, position) => this.read(buf, position),
-      write: async (bytes, position) => this.write(bytes, position),
-      sync: async () => undefined,
-      byteLength: async () => this.length,
-      truncate: async (byteLength) => this.truncate(byteLength),
-      close: async () => undefined,
-    };
   }
 }

@@ -6,7 +6,7 @@
 
 import type { IoLog, RecordedOperation } from "../../src/io/recording-storage-file.js";
 import { SeededRandom } from "../support/random.js";
-import { SparseImage } from "./sparse-image.js";
+import { SparsePages } from "../../src/io/sparse-pages.js";
 
 export const SECTOR_BYTES = 512;
 /** Every subset is tried up to this many pending writes (2^10 states). */
@@ -16,7 +16,7 @@ export interface CrashState {
   /** Index in the log of the first operation that did not complete. */
   crashPoint: number;
   /** One image per file id. */
-  images: SparseImage[];
+  images: SparsePages[];
   description: string;
 }
 
@@ -34,7 +34,7 @@ type PendingWrite = Extract<RecordedOperation, { kind: "write" }> & { index: num
  */
 export async function forEachCrashState(
   log: IoLog,
-  bases: SparseImage[],
+  bases: SparsePages[],
   options: CrashStateOptions,
   visit: (state: CrashState) => Promise<void>,
 ): Promise<number> {

@@ -2,6 +2,7 @@
 // reopened to, byte for byte, except where a write issued after that commit may have
 // landed (then each byte is the old value or one a later write put there, never a third).
 
+import { MemoryStorageFile } from "../../src/io/memory-storage-file.js";
 import { Pool } from "../../src/thin/pool.js";
 import { checkMetadataFile } from "../../src/thin/check.js";
 import { DATA_BLOCK_BYTES } from "../../src/thin/limits.js";
@@ -18,10 +19,10 @@ export interface VerifyOptions {
 }
 
 export async function verifyCrashState(workload: CrashWorkload, state: CrashState, options: VerifyOptions): Promise<string | null> {
-  const metaFile = state.images[META_FILE_ID]!.file("meta");
+  const metaFile = new MemoryStorageFile("meta", state.images[META_FILE_ID]!);
   let pool: Pool;
   try {
-    pool = await Pool.openFiles(metaFile, state.images[DATA_FILE_ID]!.file("data"));
+    pool = await Pool.openFiles(metaFile, new MemoryStorageFile("data", state.images[DATA_FILE_ID]!));
   } catch (error) {
     return `does not reopen: ${(error as Error).message}`;
   }

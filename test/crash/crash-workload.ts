@@ -1,11 +1,12 @@
 // A seeded random workload over a small pool whose I/O is recorded, with a plain model of
 // every volume's bytes at each commit, for the crash harness to check crash states against.
 
+import { MemoryStorageFile } from "../../src/io/memory-storage-file.js";
 import { IoLog, RecordingStorageFile } from "../../src/io/recording-storage-file.js";
 import { DATA_BLOCK_BYTES } from "../../src/thin/limits.js";
 import { Pool } from "../../src/thin/pool.js";
 import { SeededRandom } from "../support/random.js";
-import { SparseImage } from "./sparse-image.js";
+import { SparsePages } from "../../src/io/sparse-pages.js";
 
 export const META_FILE_ID = 0;
 export const DATA_FILE_ID = 1;
@@ -29,7 +30,7 @@ export interface WriteRecord {
 export interface CrashWorkload {
   seed: number;
   log: IoLog;
-  bases: SparseImage[];
+  bases: SparsePages[];
   commits: CommitRecord[];
   writes: WriteRecord[];
   /** Virtual blocks each volume ever had written (or inherited), for sampling reads. */
@@ -44,10 +45,10 @@ export interface WorkloadShape {
 
 export async function runCrashWorkload(seed: number, shape: WorkloadShape): Promise<CrashWorkload> {
   const random = new SeededRandom(seed);
-  const images = [SparseImage.empty(), SparseImage.empty()];
+  const images = [SparsePages.empty(), SparsePages.empty()];
   const log = new IoLog();
-  const metaFile = new RecordingStorageFile(images[META_FILE_ID]!.file("meta"), log, META_FILE_ID);
-  const dataFile = new RecordingStorageFile(images[DATA_FILE_ID]!.file("data"), log, DATA_FILE_ID);
+  const metaFile = new RecordingStorageFile(new MemoryStorageFile("meta", images[META_FILE_ID]!), log, META_FILE_ID);
+  const dataFile = new RecordingStorageFile(new MemoryStorageFile("data", images[DATA_FILE_ID]!), log, DATA_FILE_ID);
   const pool = await Pool.formatFiles(metaFile, dataFile, { sizeBytes: shape.poolBlocks * DATA_BLOCK_BYTES });
   // Everything before here was synced: the durable starting point of every crash state.
   const bases = images.map((image) => image.clone());
