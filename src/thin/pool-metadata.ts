@@ -125,7 +125,6 @@ export class PoolMetadata {
       this.states.set(id, { id, record: decodeVolumeRecord(value, this.recordLeaves.get(id)!), dirty: false });
     }
     this.recordLeaves.clear();
-    this.volumeCountCache = found.length;
   }
 
   private readonly recordLeaves = new Map<number, number>();
@@ -211,7 +210,6 @@ export class PoolMetadata {
     assert(removed.previous !== null, `volume ${state.id} missing from the volume table`);
     this.superblock.volumeTableRoot = removed.root;
     await this.removeName(state.record.name, state.id);
-    this.volumeCountCache = (await this.volumeCount()) - 1;
     this.states.delete(state.id);
     this.changed = true;
     await this.mappings.deleteTree(state.record.mappingRoot);
@@ -347,32 +345,23 @@ export class PoolMetadata {
   /** Every reason to refuse a new volume, checked before anything changes. */
   private async checkNewVolume(name: string): Promise<void> {
     if (await this.probeName(name)) throw new VolumeExistsError(name);
-    if ((await this.volumeCount()) >= VOLUMES_MAX) throw new LimitExceededError(`the pool already holds ${VOLUMES_MAX} volumes, its limit`);
+    if (this.volumeCount >= VOLUMES_MAX) throw new LimitExceededError(`the pool already holds ${VOLUMES_MAX} volumes, its limit`);
   }
 
   private async addVolume(record: VolumeRecord): Promise<VolumeState> {
-    const count = await this.volumeCount();
     const id = this.superblock.nextVolumeId++;
     const state: VolumeState = { id, record, dirty: true };
     this.states.set(id, state);
     const inserted = await this.volumeTable.insert(this.superblock.volumeTableRoot, id, encodeVolumeRecord(record));
     this.superblock.volumeTableRoot = inserted.root;
     await this.insertName(record.name, id);
-    this.volumeCountCache = count + 1;
     this.changed = true;
     return state;
   }
 
-  private volumeCountCache: number | null = null;
-
-  /** Counted once from the volume table, then kept up to date by create and delete. */
-  async volumeCount(): Promise<number> {
-    if (this.volumeCountCache === null) {
-      let count = 0;
-      await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, Number.MAX_SAFE_INTEGER, () => void count++);
-      this.volumeCountCache = count;
-    }
-    return this.volumeCountCache;
+  /** Every volume's state is in memory, so this is exact. */
+  get volumeCount(): number {
+    return this.states.size;
   }
 
   private async probeName(name: string): Promise<{ key: number; volumeId: number } | null> {

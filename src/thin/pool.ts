@@ -21,6 +21,7 @@ import { assert } from "../io/assert.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
 import { OwnerLock } from "../io/owner-lock.js";
 import type { StorageFile } from "../io/storage-file.js";
+import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
 import type { PoolStatus, VolumeInfo, VolumeUsage } from "./api.js";
 import { DATA_BLOCK_BYTES, POOL_BYTES_MAX, SECTOR_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
 import { KeyedLocks, Mutex, SharedGate } from "./locks.js";
@@ -68,14 +69,18 @@ export class Pool {
       if (await exists(path)) throw new FileExistsError(path);
     }
     const lock = await OwnerLock.acquire(metaPath);
+    const opened: StorageFile[] = [];
     try {
       const dataFile = await NodeStorageFile.open(dataPath, "create", "data file");
+      opened.push(dataFile);
       await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
       const metaFile = await NodeStorageFile.open(metaPath, "create", "metadata file");
+      opened.push(metaFile);
       const storedDataPath = relative(dirname(resolve(metaPath)), resolve(dataPath));
       const metadata = await PoolMetadata.format(metaFile, dataBlockCount, storedDataPath, dataFile);
-      return await new Pool(metaPath, dataPath, dataFile, metadata, lock, false).ready();
+      return new Pool(metaPath, dataPath, dataFile, metadata, lock, false);
     } catch (error) {
+      await Promise.allSettled(opened.map((file) => file.close()));
       await lock.release();
       throw error;
     }
@@ -84,16 +89,20 @@ export class Pool {
   static async open(metaPath: string, options: PoolOpenOptions = {}): Promise<Pool> {
     if (!(await exists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
     const lock = await OwnerLock.acquire(metaPath);
+    const opened: StorageFile[] = [];
     try {
       const mode = options.readOnly ? "read-only" : "read-write";
       const metaFile = await NodeStorageFile.open(metaPath, mode, "metadata file");
+      opened.push(metaFile);
       const metadata = await PoolMetadata.open(metaFile, metaPath);
       const dataPath = resolve(dirname(resolve(metaPath)), metadata.dataPath);
       const dataFile = await NodeStorageFile.open(dataPath, mode, "data file");
+      opened.push(dataFile);
       const pool = new Pool(metaPath, dataPath, dataFile, metadata, lock, options.readOnly ?? false);
       await pool.verifyDataFileSize();
-      return await pool.ready();
+      return pool;
     } catch (error) {
+      await Promise.allSettled(opened.map((file) => file.close()));
       await lock.release();
       throw error;
     }
@@ -106,21 +115,16 @@ export class Pool {
     const metadata = await PoolMetadata.format(metaFile, dataBlockCount, "data", dataFile, options.cacheBlocks);
     const pool = new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
     pool.cacheBlocks = options.cacheBlocks;
-    return pool.ready();
+    return pool;
   }
 
   static async openFiles(metaFile: StorageFile, dataFile: StorageFile, tuning: PoolTuning = {}): Promise<Pool> {
     const metadata = await PoolMetadata.open(metaFile, metaFile.path, tuning.cacheBlocks);
     const pool = new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
     pool.cacheBlocks = tuning.cacheBlocks;
-    return pool.ready();
+    return pool;
   }
 
-  /** Counts the volumes once, so status() is right from the start. */
-  private async ready(): Promise<this> {
-    await this.readMetadata(async () => undefined);
-    return this;
-  }
 
   /** The current transaction's metadata; replaced when a failed transaction is rolled back. */
   get metadata(): PoolMetadata {
@@ -247,18 +251,16 @@ export class Pool {
       dataBlockBytes: DATA_BLOCK_BYTES,
       dataBlocksUsed: dataRefs.used,
       dataBlocksTotal: dataRefs.blockCount,
-      metadataBlockBytes: 4096,
+      metadataBlockBytes: METADATA_BLOCK_BYTES,
       metadataBlocksUsed: tm.metadataRefs.used,
       metadataBlocksTotal: tm.metadataRefs.blockCount,
       transactionId: this.metadata.transactionId,
-      volumeCount: this.volumeCountSeen,
+      volumeCount: this.metadata.volumeCount,
       uuid: this.metadata.uuid,
       dataPath: this.dataPath,
       metaPath: this.metaPath,
     };
   }
-
-  private volumeCountSeen = 0;
 
   // ---- transactions --------------------------------------------------------------------
 
@@ -314,7 +316,6 @@ export class Pool {
       try {
         await this.metadata.tm.trimDirty();
         const result = await section();
-        this.volumeCountSeen = await this.metadata.volumeCount();
         return result;
       } catch (error) {
         if (changes && !isRefusal(error)) this.failure = error as Error;
