@@ -2,7 +2,7 @@
 // Every metadata change runs under one mutex; data reads and writes of different blocks
 // run concurrently around it (see volume.ts).
 
-import { access } from "node:fs/promises";
+import { access, unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
 import {
   FileExistsError,
@@ -80,7 +80,9 @@ export class Pool {
       const metadata = await PoolMetadata.format(metaFile, dataBlockCount, storedDataPath, dataFile);
       return new Pool(metaPath, dataPath, dataFile, metadata, lock, false);
     } catch (error) {
+      // A pool that could not be made whole leaves nothing behind.
       await Promise.allSettled(opened.map((file) => file.close()));
+      await Promise.allSettled(opened.map((file) => unlink(file.path)));
       await lock.release();
       throw error;
     }
