@@ -30,6 +30,18 @@ export interface VolumeState {
   dirty: boolean;
 }
 
+/**
+ * What a pool rebuilt by repair (thin/repair.ts) keeps of the pool it replaces: its
+ * identity, its volume ids (snapshots name their origin by id, and an id must never be
+ * reused), and its snapshot time (mapping times are compared against it).
+ */
+export interface PoolLineage {
+  uuid: string;
+  createdAt: number;
+  snapshotTime: number;
+  nextVolumeId: number;
+}
+
 export interface MappingLookup {
   dataBlock: number;
   /** Another volume can see this data block: writing it needs a copy first. */
@@ -66,20 +78,27 @@ export class PoolMetadata {
     this.nameIndex = new BTree(tm, plainValues(8));
   }
 
-  static async format(metaFile: StorageFile, dataBlockCount: number, dataPath: string, dataFile: StorageFile, cacheBlocks?: number): Promise<PoolMetadata> {
+  static async format(
+    metaFile: StorageFile,
+    dataBlockCount: number,
+    dataPath: string,
+    dataFile: StorageFile,
+    cacheBlocks?: number,
+    lineage?: PoolLineage,
+  ): Promise<PoolMetadata> {
     const metadataRefs = new RefcountTable(INITIAL_METADATA_BLOCKS, BITMAP_ENTRIES);
     for (const slot of SUPERBLOCK_SLOTS) metadataRefs.allocateAt(slot);
     const tm = new TransactionManager(metaFile, metadataRefs, cacheBlocks);
     const dataRefs = new RefcountTable(dataBlockCount, BITMAP_ENTRIES);
     dataRefs.markAllDirty();
     const superblock: Superblock = {
-      uuid: newPoolUuid(),
+      uuid: lineage?.uuid ?? newPoolUuid(),
       transactionId: 0,
-      snapshotTime: 0,
+      snapshotTime: lineage?.snapshotTime ?? 0,
       volumeTableRoot: 0,
       nameIndexRoot: 0,
-      nextVolumeId: 1,
-      createdAt: Date.now(),
+      nextVolumeId: lineage?.nextVolumeId ?? 1,
+      createdAt: lineage?.createdAt ?? Date.now(),
       dataSpaceMap: { blockCount: dataBlockCount, indexHead: 0, overflowHead: 0, overflowCount: 0 },
       metadataSpaceMap: { blockCount: INITIAL_METADATA_BLOCKS, indexHead: 0, overflowHead: 0, overflowCount: 0 },
       dataPath,
@@ -203,6 +222,17 @@ export class PoolMetadata {
       snapshotAt: now,
       snapshotTime: this.superblock.snapshotTime,
     });
+  }
+
+  /**
+   * For repair: a volume again under the id it had in the pool this one was rebuilt from
+   * (see PoolLineage), with every field of its record but an empty mapping tree.
+   */
+  async restoreVolume(id: number, record: Omit<VolumeRecord, "mappingRoot" | "mappedBlocks">): Promise<VolumeState> {
+    assert(Number.isSafeInteger(id) && id > 0 && id < this.superblock.nextVolumeId, `restored volume id ${id}`);
+    assert(!this.states.has(id), `volume ${id} restored twice`);
+    await this.checkNewVolume(record.name);
+    return this.addVolume({ ...record, mappingRoot: this.mappings.createEmpty(), mappedBlocks: 0 }, id);
   }
 
   async deleteVolume(state: VolumeState): Promise<void> {
@@ -348,8 +378,8 @@ export class PoolMetadata {
     if (this.volumeCount >= VOLUMES_MAX) throw new LimitExceededError(`the pool already holds ${VOLUMES_MAX} volumes, its limit`);
   }
 
-  private async addVolume(record: VolumeRecord): Promise<VolumeState> {
-    const id = this.superblock.nextVolumeId++;
+  private async addVolume(record: VolumeRecord, restoredId?: number): Promise<VolumeState> {
+    const id = restoredId ?? this.superblock.nextVolumeId++;
     const state: VolumeState = { id, record, dirty: true };
     this.states.set(id, state);
     const inserted = await this.volumeTable.insert(this.superblock.volumeTableRoot, id, encodeVolumeRecord(record));
