@@ -1,6 +1,7 @@
 // The thinp command line: every command, its arguments and its options.
 
 import { Command } from "commander";
+import { registerDumpCommand } from "./commands/dump.js";
 import { registerPoolCommands } from "./commands/pool.js";
 import { registerServeCommands } from "./commands/serve.js";
 import { registerTransferCommands } from "./commands/transfer.js";
@@ -20,5 +21,6 @@ export function buildProgram(version: string): Command {
   registerVolumeCommands(program);
   registerTransferCommands(program);
   registerServeCommands(program);
+  registerDumpCommand(program);
   return program;
 }

@@ -293,6 +293,22 @@ export class PoolMetadata {
     });
   }
 
+  /** Up to `limit` mappings from virtual block `from` on, with the snapshot time each was written at. */
+  async forEachMappingWithTime(
+    state: VolumeState,
+    from: number,
+    to: number,
+    limit: number,
+    visit: (virtualBlock: number, dataBlock: number, time: number) => void,
+  ): Promise<void> {
+    let seen = 0;
+    await this.mappings.forEachInRange(state.record.mappingRoot, from, to, (key, value) => {
+      const { dataBlock, time } = decodeMapping(value);
+      visit(key, dataBlock, time);
+      return ++seen < limit;
+    });
+  }
+
   /** Maps a virtual block to a data block the caller allocated; the old data block loses a reference. */
   async mapBlock(state: VolumeState, virtualBlock: number, dataBlock: number): Promise<void> {
     assert(this.dataRefs.get(dataBlock) >= 1, `mapping unallocated data block ${dataBlock}`);

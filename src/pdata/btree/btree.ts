@@ -119,16 +119,17 @@ export class BTree {
 
   /**
    * Calls `visit` for every entry with from <= key < to, in key order, saying whether the
-   * path to it is shared with another tree and which leaf holds it.
+   * path to it is shared with another tree and which leaf holds it. A visit that returns
+   * false ends the walk; so does the method's result, false, tell a caller it was stopped.
    */
   async forEachInRange(
     root: number,
     from: number,
     to: number,
-    visit: (key: number, value: Buffer, sharedPath: boolean, leafIndex: number) => void,
+    visit: (key: number, value: Buffer, sharedPath: boolean, leafIndex: number) => boolean | void,
     sharedAbove = false,
     depth = 0,
-  ): Promise<void> {
+  ): Promise<boolean> {
     assert(depth < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
     const node = await this.readNode(root);
     const sharedPath = sharedAbove || this.tm.refCount(root) > 1;
@@ -136,9 +137,9 @@ export class BTree {
       for (let i = node.lowerBound(from); i < node.count; i++) {
         const key = node.keyAt(i);
         if (key >= to) break;
-        visit(key, node.valueAt(i), sharedPath, root);
+        if (visit(key, node.valueAt(i), sharedPath, root) === false) return false;
       }
-      return;
+      return true;
     }
     const count = node.count;
     const children: number[] = [];
@@ -146,7 +147,10 @@ export class BTree {
       if (i > 0 && node.keyAt(i) >= to) break;
       children.push(node.childAt(i));
     }
-    for (const child of children) await this.forEachInRange(child, from, to, visit, sharedPath, depth + 1);
+    for (const child of children) {
+      if (!(await this.forEachInRange(child, from, to, visit, sharedPath, depth + 1))) return false;
+    }
+    return true;
   }
 
   /** The tree loses one referrer; nodes (and their values) no longer referenced are freed. */
