@@ -79,6 +79,7 @@ async function main(): Promise<void> {
     `Command: \`npm run bench:nbd\` (\`node dist/bench/nbd.js\` after a build). Whole run: ${elapsedSeconds.toFixed(0)} s.`,
     "",
     machine,
+    "",
     `- load average (1, 5, 15 min) at the start: ${loadBefore}; at the end: ${loadAverages()}. fio, the server under test and any other work on the machine share its CPUs.`,
     "",
     "How it ran:",

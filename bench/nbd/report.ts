@@ -71,9 +71,16 @@ export function loadAverages(): string {
     .join(" ");
 }
 
+/** The commit measured, and whether src/ had uncommitted changes (others edit it concurrently). */
+function measuredCommit(): string {
+  const commit = commandOutput("git", ["rev-parse", "--short", "HEAD"]).trim();
+  const changed = commandOutput("git", ["status", "--porcelain", "--", "src"]).trim();
+  return changed === "" ? commit : `${commit} with uncommitted changes in src/`;
+}
+
 export function renderMachine(benchDir: string, date: Date): string {
   return [
-    `- date: ${date.toISOString()}`,
+    `- date: ${date.toISOString()}; thinp at ${measuredCommit()}`,
     `- nproc: ${availableParallelism()} (${cpus()[0]?.model ?? "unknown CPU"}), Linux ${release()}`,
     `- node ${process.version}; ${firstLine("fio", ["--version"])}; ${firstLine("qemu-nbd", ["--version"])}; ${firstLine("nbdkit", ["--version"])}`,
     "- `free -g`:",
