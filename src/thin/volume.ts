@@ -160,7 +160,7 @@ export class Volume implements VolumeHandle {
       const plans = await this.planWrites(pieces);
       const fresh = plans.filter((plan) => plan.kind === "fresh");
       try {
-        await Promise.all(plans.map((plan) => this.writeData(plan, data)));
+        await this.writeAll(plans, data);
       } catch (error) {
         if (fresh.length > 0) {
           await this.pool.withMetadata(async () => {
@@ -206,22 +206,42 @@ export class Volume implements VolumeHandle {
     });
   }
 
-  private async writeData(plan: WritePlan, data: Buffer): Promise<void> {
-    const { piece } = plan;
-    const payload = data.subarray(piece.inRequest, piece.inRequest + piece.byteLength);
+  /**
+   * Writes every plan's bytes. Pieces that go straight to the file (in place, or a whole
+   * fresh block) are joined into one write where both the file positions and the request's
+   * bytes are contiguous, as a sequential write to freshly allocated blocks usually is.
+   */
+  private async writeAll(plans: WritePlan[], data: Buffer): Promise<void> {
+    const direct: { position: number; inRequest: number; byteLength: number }[] = [];
+    const merged: Promise<void>[] = [];
+    for (const plan of plans) {
+      const { piece } = plan;
+      if (plan.kind === "fresh" && piece.byteLength !== DATA_BLOCK_BYTES) {
+        merged.push(this.writeMergedBlock(plan, data));
+        continue;
+      }
+      const position = plan.dataBlock * DATA_BLOCK_BYTES + (plan.kind === "in-place" ? piece.inBlock : 0);
+      const last = direct[direct.length - 1];
+      if (last && last.position + last.byteLength === position && last.inRequest + last.byteLength === piece.inRequest) {
+        last.byteLength += piece.byteLength;
+      } else {
+        direct.push({ position, inRequest: piece.inRequest, byteLength: piece.byteLength });
+      }
+    }
     const dataFile = this.pool.dataFile;
-    if (plan.kind === "in-place") {
-      await dataFile.write(payload, plan.dataBlock * DATA_BLOCK_BYTES + piece.inBlock);
-      return;
-    }
-    if (piece.byteLength === DATA_BLOCK_BYTES) {
-      await dataFile.write(payload, plan.dataBlock * DATA_BLOCK_BYTES);
-      return;
-    }
-    // A partial write to a fresh block: the rest is the shared block's old contents, or zeros.
+    await Promise.all([
+      ...merged,
+      ...direct.map((run) => dataFile.write(data.subarray(run.inRequest, run.inRequest + run.byteLength), run.position)),
+    ]);
+  }
+
+  /** A partial write to a fresh block: the rest is the shared block's old contents, or zeros. */
+  private async writeMergedBlock(plan: Extract<WritePlan, { kind: "fresh" }>, data: Buffer): Promise<void> {
+    const { piece } = plan;
+    const dataFile = this.pool.dataFile;
     const block = Buffer.alloc(DATA_BLOCK_BYTES);
     if (plan.copyFrom !== null) await dataFile.read(block, plan.copyFrom * DATA_BLOCK_BYTES);
-    payload.copy(block, piece.inBlock);
+    data.copy(block, piece.inBlock, piece.inRequest, piece.inRequest + piece.byteLength);
     await dataFile.write(block, plan.dataBlock * DATA_BLOCK_BYTES);
   }
 
