@@ -1,0 +1,434 @@
+// `thinp repair`: salvages what a damaged metadata file still holds and writes it into a new,
+// consistent metadata file for the same data file. The old file is only read. Every block
+// read is verified as the engine verifies it, so a mapping is salvaged only from a leaf the
+// engine itself would trust; what cannot be read is reported, block by block, never guessed.
+// See formats/metadata.md, "Repair".
+
+import { constants } from "node:fs";
+import { access, copyFile, link, open, rename, unlink } from "node:fs/promises";
+import { dirname, relative, resolve } from "node:path";
+import { CorruptBlockError, FileExistsError, FileMissingError, InvalidNameError, IoError, LimitExceededError } from "../errors.js";
+import { assert } from "../io/assert.js";
+import { alignUp, divCeil } from "../io/integers.js";
+import { NodeStorageFile } from "../io/node-storage-file.js";
+import { OwnerLock } from "../io/owner-lock.js";
+import type { StorageFile } from "../io/storage-file.js";
+import type { RefcountTable } from "../pdata/refcount-table.js";
+import { loadSpaceMap, type SpaceMapRoot } from "../pdata/space-map-store.js";
+import { checkMetadataFile } from "./check.js";
+import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, SECTOR_BYTES } from "./limits.js";
+import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
+import { validateVolumeName } from "./names.js";
+import { chooseSuperblock, DamagedMetadata } from "./repair/damaged-metadata.js";
+import { RebuiltPool } from "./repair/rebuilt-pool.js";
+import {
+  REPORT_ITEMS_MAX,
+  type LostVolumes,
+  type RepairReport,
+  type SpaceMapOutcome,
+  type VolumeOutcome,
+} from "./repair/repair-report.js";
+import { KEY_END, salvageTree, type TreeDamage } from "./repair/salvage-tree.js";
+import { VOLUME_RECORD_BYTES, decodeVolumeRecord, type VolumeRecord } from "./volume-record.js";
+
+export type { RepairReport, VolumeOutcome, LostVolumes, SpaceMapOutcome } from "./repair/repair-report.js";
+export { KEY_END, type KeyRange } from "./repair/salvage-tree.js";
+
+/** Attempts at a free `recovered-<id>` name for a volume whose own name cannot be used. */
+const RENAME_ATTEMPTS_MAX = 100;
+
+/**
+ * Repairs `source` into `target`, an empty file, and verifies the result with the checker.
+ * `targetDataPath` is the data file relative to the target's directory (default: as the
+ * source names it, for a target in the same directory).
+ */
+export async function repairMetadataFile(
+  source: StorageFile,
+  sourcePath: string,
+  target: StorageFile,
+  targetPath: string,
+  dataFile: StorageFile,
+  targetDataPath?: string,
+): Promise<RepairReport> {
+  const chosen = await chooseSuperblock(source, sourcePath);
+  const { superblock } = chosen;
+  const damaged = new DamagedMetadata(source, sourcePath, superblock);
+  const notes: string[] = [];
+  let treesWhole = true;
+
+  const oldMetadataMap = await loadOldSpaceMap(damaged, "metadata", superblock.metadataSpaceMap);
+  const oldDataMap = await loadOldSpaceMap(damaged, "data", superblock.dataSpaceMap);
+
+  const { records, volumesLost } = await salvageVolumeTable(damaged);
+  if (volumesLost.length > 0) treesWhole = false;
+
+  damaged.countReference(superblock.nameIndexRoot);
+  const nameIndexDamage = await salvageTree(damaged, superblock.nameIndexRoot, 8, () => undefined);
+  for (const lost of [...nameIndexDamage.lostSubtrees, ...nameIndexDamage.refusedEntries]) {
+    treesWhole = false;
+    notes.push(`the name index is damaged at metadata block ${lost.blockIndex} (${lost.reason}); it is rebuilt from the volume records, so nothing is lost`);
+  }
+  if ("unreadable" in chosen.otherSlot) {
+    notes.push(`superblock copy ${chosen.otherSlot.slot} is unreadable (${chosen.otherSlot.unreadable}); the new file has both copies`);
+  }
+
+  const maxId = records.reduce((max, { id }) => Math.max(max, id), 0);
+  const rebuilt = await RebuiltPool.format(target, dataFile, superblock.dataSpaceMap.blockCount, targetDataPath ?? superblock.dataPath, {
+    uuid: superblock.uuid,
+    createdAt: superblock.createdAt,
+    snapshotTime: superblock.snapshotTime,
+    // Ids of lost and deleted volumes stay used: a snapshot may still name one as its origin.
+    nextVolumeId: Math.max(superblock.nextVolumeId, maxId + 1),
+  });
+  const volumes: VolumeOutcome[] = [];
+  for (const { id, record } of records) {
+    const outcome = await salvageVolume(damaged, rebuilt, id, record, superblock.snapshotTime);
+    if (outcome.lostSubtrees.length > 0 || outcome.refusedMappingCount > 0) treesWhole = false;
+    volumes.push(outcome);
+  }
+  await rebuilt.commit();
+
+  const verified = await checkMetadataFile(target, targetPath);
+  assert(verified.clean, `repair wrote metadata that does not check clean: ${verified.problems.map((p) => p.message).join("; ")}`);
+
+  const whyNotCompared =
+    oldMetadataMap.failure ?? oldDataMap.failure ?? (treesWhole ? undefined : "some trees could not be read whole, so their references could not all be counted");
+  const compared = whyNotCompared === undefined;
+  const freedWithLostMappings = compared ? 0 : oldDataMap.table === null ? null : countFreed(oldDataMap.table, rebuilt);
+  return {
+    source: {
+      path: sourcePath,
+      transactionId: superblock.transactionId,
+      superblockSlot: chosen.slot,
+      otherSuperblock: chosen.otherSlot,
+    },
+    output: {
+      path: targetPath,
+      transactionId: rebuilt.transactionId,
+      volumes: verified.verified.volumes,
+      mappings: verified.verified.mappings,
+      dataBlocksUsed: rebuilt.dataBlocksUsed,
+      metadataBlocksUsed: rebuilt.metadataBlocksUsed,
+      clean: verified.clean,
+    },
+    volumes,
+    volumesLost,
+    dataSpaceMap: {
+      ...compareSpaceMap(oldDataMap.table, compared, whyNotCompared, rebuilt.dataBlocksUsed, (block) => damaged.dataReferences[block]!),
+      freedWithLostMappings,
+    },
+    metadataSpaceMap: {
+      ...compareSpaceMap(oldMetadataMap.table, compared, whyNotCompared, rebuilt.metadataBlocksUsed, (block) => damaged.references[block]!),
+      freedWithLostMappings: null,
+    },
+    notes,
+    lostData: volumesLost.length > 0 || volumes.some((volume) => volume.mappingsLost > 0 || volume.lostSubtrees.length > 0),
+  };
+}
+
+async function loadOldSpaceMap(
+  damaged: DamagedMetadata,
+  which: "data" | "metadata",
+  root: SpaceMapRoot,
+): Promise<{ table: RefcountTable | null; failure?: string }> {
+  try {
+    const { table, layout } = await loadSpaceMap(root, damaged.readBlock);
+    for (const blockIndex of layout.allBlocks()) damaged.countReference(blockIndex);
+    return { table };
+  } catch (error) {
+    if (!(error instanceof CorruptBlockError)) throw error;
+    return { table: null, failure: `the old ${which} space map is unreadable: ${error.message}` };
+  }
+}
+
+async function salvageVolumeTable(damaged: DamagedMetadata): Promise<{ records: { id: number; record: VolumeRecord }[]; volumesLost: LostVolumes[] }> {
+  const records: { id: number; record: VolumeRecord }[] = [];
+  const volumesLost: LostVolumes[] = [];
+  const root = damaged.superblock.volumeTableRoot;
+  damaged.countReference(root);
+  const damage = await salvageTree(damaged, root, VOLUME_RECORD_BYTES, (id, value, leafIndex) => {
+    if (id === 0) {
+      volumesLost.push({ blockIndex: leafIndex, reason: "a record under volume id 0, which is never used", volumeIds: { first: 0, end: 1 } });
+      return;
+    }
+    try {
+      const record = decodeVolumeRecord(value, leafIndex);
+      damaged.countReference(record.mappingRoot);
+      records.push({ id, record });
+    } catch (error) {
+      if (!(error instanceof CorruptBlockError)) throw error;
+      volumesLost.push({ blockIndex: leafIndex, reason: error.reason, volumeIds: { first: id, end: id + 1 } });
+    }
+  });
+  for (const lost of damage.lostSubtrees) volumesLost.push({ blockIndex: lost.blockIndex, reason: lost.reason, volumeIds: lost.keys });
+  for (const refused of damage.refusedEntries) {
+    const volumeIds = refused.key === null ? null : { first: refused.key, end: refused.key + 1 };
+    volumesLost.push({ blockIndex: refused.blockIndex, reason: refused.reason, volumeIds });
+  }
+  return { records, volumesLost };
+}
+
+async function salvageVolume(
+  damaged: DamagedMetadata,
+  rebuilt: RebuiltPool,
+  id: number,
+  record: VolumeRecord,
+  poolSnapshotTime: number,
+): Promise<VolumeOutcome> {
+  const fixes: string[] = [];
+  const name = await usableName(rebuilt, id, record.name);
+  if (name !== record.name) fixes.push(`renamed from '${record.name}': that name is invalid or another salvaged volume has it`);
+  let sizeBytes = record.sizeBytes;
+  if (sizeBytes % SECTOR_BYTES !== 0) {
+    sizeBytes = alignUp(sizeBytes, SECTOR_BYTES);
+    fixes.push(`size ${record.sizeBytes} rounded up to ${sizeBytes}, a whole number of sectors`);
+  }
+  let snapshotTime = record.snapshotTime;
+  if (snapshotTime > poolSnapshotTime) {
+    // A volume's snapshot time is the pool's at its last snapshot: it cannot be later.
+    snapshotTime = poolSnapshotTime;
+    fixes.push(`snapshot time ${record.snapshotTime} lowered to the pool's ${poolSnapshotTime}`);
+  }
+  const volume = await rebuilt.restoreVolume(id, {
+    name,
+    sizeBytes,
+    originId: record.originId,
+    readOnly: record.readOnly,
+    createdAt: record.createdAt,
+    snapshotAt: record.snapshotAt,
+    snapshotTime,
+  });
+
+  const virtualBlockCount = divCeil(sizeBytes, DATA_BLOCK_BYTES);
+  const refused: VolumeOutcome["refusedMappings"] = [];
+  let refusedCount = 0;
+  const refuse = (virtualBlock: number | null, blockIndex: number, reason: string) => {
+    refusedCount++;
+    if (refused.length < REPORT_ITEMS_MAX) refused.push({ virtualBlock, blockIndex, reason });
+  };
+  let kept = 0;
+  const damage: TreeDamage = await salvageTree(damaged, record.mappingRoot, MAPPING_VALUE_BYTES, async (virtualBlock, value, leafIndex, firstVisit) => {
+    const { dataBlock } = decodeMapping(value);
+    if (firstVisit) damaged.countDataReference(dataBlock);
+    if (dataBlock >= rebuilt.dataBlockCount) {
+      refuse(virtualBlock, leafIndex, `maps to data block ${dataBlock}, beyond the pool's ${rebuilt.dataBlockCount}`);
+      return;
+    }
+    if (virtualBlock >= virtualBlockCount) {
+      refuse(virtualBlock, leafIndex, `beyond the volume's ${virtualBlockCount} blocks`);
+      return;
+    }
+    await rebuilt.addMapping(volume, virtualBlock, dataBlock);
+    kept++;
+  });
+  for (const entry of damage.refusedEntries) refuse(entry.key, entry.blockIndex, entry.reason);
+
+  const lostSubtrees = damage.lostSubtrees.map(({ blockIndex, reason, keys }) => ({
+    blockIndex,
+    reason,
+    virtualBlocks: keys === null ? null : { first: keys.first, end: Math.min(keys.end, virtualBlockCount, KEY_END) },
+  }));
+  // Where subtrees were unreadable, the record's count is the only word on how much they held.
+  const lostInSubtrees = lostSubtrees.length > 0 ? Math.max(0, record.mappedBlocks - kept - refusedCount) : 0;
+  if (lostSubtrees.length === 0 && record.mappedBlocks !== kept + refusedCount) {
+    fixes.push(`the record counted ${record.mappedBlocks} mappings but the tree holds ${kept + refusedCount}`);
+  }
+  return {
+    id,
+    name,
+    ...(name !== record.name ? { renamedFrom: record.name } : {}),
+    sizeBytes,
+    mappingsRecorded: record.mappedBlocks,
+    mappingsKept: kept,
+    mappingsLost: refusedCount + lostInSubtrees,
+    lostSubtrees,
+    refusedMappings: refused,
+    refusedMappingCount: refusedCount,
+    fixes,
+  };
+}
+
+/** The volume's own name if the new pool can take it, else `recovered-<id>`. */
+async function usableName(rebuilt: RebuiltPool, id: number, name: string): Promise<string> {
+  if (isValidName(name) && !(await rebuilt.hasName(name))) return name;
+  for (let attempt = 0; attempt < RENAME_ATTEMPTS_MAX; attempt++) {
+    const candidate = attempt === 0 ? `recovered-${id}` : `recovered-${id}-${attempt}`;
+    if (!(await rebuilt.hasName(candidate))) return candidate;
+  }
+  throw new LimitExceededError(`no free name for salvaged volume ${id} after ${RENAME_ATTEMPTS_MAX} attempts`);
+}
+
+function isValidName(name: string): boolean {
+  try {
+    validateVolumeName(name);
+    return true;
+  } catch (error) {
+    if (error instanceof InvalidNameError) return false;
+    throw error;
+  }
+}
+
+/** The old map against the references found in the old file, block by block. */
+function compareSpaceMap(
+  old: RefcountTable | null,
+  compared: boolean,
+  notComparedBecause: string | undefined,
+  blocksUsedAfter: number,
+  found: (block: number) => number,
+): Omit<SpaceMapOutcome, "freedWithLostMappings"> {
+  const outcome: Omit<SpaceMapOutcome, "freedWithLostMappings"> = {
+    compared,
+    ...(compared ? {} : { notComparedBecause }),
+    blocksUsedBefore: old?.used ?? null,
+    blocksUsedAfter,
+    reclaimed: 0,
+    reclaimedBlocks: [],
+    corrected: 0,
+    correctedBlocks: [],
+  };
+  if (!compared || old === null) return outcome;
+  for (let block = 0; block < old.blockCount; block++) {
+    const was = old.get(block);
+    const now = found(block);
+    if (was === now) continue;
+    if (now === 0) {
+      outcome.reclaimed++;
+      if (outcome.reclaimedBlocks.length < REPORT_ITEMS_MAX) outcome.reclaimedBlocks.push(block);
+    } else {
+      outcome.corrected++;
+      if (outcome.correctedBlocks.length < REPORT_ITEMS_MAX) outcome.correctedBlocks.push({ blockIndex: block, was, now });
+    }
+  }
+  return outcome;
+}
+
+/** Data blocks the old map counted that no salvaged mapping references. */
+function countFreed(old: RefcountTable, rebuilt: RebuiltPool): number {
+  let freed = 0;
+  for (let block = 0; block < old.blockCount; block++) {
+    if (old.get(block) > 0 && rebuilt.dataReferences(block) === 0) freed++;
+  }
+  return freed;
+}
+
+// ---- files ---------------------------------------------------------------------------------
+
+export interface RepairPoolOptions {
+  /** Where to write the new metadata file; default `<meta>.repaired`. Must not exist. */
+  outputPath?: string;
+  /** Replace the metadata file, keeping the old one as `<meta>.before-repair`. */
+  inPlace?: boolean;
+}
+
+export interface RepairPoolResult {
+  report: RepairReport;
+  /** Where the repaired metadata now is: the output file, or the pool's own path in place. */
+  outputPath: string;
+  backupPath: string | null;
+}
+
+/**
+ * Repairs the pool at `metaPath`, holding its lock as `thinp check` does. The original is
+ * never written: the new file is made beside it, and with `inPlace` renamed over it once
+ * durable, the original keeping a second name as the backup.
+ */
+export async function repairPool(metaPath: string, options: RepairPoolOptions = {}): Promise<RepairPoolResult> {
+  assert(!(options.inPlace && options.outputPath !== undefined), "repair: an output path and in-place together");
+  metaPath = resolve(metaPath);
+  if (!(await exists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
+  const lock = await OwnerLock.acquire(metaPath);
+  try {
+    const backupPath = options.inPlace ? `${metaPath}.before-repair` : null;
+    if (backupPath !== null && (await exists(backupPath))) throw new FileExistsError(backupPath);
+    const finalPath = options.inPlace ? metaPath : resolve(options.outputPath ?? `${metaPath}.repaired`);
+    const writePath = options.inPlace ? `${metaPath}.repairing` : finalPath;
+    if (!(await exists(dirname(writePath)))) throw new FileMissingError(dirname(writePath), "directory");
+    const source = await NodeStorageFile.open(metaPath, "read-only", "metadata file");
+    try {
+      const { superblock } = await chooseSuperblock(source, metaPath);
+      const dataPath = resolve(dirname(metaPath), superblock.dataPath);
+      const targetDataPath = relative(dirname(finalPath), dataPath);
+      if (Buffer.byteLength(targetDataPath) > DATA_PATH_BYTES_MAX) {
+        throw new LimitExceededError(`the data file's path from ${dirname(finalPath)} is longer than ${DATA_PATH_BYTES_MAX} bytes; write the repaired file nearer to it`);
+      }
+      const dataFile = await NodeStorageFile.open(dataPath, "read-only", "data file");
+      try {
+        const report = await writeRepaired(source, metaPath, writePath, finalPath, dataFile, targetDataPath);
+        if (backupPath !== null) await replaceKeepingBackup(metaPath, writePath, backupPath);
+        return { report, outputPath: finalPath, backupPath };
+      } finally {
+        await dataFile.close();
+      }
+    } finally {
+      await source.close();
+    }
+  } finally {
+    await lock.release();
+  }
+}
+
+/** Writes the new file at `writePath`; on any failure removes it, so no half-written file is left. */
+async function writeRepaired(
+  source: StorageFile,
+  metaPath: string,
+  writePath: string,
+  finalPath: string,
+  dataFile: StorageFile,
+  targetDataPath: string,
+): Promise<RepairReport> {
+  const target = await NodeStorageFile.open(writePath, "create", "repaired metadata file");
+  try {
+    // The commit inside syncs the new file before it returns.
+    const report = await repairMetadataFile(source, metaPath, target, finalPath, dataFile, targetDataPath);
+    await target.close();
+    return report;
+  } catch (error) {
+    await target.close().catch(() => undefined);
+    await unlink(writePath).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * The original gets its second name first, then the new file is renamed over it: at every
+ * moment `metaPath` names a whole metadata file, old or new, and the old one is never lost.
+ */
+async function replaceKeepingBackup(metaPath: string, newPath: string, backupPath: string): Promise<void> {
+  try {
+    await link(metaPath, backupPath);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EEXIST") throw new FileExistsError(backupPath);
+    // A file system without hard links: a copy, made durable, serves as well.
+    try {
+      await copyFile(metaPath, backupPath, constants.COPYFILE_EXCL);
+      await syncPath(backupPath);
+    } catch (copyError) {
+      throw new IoError(backupPath, copyError);
+    }
+  }
+  try {
+    await rename(newPath, metaPath);
+    await syncPath(dirname(metaPath));
+  } catch (error) {
+    throw new IoError(metaPath, error);
+  }
+}
+
+async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, "r");
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
