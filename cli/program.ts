@@ -3,6 +3,7 @@
 import { Command } from "commander";
 import { registerDumpCommand } from "./commands/dump.js";
 import { registerPoolCommands } from "./commands/pool.js";
+import { registerRepairCommand } from "./commands/repair.js";
 import { registerServeCommands } from "./commands/serve.js";
 import { registerTransferCommands } from "./commands/transfer.js";
 import { registerVolumeCommands } from "./commands/volume.js";
@@ -22,5 +23,6 @@ export function buildProgram(version: string): Command {
   registerTransferCommands(program);
   registerServeCommands(program);
   registerDumpCommand(program);
+  registerRepairCommand(program);
   return program;
 }
