@@ -57,7 +57,11 @@ export class NbdConnection {
   shutdown(): void {
     this.shuttingDown = true;
     if (this.transmission !== null) this.transmission.stop();
-    else this.reader.stop();
+    else {
+      this.reader.stop();
+      // A handshake waiting for a client that reads nothing would hold close() for the whole drain timeout.
+      if (this.writer.congested) this.socket.destroy();
+    }
   }
 
   /** Drops the connection at once; for when shutdown has waited long enough. */
@@ -70,6 +74,9 @@ export class NbdConnection {
     const timer = setTimeout(() => {
       this.log("info", `handshake not finished within ${limits.handshakeTimeoutMs} ms; closing`);
       this.reader.stop();
+      // The handshake may be waiting for a client that reads nothing to drain its replies;
+      // only closing the socket ends that wait.
+      this.socket.destroy();
     }, limits.handshakeTimeoutMs);
     try {
       return await negotiate(this.reader, this.writer, {

@@ -104,6 +104,10 @@ export async function negotiate(
   }
   const haggling = new OptionHaggling(writer, environment, (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0);
   for (let optionCount = 1; optionCount <= environment.optionsPerHandshakeMax; optionCount++) {
+    // Replies wait in memory until the client reads them. A client that sends options and
+    // reads nothing (LIST answers 16 bytes with every export's name) must not grow that
+    // without bound, so take no more options until the socket drains.
+    await writer.whenDrained();
     const header = decodeOptionHeader(await reader.readExact(OPTION_HEADER_BYTES));
     if (header.magic !== NBD_OPTS_MAGIC) {
       throw new ProtocolViolationError(`bad option magic 0x${header.magic.toString(16)}`);
