@@ -3,8 +3,10 @@
 // every number is taken in ROUNDS rounds with the servers taking turns, starting with a
 // different server each round.
 
+import { execFile } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import {
   createQcow2,
   serveQemuNbd,
@@ -80,6 +82,18 @@ function fio(dir: string, job: FioJob): Promise<FioResult> {
   return runFio(job, join(dir, `${job.name}.json`));
 }
 
+const run = promisify(execFile);
+
+/**
+ * sync(1) before every measured job: dirty pages left by the previous job (the last round's
+ * copy-on-write run leaves a gigabyte) would otherwise be written back during the next one,
+ * and whichever server ran next would pay for it.
+ */
+async function measured(dir: string, job: FioJob): Promise<FioResult> {
+  await run("sync");
+  return fio(dir, job);
+}
+
 function sequentialWrite(uri: string, regionBytes: number): FioJob {
   return {
     name: "seq-write",
@@ -112,10 +126,10 @@ export async function sequential(context: WorkloadContext, contenders: readonly 
       await inFreshDir(context, `seq-${contender.label}`, async (dir) => {
         const served = await contender.serveFresh(dir, VOLUME_BYTES);
         await whileServed(served, async (uri) => {
-          const write = await fio(dir, sequentialWrite(uri, SEQUENTIAL_BYTES));
+          const write = await measured(dir, sequentialWrite(uri, SEQUENTIAL_BYTES));
           measurements.record("seqWrite", contender.label, megabytesPerSecond(write));
           measurements.record("seqWriteFlushed", contender.label, write.ioBytes / write.wallSeconds / 1e6);
-          const read = await fio(dir, { ...sequentialWrite(uri, SEQUENTIAL_BYTES), name: "seq-read", rw: "read", endFlush: false });
+          const read = await measured(dir, { ...sequentialWrite(uri, SEQUENTIAL_BYTES), name: "seq-read", rw: "read", endFlush: false });
           measurements.record("seqRead", contender.label, megabytesPerSecond(read));
           context.progress(
             `round ${round + 1}, ${contender.label}: seq write ${megabytesPerSecond(write).toFixed(0)} MB/s, read ${megabytesPerSecond(read).toFixed(0)} MB/s`,
@@ -148,7 +162,7 @@ export async function random(context: WorkloadContext, contenders: readonly Cont
     ] as const) {
       for (let round = 0; round < ROUNDS; round++) {
         for (const contender of turnOrder(contenders, round)) {
-          const result = await fio(dirs.get(contender)!, randomJob(served.get(contender)!.uri, rw, RANDOM_REGION_BYTES));
+          const result = await measured(dirs.get(contender)!, randomJob(served.get(contender)!.uri, rw, RANDOM_REGION_BYTES));
           context.measurements.record(metric, contender.label, result.iops);
           context.progress(`round ${round + 1}, ${contender.label}: 4k ${rw} ${result.iops.toFixed(0)} IOPS`);
         }
@@ -210,14 +224,16 @@ async function snapshotRound(context: WorkloadContext, dir: string, round: numbe
     deleteVolumes: round === 0 ? [] : [`snap-${round - 1}`],
   };
   const snapshot = await serveThinp(dir, setup, context.options, name);
-  return whileServed(snapshot, (uri) => fio(dir, randomJob(uri, "randwrite", VOLUME_BYTES)));
+  return whileServed(snapshot, (uri) => measured(dir, randomJob(uri, "randwrite", VOLUME_BYTES)));
 }
 
 async function overlayRound(dir: string, basePath: string, round: number): Promise<FioResult> {
   const overlayPath = join(dir, `overlay-${round}.qcow2`);
   await createQcow2(overlayPath, VOLUME_BYTES, basePath);
   try {
-    return await whileServed(await serveQemuNbd("qcow2", overlayPath, dir), (uri) => fio(dir, randomJob(uri, "randwrite", VOLUME_BYTES)));
+    return await whileServed(await serveQemuNbd("qcow2", overlayPath, dir), (uri) =>
+      measured(dir, randomJob(uri, "randwrite", VOLUME_BYTES)),
+    );
   } finally {
     await rm(overlayPath, { force: true });
   }
