@@ -74,3 +74,18 @@ describe("space map persistence", () => {
     for (let block = 0; block < 256; block++) expect(loadedMetadata.get(block)).toBe(metadataRefs.get(block));
   });
 });
+
+describe("RefcountTable allocation covers every block", () => {
+  for (const blockCount of [1, 31, 32, 33, 64, 256, 4095, 4096, 4097]) {
+    it(`a table of ${blockCount} blocks hands out all ${blockCount}, and all of a grown one`, () => {
+      const table = new RefcountTable(blockCount, BITMAP_ENTRIES);
+      let allocated = 0;
+      while (table.allocate() !== null) allocated++;
+      expect(allocated).toBe(blockCount);
+      expect(table.allocatableCount).toBe(0);
+      table.grow(blockCount + 64);
+      while (table.allocate() !== null) allocated++;
+      expect(allocated).toBe(blockCount + 64);
+    });
+  }
+});

@@ -25,7 +25,7 @@ export class RefcountTable {
   ) {
     this.counts = new Uint8Array(blockCountValue);
     this.allocatable = new BitSet();
-    if (blockCountValue > 0) this.allocatable.setRange(0, blockCountValue - 1, 1);
+    if (blockCountValue > 0) markAllocatable(this.allocatable, 0, blockCountValue - 1);
   }
 
   get blockCount(): number {
@@ -112,7 +112,7 @@ export class RefcountTable {
     const counts = new Uint8Array(newBlockCount);
     counts.set(this.counts);
     this.counts = counts;
-    this.allocatable.setRange(this.blockCountValue, newBlockCount - 1, 1);
+    markAllocatable(this.allocatable, this.blockCountValue, newBlockCount - 1);
     for (let chunk = Math.floor(this.blockCountValue / this.chunkEntries); chunk * this.chunkEntries < newBlockCount; chunk++) {
       this.dirtyChunks.add(chunk);
     }
@@ -168,4 +168,15 @@ export class RefcountTable {
     }
     return null;
   }
+}
+
+/**
+ * Sets bits first..last inclusive. bitset 5.3's setRange leaves the last 32-bit word
+ * clear when `last` is its final bit (1 << 32 is 1 in JavaScript), so that word is
+ * patched bit by bit; the result is checked, since a lost bit is a lost block.
+ */
+function markAllocatable(bits: BitSet, first: number, last: number): void {
+  bits.setRange(first, last, 1);
+  for (let block = Math.max(first, last - 31); block <= last; block++) bits.set(block, 1);
+  assert(bits.get(first) === 1 && bits.get(last) === 1, `allocatable range ${first}..${last} not set`);
 }
