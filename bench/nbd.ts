@@ -1,7 +1,7 @@
 // `npm run bench:nbd`: fio over NBD against `thinp serve` and, on the same disk in the same
 // run, qemu-nbd (raw and qcow2) and nbdkit's file plugin. Prints one markdown report on
-// stdout (progress on stderr); bench/RESULTS-nbd.md is a saved copy. No speed is asserted:
-// the table is the record.
+// stdout (progress on stderr); the NBD section of bench/RESULTS.md is a saved copy. No speed
+// is asserted: the table is the record.
 //
 //   --workloads 1,2,3   run only these workloads (default: all)
 //   --cpu-prof DIR      write a V8 CPU profile of every thinp server process into DIR
@@ -74,7 +74,8 @@ async function main(): Promise<void> {
   progress(`done in ${elapsedSeconds.toFixed(0)} s`);
 
   const report = [
-    "# NBD servers under fio",
+    // The section of bench/RESULTS.md this run's output is saved as.
+    "## NBD (npm run bench:nbd)",
     "",
     `Command: \`npm run bench:nbd\` (\`node dist/bench/nbd.js\` after a build). Whole run: ${elapsedSeconds.toFixed(0)} s.`,
     "",
