@@ -5,7 +5,6 @@
 
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
-import { BITSET_REPAIR_NOTE, repairBitsetSetRange } from "./engine/support/bitset-range-fix.js";
 import { describeMachine, renderMachine } from "./engine/support/machine.js";
 import { progress, renderSection, type Section } from "./engine/support/report.js";
 import { ScratchDir } from "./engine/support/scratch-dir.js";
@@ -23,7 +22,6 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seed: { type: "string" } } });
   const seed = values.seed === undefined ? DEFAULT_SEED : Number(values.seed);
   if (!Number.isSafeInteger(seed)) throw new Error(`--seed must be an integer, got '${values.seed}'`);
-  const bitsetRepaired = repairBitsetSetRange();
   const machine = describeMachine();
   const started = performance.now();
   const scratch = await ScratchDir.create();
@@ -60,7 +58,6 @@ async function main(): Promise<void> {
     "",
     renderMachine(machine, loadavg()),
     "",
-    ...(bitsetRepaired ? [BITSET_REPAIR_NOTE, ""] : []),
     ...[...sections.keys()].sort((a, b) => a - b).map((key) => renderSection(sections.get(key)!)),
   ].join("\n");
   process.stdout.write(`${report}\n`);

@@ -10,7 +10,8 @@ import { DATA_BLOCK_BYTES } from "../src/thin/limits.js";
 import { Pool } from "../src/thin/pool.js";
 import { SeededRandom, testSeeds } from "./support/random.js";
 
-const VOLUME_BYTES_CHOICES = [1 << 20, 4 << 20, 20 << 20];
+// 40 MiB volumes hold over 254 mappings once written, so their trees have two levels to share.
+const VOLUME_BYTES_CHOICES = [1 << 20, 4 << 20, 20 << 20, 40 << 20];
 const POOL_BYTES = 4096 * DATA_BLOCK_BYTES;
 const STEPS = 160;
 
@@ -68,7 +69,8 @@ describe("pool against an in-memory model", () => {
         } else if (roll < 0.55) {
           const name = random.pick(names);
           const bytes = model.get(name)!;
-          const length = random.next() < 0.3 ? 1 + random.below(3 * DATA_BLOCK_BYTES) : 1 + random.below(8192);
+          const wanted = random.next() < 0.05 ? 1 + random.below(32 * DATA_BLOCK_BYTES) : random.next() < 0.3 ? 1 + random.below(3 * DATA_BLOCK_BYTES) : 1 + random.below(8192);
+          const length = Math.min(wanted, bytes.length);
           const offset = random.below(bytes.length - length + 1);
           const payload = random.bytes(length);
           log.push(`write ${name} ${offset}+${length}`);

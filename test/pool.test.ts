@@ -379,3 +379,18 @@ describe("metadata growth", () => {
     expect(report.verified.mappings).toBe(90_000);
   });
 });
+
+describe("check with snapshots", () => {
+  it("counts a snapshot's mappings through subtrees it shares with its origin", async () => {
+    const { pool, meta } = await memoryPool();
+    await pool.createVolume("a", 32 * MiB);
+    await (await pool.volume("a")).write(0, Buffer.alloc(20 * MiB, 1)); // 320 mappings: a two-level tree
+    await pool.snapshot("a", "b");
+    await pool.snapshot("b", "c");
+    await (await pool.volume("c")).write(0, Buffer.alloc(10, 2));
+    await pool.commit();
+    const report = await checkMetadataFile(meta, "meta");
+    expect(report.problems).toEqual([]);
+    expect(report.verified.mappings).toBe(3 * 320);
+  });
+});

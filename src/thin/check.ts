@@ -38,6 +38,12 @@ export interface CheckReport {
   };
 }
 
+interface SubtreeSummary {
+  entries: number;
+  /** The largest key below, or -1 when empty. */
+  maxKey: number;
+}
+
 /** Problems listed one by one before the rest are summarized. */
 const PROBLEMS_LISTED_MAX = 200;
 const DEPTH_MAX = 16;
@@ -68,7 +74,8 @@ class Checker {
   private structureDamaged = false;
   private metadataRefs = new Uint32Array(0);
   private dataRefs = new Uint32Array(0);
-  private visited = new Uint8Array(0);
+  /** What each node's subtree holds, so a subtree shared by snapshots is walked once. */
+  private readonly subtrees = new Map<number, SubtreeSummary>();
   private superblock!: Superblock;
   private readonly verified = { transactionId: 0, metadataBlocks: 0, volumes: 0, mappings: 0, dataBlocksReferenced: 0, treeNodes: 0 };
 
@@ -85,7 +92,6 @@ class Checker {
     this.verified.metadataBlocks = metadataBlocks;
     this.metadataRefs = new Uint32Array(metadataBlocks);
     this.dataRefs = new Uint32Array(dataBlocks);
-    this.visited = new Uint8Array(metadataBlocks);
     for (const slot of SUPERBLOCK_SLOTS) this.metadataRefs[slot]!++;
 
     const metadataMap = await this.loadMap("metadata", this.superblock.metadataSpaceMap);
@@ -106,12 +112,8 @@ class Checker {
       this.verified.volumes++;
       volumeNames.set(volumeId, record.name);
       if (record.sizeBytes % 512 !== 0) this.problem(leafIndex, `volume '${record.name}' size ${record.sizeBytes} is not whole sectors`);
-      let mappings = 0;
       const virtualBlocks = Math.ceil(record.sizeBytes / DATA_BLOCK_BYTES);
-      await this.walkTree(record.mappingRoot, MAPPING_VALUE_BYTES, `mapping tree of '${record.name}'`, (virtualBlock, mappingValue, mappingLeaf, firstVisit) => {
-        mappings++;
-        if (virtualBlock >= virtualBlocks) this.problem(mappingLeaf, `volume '${record.name}' maps block ${virtualBlock}, beyond its size`);
-        if (!firstVisit) return;
+      const walked = await this.walkTree(record.mappingRoot, MAPPING_VALUE_BYTES, `mapping tree of '${record.name}'`, (virtualBlock, mappingValue, mappingLeaf) => {
         const { dataBlock } = decodeMapping(mappingValue);
         if (dataBlock >= dataBlocks) {
           this.problem(mappingLeaf, `volume '${record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool's ${dataBlocks}`);
@@ -121,9 +123,12 @@ class Checker {
         if (this.dataRefs[dataBlock] === 0) this.verified.dataBlocksReferenced++;
         this.dataRefs[dataBlock]!++;
       });
-      this.verified.mappings += mappings;
-      if (mappings !== record.mappedBlocks) {
-        this.problem(leafIndex, `volume '${record.name}' records ${record.mappedBlocks} mapped blocks but its tree holds ${mappings}`);
+      this.verified.mappings += walked.entries;
+      if (walked.maxKey >= virtualBlocks) {
+        this.problem(record.mappingRoot, `volume '${record.name}' maps block ${walked.maxKey}, beyond its size of ${virtualBlocks} blocks`);
+      }
+      if (walked.entries !== record.mappedBlocks) {
+        this.problem(leafIndex, `volume '${record.name}' records ${record.mappedBlocks} mapped blocks but its tree holds ${walked.entries}`);
       }
     });
 
@@ -199,35 +204,41 @@ class Checker {
 
   /**
    * Walks a tree, counting one reference to its root and to each child of each node seen
-   * for the first time. `visit` sees every entry, with firstVisit false for entries of a
-   * shared leaf already walked through another tree.
+   * for the first time. `visit` sees the entries of each leaf the first time it is reached;
+   * a subtree shared with a tree walked earlier is not walked again (its entry count and
+   * largest key are remembered), so a pool with many snapshots checks in the time its
+   * distinct nodes take.
    */
   private async walkTree(
     root: number,
     valueBytes: number,
     what: string,
-    visit: (key: number, value: Buffer, leafIndex: number, firstVisit: boolean) => void | Promise<void>,
-  ): Promise<void> {
-    if (!this.countMetadataRef(root, `root of the ${what}`)) return;
+    visit: (key: number, value: Buffer, leafIndex: number) => void | Promise<void>,
+  ): Promise<SubtreeSummary> {
+    if (!this.countMetadataRef(root, `root of the ${what}`)) return { entries: 0, maxKey: -1 };
     const leafDepths = new Set<number>();
-    await this.walkNode(root, valueBytes, what, visit, 0, Number.MAX_SAFE_INTEGER + 1, 0, leafDepths, true);
+    const summary = await this.walkNode(root, valueBytes, what, visit, 0, Number.MAX_SAFE_INTEGER + 1, 0, leafDepths, true);
     if (leafDepths.size > 1) this.problem(root, `leaves of the ${what} are at different depths`);
+    return summary;
   }
 
   private async walkNode(
     blockIndex: number,
     valueBytes: number,
     what: string,
-    visit: (key: number, value: Buffer, leafIndex: number, firstVisit: boolean) => void | Promise<void>,
+    visit: (key: number, value: Buffer, leafIndex: number) => void | Promise<void>,
     low: number,
     high: number,
     depth: number,
     leafDepths: Set<number>,
     isRoot: boolean,
-  ): Promise<void> {
+  ): Promise<SubtreeSummary> {
+    const empty = { entries: 0, maxKey: -1 };
+    const remembered = this.subtrees.get(blockIndex);
+    if (remembered) return remembered;
     if (depth > DEPTH_MAX) {
       this.problem(blockIndex, `${what} is deeper than ${DEPTH_MAX} levels`);
-      return;
+      return empty;
     }
     let node: NodeView;
     try {
@@ -236,11 +247,9 @@ class Checker {
       if (!(error instanceof CorruptBlockError)) throw error;
       this.problem(error.blockIndex, `${what}: ${error.message}`);
       this.structureDamaged = true;
-      return;
+      return empty;
     }
-    const firstVisit = this.visited[blockIndex] === 0;
-    this.visited[blockIndex] = 1;
-    if (firstVisit) this.verified.treeNodes++;
+    this.verified.treeNodes++;
     const count = node.count;
     if (count === 0 && !isRoot) this.problem(blockIndex, `${what}: empty node below the root`);
     let previous = -1;
@@ -252,31 +261,36 @@ class Checker {
       } catch (error) {
         this.problem(blockIndex, `${what}: ${(error as Error).message}`);
         this.structureDamaged = true;
-        return;
+        return empty;
       }
       if (key <= previous) this.problem(blockIndex, `${what}: keys out of order at entry ${i}`);
       if (key < low || key >= high) this.problem(blockIndex, `${what}: key ${key} outside its parent's range [${low}, ${high})`);
       previous = key;
       keys.push(key);
     }
+    let summary: SubtreeSummary;
     if (node.isLeaf) {
       leafDepths.add(depth);
-      for (let i = 0; i < count; i++) await visit(keys[i]!, node.valueAt(i), blockIndex, firstVisit);
-      return;
+      for (let i = 0; i < count; i++) await visit(keys[i]!, node.valueAt(i), blockIndex);
+      summary = { entries: count, maxKey: count > 0 ? keys[count - 1]! : -1 };
+    } else {
+      const children: number[] = [];
+      for (let i = 0; i < count; i++) {
+        const child = node.childAt(i);
+        children.push(this.countMetadataRef(child, `${what} child pointer`) ? child : -1);
+      }
+      summary = { entries: 0, maxKey: -1 };
+      for (let i = 0; i < count; i++) {
+        if (children[i]! < 0) continue;
+        const childLow = i === 0 ? low : keys[i]!;
+        const childHigh = i + 1 < count ? keys[i + 1]! : high;
+        const below = await this.walkNode(children[i]!, valueBytes, what, visit, childLow, childHigh, depth + 1, leafDepths, false);
+        summary.entries += below.entries;
+        summary.maxKey = Math.max(summary.maxKey, below.maxKey);
+      }
     }
-    if (!firstVisit) return; // its subtree was counted when first reached
-    const children: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const child = node.childAt(i);
-      if (this.countMetadataRef(child, `${what} child pointer`)) children.push(child);
-      else children.push(-1);
-    }
-    for (let i = 0; i < count; i++) {
-      if (children[i]! < 0) continue;
-      const childLow = i === 0 ? low : keys[i]!;
-      const childHigh = i + 1 < count ? keys[i + 1]! : high;
-      await this.walkNode(children[i]!, valueBytes, what, visit, childLow, childHigh, depth + 1, leafDepths, false);
-    }
+    this.subtrees.set(blockIndex, summary);
+    return summary;
   }
 
   private compareCounts(which: string, stored: RefcountTable, found: Uint32Array): void {
