@@ -8,7 +8,8 @@ import { assert } from "../io/assert.js";
 import { readU64, writeU64 } from "../io/integers.js";
 import { BlockType, METADATA_BLOCK_BYTES, sealBlock, verifyBlock } from "../pdata/block-format.js";
 import type { SpaceMapRoot } from "../pdata/space-map-store.js";
-import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX } from "./limits.js";
+import { METADATA_BLOCKS_MAX } from "../pdata/transaction-manager.js";
+import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BYTES_MAX, SNAPSHOT_TIME_MAX } from "./limits.js";
 
 export const SUPERBLOCK_MAGIC = "THINPOOL";
 export const FORMAT_VERSION = 1;
@@ -87,10 +88,15 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
   };
   const metadataBlocks = superblock.metadataSpaceMap.blockCount;
   const pointers = [superblock.volumeTableRoot, superblock.nameIndexRoot, superblock.dataSpaceMap.indexHead, superblock.metadataSpaceMap.indexHead];
+  // A block that verifies can still hold values no commit writes (an engine bug, a stale
+  // block): the space maps' sizes become array sizes and the snapshot time goes into every
+  // new mapping, so each is held to its limit here.
+  const dataBlocks = superblock.dataSpaceMap.blockCount;
   if (
     !Number.isSafeInteger(superblock.transactionId) || !Number.isSafeInteger(superblock.nextVolumeId) ||
-    !Number.isSafeInteger(superblock.dataSpaceMap.blockCount) || superblock.dataSpaceMap.blockCount === 0 ||
-    !Number.isSafeInteger(metadataBlocks) ||
+    !Number.isSafeInteger(dataBlocks) || dataBlocks === 0 || dataBlocks > POOL_BYTES_MAX / DATA_BLOCK_BYTES ||
+    !Number.isSafeInteger(metadataBlocks) || metadataBlocks > METADATA_BLOCKS_MAX ||
+    superblock.snapshotTime > SNAPSHOT_TIME_MAX ||
     pointers.some((p) => !Number.isSafeInteger(p) || p < SUPERBLOCK_SLOTS.length || p >= metadataBlocks)
   ) {
     throw new CorruptBlockError(slot, "superblock fields are out of range", metaPath);
