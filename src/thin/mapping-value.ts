@@ -19,7 +19,8 @@ export function encodeMapping(mapping: Mapping): Buffer {
   assert(mapping.time >= 0 && mapping.time <= SNAPSHOT_TIME_MAX, `mapping time ${mapping.time}`);
   const value = Buffer.alloc(MAPPING_VALUE_BYTES);
   value.writeUInt32LE(mapping.dataBlock % 2 ** 32, 0);
-  value.writeUInt32LE(Math.floor(mapping.dataBlock / 2 ** 32) | (mapping.time << 8), 4);
+  // `<<` and `|` give a signed 32-bit result: from time 2^23 on it is negative without `>>> 0`.
+  value.writeUInt32LE((Math.floor(mapping.dataBlock / 2 ** 32) | (mapping.time << 8)) >>> 0, 4);
   return value;
 }
 
