@@ -3,7 +3,7 @@
 // transaction with a single reference are written in place. Only `commit` (in
 // src/thin/pool-commit.ts) makes a transaction durable, by flipping the superblock.
 
-import { MetadataFullError } from "../errors.js";
+import { CorruptBlockError, MetadataFullError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { BlockCache, type CachedBlock } from "./block-cache.js";
@@ -46,7 +46,7 @@ export class TransactionManager {
       assert(cached.type === type, `block ${blockIndex} cached as ${cached.type}, read as ${type}`);
       return cached.block;
     }
-    assert(blockIndex < this.metadataRefs.blockCount, `read of block ${blockIndex} beyond the metadata file`);
+    this.requireInFile(blockIndex);
     const block = Buffer.alloc(METADATA_BLOCK_BYTES);
     await this.file.read(block, blockIndex * METADATA_BLOCK_BYTES);
     verifyBlock(block, type, blockIndex);
@@ -65,6 +65,7 @@ export class TransactionManager {
   }
 
   async shadow(blockIndex: number, type: BlockType): Promise<ShadowResult> {
+    this.requireInFile(blockIndex);
     const count = this.metadataRefs.get(blockIndex);
     assert(count > 0, `shadow of free block ${blockIndex}`);
     if (count === 1 && this.newInTransaction.has(blockIndex)) {
@@ -94,7 +95,19 @@ export class TransactionManager {
   }
 
   refCount(blockIndex: number): number {
+    this.requireInFile(blockIndex);
     return this.metadataRefs.get(blockIndex);
+  }
+
+  /**
+   * Block indexes reach here from pointers read off the disk. A block that verifies can
+   * still point past the file (an engine bug, a stale block): that is corruption to
+   * report, not an invariant of this process to assert.
+   */
+  private requireInFile(blockIndex: number): void {
+    if (!(Number.isSafeInteger(blockIndex) && blockIndex >= 0 && blockIndex < this.metadataRefs.blockCount)) {
+      throw new CorruptBlockError(blockIndex, `a pointer to it lies beyond the metadata file's ${this.metadataRefs.blockCount} blocks`);
+    }
   }
 
   isNewInTransaction(blockIndex: number): boolean {

@@ -3,6 +3,7 @@
 // last commit reaches is never touched, and a tree whose root is shared (a snapshot) is
 // copied lazily, one node at a time, as either side changes it.
 
+import { CorruptBlockError } from "../../errors.js";
 import { assert } from "../../io/assert.js";
 import { writeU64 } from "../../io/integers.js";
 import { BlockType } from "../block-format.js";
@@ -24,7 +25,13 @@ export interface Change {
 
 /** Merging starts when a node falls below this fraction of its capacity. */
 const MERGE_BELOW_FRACTION = 0.25;
+/** Far deeper than any tree this engine builds (254 entries a node): only a loop gets here. */
 const DEPTH_MAX = 16;
+
+/** Depth comes from pointers on disk: a loop among blocks that verify is corruption, not a bug here. */
+function checkDepth(root: number, depth: number): void {
+  if (depth >= DEPTH_MAX) throw new CorruptBlockError(root, `the tree is deeper than ${DEPTH_MAX} levels: its nodes point in a loop`);
+}
 
 export class BTree {
   constructor(
@@ -46,7 +53,7 @@ export class BTree {
     let node = await this.readNode(root);
     let sharedPath = this.tm.refCount(root) > 1;
     for (let depth = 0; !node.isLeaf; depth++) {
-      assert(depth < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
+      checkDepth(root, depth);
       if (node.count === 0) return null;
       const child = node.childAt(node.childIndexFor(key));
       sharedPath ||= this.tm.refCount(child) > 1;
@@ -62,7 +69,7 @@ export class BTree {
     const newRoot = node.blockIndex;
     if (node.isFull) this.growRoot(node, key);
     for (let depth = 0; ; depth++) {
-      assert(depth < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
+      checkDepth(root, depth);
       if (node.isLeaf) {
         const index = node.lowerBound(key);
         if (index < node.count && node.keyAt(index) === key) {
@@ -91,7 +98,7 @@ export class BTree {
     let newRoot = node.blockIndex;
     const path: { parent: NodeView; index: number }[] = [];
     while (!node.isLeaf) {
-      assert(path.length < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
+      checkDepth(root, path.length);
       const index = node.childIndexFor(key);
       const child = await this.shadowChild(node, index);
       path.push({ parent: node, index });
@@ -130,7 +137,7 @@ export class BTree {
     sharedAbove = false,
     depth = 0,
   ): Promise<boolean> {
-    assert(depth < DEPTH_MAX, `tree at ${root} is deeper than ${DEPTH_MAX}`);
+    checkDepth(root, depth);
     const node = await this.readNode(root);
     const sharedPath = sharedAbove || this.tm.refCount(root) > 1;
     if (node.isLeaf) {
