@@ -491,7 +491,7 @@ describe("reads and writes", () => {
   it("answers requests as they complete, not in the order they were sent", async () => {
     const { server, disk } = await start();
     const { client } = await open(server);
-    const release = disk.hold("extents");
+    const release = disk.hold("read");
     const read = client.send({ command: P.NBD_CMD_READ, offset: 0, length: 4096 });
     const write = client.send({ command: P.NBD_CMD_WRITE, offset: 8192, payload: Buffer.alloc(4096, 7) });
     expect(await client.readStatus()).toEqual({ cookie: write, errno: 0 });
@@ -787,7 +787,7 @@ describe("request errors", () => {
     }
     client.send({ command: P.NBD_CMD_READ, offset: 0, length: 512 });
     expect((await client.readStructuredRead(0, 512)).errno).toBe(0);
-    expect(ro.calls.map((c) => c.operation)).toEqual(["extents"]);
+    expect(ro.calls.map((c) => c.operation)).toEqual(["read"]);
   });
 
   it("a write with an invalid flag is EINVAL and its payload is consumed", async () => {

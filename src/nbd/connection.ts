@@ -108,6 +108,7 @@ export class NbdConnection {
     // is dropped after a while.
     this.reader.stop();
     this.socket.resume();
+    this.writer.flush();
     if (!this.socket.destroyed) this.socket.end();
     const timer = setTimeout(() => this.socket.destroy(), SOCKET_CLOSE_TIMEOUT_MS);
     await this.socketClosed;

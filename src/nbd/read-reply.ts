@@ -3,7 +3,6 @@
 
 import type { VolumeHandle } from "../thin/api.js";
 import { assert } from "../io/assert.js";
-import { mergedRuns } from "./extent-runs.js";
 import { encodeDataChunk, encodeHoleChunk, encodeNoneChunk, encodeSimpleReply } from "./transmission-messages.js";
 
 async function readExactly(handle: VolumeHandle, offset: number, byteLength: number): Promise<Buffer> {
@@ -32,14 +31,17 @@ export async function structuredReadReply(
 ): Promise<Buffer[]> {
   if (byteLength === 0) return [encodeNoneChunk(cookie)];
   if (dontFragment) return encodeDataChunk(cookie, true, offset, await readExactly(handle, offset, byteLength));
-  const runs = mergedRuns(await handle.extents(offset, byteLength), offset, byteLength);
-  const contents = await Promise.all(runs.map((run) => (run.mapped ? readExactly(handle, run.offset, run.length) : null)));
+  // One lookup gives both the bytes and where the holes are.
+  const runs = await handle.readRuns(offset, byteLength);
+  let cursor = offset;
   const frames: Buffer[] = [];
   runs.forEach((run, index) => {
+    assert(run.offset === cursor && run.length > 0 && (run.data === null || run.data.length === run.length), `read run ${run.offset}+${run.length} does not continue at ${cursor}`);
+    cursor += run.length;
     const done = index === runs.length - 1;
-    const data = contents[index];
-    if (data === null || data === undefined) frames.push(encodeHoleChunk(cookie, done, run.offset, run.length));
-    else frames.push(...encodeDataChunk(cookie, done, run.offset, data));
+    if (run.data === null) frames.push(encodeHoleChunk(cookie, done, run.offset, run.length));
+    else frames.push(...encodeDataChunk(cookie, done, run.offset, run.data));
   });
+  assert(cursor === offset + byteLength, `read runs end at ${cursor}, not ${offset + byteLength}`);
   return frames;
 }

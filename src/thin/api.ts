@@ -52,12 +52,21 @@ export interface Extent {
   copyOnWrite: boolean;
 }
 
+/** Part of a read: the bytes of a mapped run, or null for an unmapped run (zeros). */
+export interface ReadRun {
+  offset: number;
+  length: number;
+  data: Buffer | null;
+}
+
 /** What the NBD server and the CLI's import/export use to reach one volume's bytes. */
 export interface VolumeHandle {
   readonly name: string;
   readonly sizeBytes: number;
   readonly readOnly: boolean;
   read(offset: number, length: number): Promise<Buffer>;
+  /** A read that also says which runs are unmapped, from one lookup: they come back as null. */
+  readRuns(offset: number, length: number): Promise<ReadRun[]>;
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** Unmaps whole blocks in the range and zeroes the partial blocks at its ends. */
   discard(offset: number, length: number): Promise<void>;

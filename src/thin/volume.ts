@@ -6,7 +6,7 @@
 
 import { IoError, NoSuchVolumeError, OutOfRangeError, ReadOnlyError } from "../errors.js";
 import { assert } from "../io/assert.js";
-import type { Extent, VolumeHandle } from "./api.js";
+import type { Extent, ReadRun, VolumeHandle } from "./api.js";
 import { DATA_BLOCK_BYTES } from "./limits.js";
 import type { SharedGate } from "./locks.js";
 import type { Pool } from "./pool.js";
@@ -67,9 +67,24 @@ export class Volume implements VolumeHandle {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
+    const { bytes } = await this.readMapped(offset, length);
+    return bytes;
+  }
+
+  async readRuns(offset: number, length: number): Promise<ReadRun[]> {
+    const { bytes, runs } = await this.readMapped(offset, length);
+    return runs.map((run) => ({ offset: run.offset, length: run.length, data: run.mapped ? bytes.subarray(run.offset - offset, run.offset - offset + run.length) : null }));
+  }
+
+  /**
+   * One lookup for the whole range, then one read per run of consecutive data blocks; the
+   * buffer is zeroed only where nothing is mapped. Also returns the mapped and unmapped runs.
+   */
+  private async readMapped(offset: number, length: number): Promise<{ bytes: Buffer; runs: { offset: number; length: number; mapped: boolean }[] }> {
     this.checkRange(offset, length);
-    const result = Buffer.alloc(length);
-    if (length === 0) return result;
+    const bytes = Buffer.allocUnsafe(length);
+    const runs: { offset: number; length: number; mapped: boolean }[] = [];
+    if (length === 0) return { bytes, runs };
     const pieces = splitIntoPieces(offset, length);
     const first = pieces[0]!.virtualBlock;
     const end = pieces[pieces.length - 1]!.virtualBlock + 1;
@@ -78,14 +93,21 @@ export class Volume implements VolumeHandle {
       this.assertExists();
       const mapped = new Map<number, number>();
       await this.pool.metadata.forEachMapping(this.state, first, end, (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock));
+      for (const piece of pieces) {
+        const isMapped = mapped.has(piece.virtualBlock);
+        const last = runs[runs.length - 1];
+        if (last && last.mapped === isMapped) last.length += piece.byteLength;
+        else runs.push({ offset: offset + piece.inRequest, length: piece.byteLength, mapped: isMapped });
+        if (!isMapped) bytes.fill(0, piece.inRequest, piece.inRequest + piece.byteLength);
+      }
       for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
-        const target = result.subarray(run.inRequest, run.inRequest + run.byteLength);
+        const target = bytes.subarray(run.inRequest, run.inRequest + run.byteLength);
         // Registered inside the metadata section, so a commit cannot free these blocks for reuse first.
         reads.push(this.pool.trackRead(this.pool.dataFile.read(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)));
       }
     });
     await Promise.all(reads);
-    return result;
+    return { bytes, runs };
   }
 
   async write(offset: number, bytes: Uint8Array): Promise<void> {
@@ -239,7 +261,8 @@ export class Volume implements VolumeHandle {
   private async writeMergedBlock(plan: Extract<WritePlan, { kind: "fresh" }>, data: Buffer): Promise<void> {
     const { piece } = plan;
     const dataFile = this.pool.dataFile;
-    const block = Buffer.alloc(DATA_BLOCK_BYTES);
+    // The old block's read fills every byte (zeros past the file's end); without one, zeros.
+    const block = plan.copyFrom !== null ? Buffer.allocUnsafe(DATA_BLOCK_BYTES) : Buffer.alloc(DATA_BLOCK_BYTES);
     if (plan.copyFrom !== null) await dataFile.read(block, plan.copyFrom * DATA_BLOCK_BYTES);
     data.copy(block, piece.inBlock, piece.inRequest, piece.inRequest + piece.byteLength);
     await dataFile.write(block, plan.dataBlock * DATA_BLOCK_BYTES);

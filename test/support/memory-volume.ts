@@ -4,7 +4,7 @@
 
 import { assert } from "../../src/io/assert.js";
 import { PoolFullError, ReadOnlyError, type ThinpError } from "../../src/errors.js";
-import type { Extent, VolumeHandle } from "../../src/thin/api.js";
+import type { Extent, ReadRun, VolumeHandle } from "../../src/thin/api.js";
 
 export const MEMORY_BLOCK_BYTES = 64 * 1024;
 
@@ -121,26 +121,45 @@ export class MemoryVolume implements VolumeHandle {
     }
   }
 
-  async extents(offset: number, length: number): Promise<Extent[]> {
-    await this.enter("extents", offset, length);
+  /** One engine call, as the real volume makes one lookup: counted as a read. */
+  async readRuns(offset: number, length: number): Promise<ReadRun[]> {
+    await this.enter("read", offset, length);
     try {
-      const extents: Extent[] = [];
-      let cursor = offset;
-      const end = offset + length;
-      // One pass per block in the range: bounded by length / block size.
-      while (cursor < end) {
-        const block = Math.floor(cursor / MEMORY_BLOCK_BYTES);
-        const pieceEnd = Math.min(end, (block + 1) * MEMORY_BLOCK_BYTES);
-        const mapped = this.blocks.has(block);
-        const last = extents[extents.length - 1];
-        if (last !== undefined && last.mapped === mapped) last.length += pieceEnd - cursor;
-        else extents.push({ offset: cursor, length: pieceEnd - cursor, mapped, copyOnWrite: false });
-        cursor = pieceEnd;
-      }
-      return extents;
+      const data = this.contents(offset, length);
+      return this.extentsNow(offset, length).map((extent) => ({
+        offset: extent.offset,
+        length: extent.length,
+        data: extent.mapped ? data.subarray(extent.offset - offset, extent.offset - offset + extent.length) : null,
+      }));
     } finally {
       this.running--;
     }
+  }
+
+  async extents(offset: number, length: number): Promise<Extent[]> {
+    await this.enter("extents", offset, length);
+    try {
+      return this.extentsNow(offset, length);
+    } finally {
+      this.running--;
+    }
+  }
+
+  private extentsNow(offset: number, length: number): Extent[] {
+    const extents: Extent[] = [];
+    let cursor = offset;
+    const end = offset + length;
+    // One pass per block in the range: bounded by length / block size.
+    while (cursor < end) {
+      const block = Math.floor(cursor / MEMORY_BLOCK_BYTES);
+      const pieceEnd = Math.min(end, (block + 1) * MEMORY_BLOCK_BYTES);
+      const mapped = this.blocks.has(block);
+      const last = extents[extents.length - 1];
+      if (last !== undefined && last.mapped === mapped) last.length += pieceEnd - cursor;
+      else extents.push({ offset: cursor, length: pieceEnd - cursor, mapped, copyOnWrite: false });
+      cursor = pieceEnd;
+    }
+    return extents;
   }
 
   private async enter(operation: Operation, offset: number, length: number, writes = false): Promise<void> {
