@@ -12,6 +12,8 @@ import { measureReopenMemory } from "./engine/sections/bounded-memory.js";
 import { measureCommitCost } from "./engine/sections/commit-cost.js";
 import { measureDataPath } from "./engine/sections/data-path.js";
 import { buildLargePool } from "./engine/sections/large-pool.js";
+import { measureCheckTime } from "./engine/sections/check-time.js";
+import { measureCrashRate } from "./engine/sections/crash-rate.js";
 import { measureMappingRates } from "./engine/sections/mapping-rate.js";
 import { describeMetadataDensity } from "./engine/sections/metadata-density.js";
 import { addSmallVolume, measureSnapshotTime } from "./engine/sections/snapshot-time.js";
@@ -43,6 +45,8 @@ async function main(): Promise<void> {
     const random = await buildLargePool(scratch, "random", seed);
     await random.pool.close();
     sections.set(4, describeMetadataDensity([sequential, random]));
+    sections.set(7, await measureCheckTime(random, seed));
+    sections.set(8, await measureCrashRate(seed));
 
     sections.set(6, await measureDataPath(scratch, seed));
   } finally {
