@@ -135,18 +135,10 @@ export class PoolMetadata {
 
   /** Every volume's record is held in memory (at most VOLUMES_MAX of them), so handles resolve at once. */
   private async loadVolumes(): Promise<void> {
-    const found: [number, Buffer][] = [];
     await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, Number.MAX_SAFE_INTEGER, (id, value, _shared, leafIndex) => {
-      found.push([id, Buffer.from(value)]);
-      this.recordLeaves.set(id, leafIndex);
+      this.states.set(id, { id, record: decodeVolumeRecord(value, leafIndex), dirty: false });
     });
-    for (const [id, value] of found) {
-      this.states.set(id, { id, record: decodeVolumeRecord(value, this.recordLeaves.get(id)!), dirty: false });
-    }
-    this.recordLeaves.clear();
   }
-
-  private readonly recordLeaves = new Map<number, number>();
 
   get uuid(): string {
     return this.superblock.uuid;
