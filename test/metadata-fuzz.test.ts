@@ -145,6 +145,18 @@ describe("metadata that verifies but says the impossible is corrupt, not a crash
     expect((await checkMetadataFile(meta, "meta")).clean).toBe(false);
   });
 
+  it("a child pointer past 2^53 is one problem check lists, not the end of the check", async () => {
+    const { meta, root } = await twoLevelPool();
+    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
+    await meta.read(block, root * METADATA_BLOCK_BYTES);
+    block.writeUInt32LE(0xffffffff, 32 + 8 * 254 + 8 + 4); // the high word of the second child pointer
+    sealBlock(block, BlockType.BTreeNode, root);
+    await meta.write(block, root * METADATA_BLOCK_BYTES);
+    const report = await checkMetadataFile(meta, "meta");
+    expect(report.clean).toBe(false);
+    expect(report.problems).toContainEqual({ blockIndex: root, message: expect.stringMatching(/child pointer 1 out of range/) });
+  });
+
   it("tree nodes that point in a loop", async () => {
     const { meta, data, root } = await twoLevelPool();
     await repointSecondChild(meta, root, root);

@@ -276,7 +276,17 @@ class Checker {
     } else {
       const children: number[] = [];
       for (let i = 0; i < count; i++) {
-        const child = node.childAt(i);
+        let child: number;
+        try {
+          child = node.childAt(i);
+        } catch (error) {
+          // A pointer past 2^53 in a node that verifies: one problem to list, not the end of the check.
+          if (!(error instanceof CorruptBlockError)) throw error;
+          this.problem(blockIndex, `${what}: ${error.reason}`);
+          this.structureDamaged = true;
+          children.push(-1);
+          continue;
+        }
         children.push(this.countMetadataRef(child, `${what} child pointer`) ? child : -1);
       }
       summary = { entries: 0, maxKey: -1 };
