@@ -113,7 +113,7 @@ async function listWithUsage(pool: PoolOperations): Promise<ListedVolume[]> {
   return listed;
 }
 
-/** The shape scripts rely on; documented in cli/REFERENCE.md. */
+/** The shape scripts rely on; documented in the README's CLI reference. */
 function renderListJson(volumes: readonly ListedVolume[], blockBytes: number): string {
   const document = {
     dataBlockBytes: blockBytes,
