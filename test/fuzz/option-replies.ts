@@ -53,6 +53,8 @@ export interface SessionChoice {
   structured: boolean;
   /** Select base:allocation (needs `structured`). */
   selectContext: boolean;
+  /** Select it for this export instead, which leaves the chosen export without it. */
+  contextExportName?: string;
   via: "go" | "export-name";
   noZeroes: boolean;
   infoTypes: number[];
@@ -63,7 +65,10 @@ export function sessionOpeningBytes(choice: SessionChoice): Buffer {
   const name = Buffer.from(choice.exportName, "utf8");
   const parts = [u32(P.NBD_FLAG_C_FIXED_NEWSTYLE | (choice.noZeroes ? P.NBD_FLAG_C_NO_ZEROES : 0))];
   if (choice.structured) parts.push(optionBytes(P.NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0)));
-  if (choice.selectContext) parts.push(optionBytes(P.NBD_OPT_SET_META_CONTEXT, metaContextData(name, [Buffer.from(P.BASE_ALLOCATION_CONTEXT)])));
+  if (choice.selectContext) {
+    const contextName = Buffer.from(choice.contextExportName ?? choice.exportName, "utf8");
+    parts.push(optionBytes(P.NBD_OPT_SET_META_CONTEXT, metaContextData(contextName, [Buffer.from(P.BASE_ALLOCATION_CONTEXT)])));
+  }
   if (choice.via === "go") parts.push(optionBytes(P.NBD_OPT_GO, infoRequestData(name, choice.infoTypes)));
   else parts.push(optionBytes(P.NBD_OPT_EXPORT_NAME, name));
   return Buffer.concat(parts);
@@ -86,7 +91,8 @@ export async function openSession(socket: FuzzSocket, server: FuzzServer, choice
     if (replies.length !== 2 || context === undefined || context.data.subarray(4).toString("utf8") !== P.BASE_ALLOCATION_CONTEXT) {
       throw new FuzzFailure(`SET_META_CONTEXT base:allocation answered ${replies.map((reply) => reply.replyType.toString(16)).join(",")}`);
     }
-    contextId = context.data.readUInt32BE(0);
+    // A context selected for another export does not apply to this one.
+    if ((choice.contextExportName ?? choice.exportName) === choice.exportName) contextId = context.data.readUInt32BE(0);
   }
   const expectedFlags = expectedTransmissionFlags(facts.readOnly, choice.structured);
   let exportBytes: number;

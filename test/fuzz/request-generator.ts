@@ -27,6 +27,7 @@ export type RequestKind =
   | "unknown-flags"
   | "duplicate-cookie"
   | "oversized-read"
+  | "maximum-read"
   | "flush-with-range";
 
 const KIND_WEIGHTS: readonly [RequestKind, number][] = [
@@ -41,6 +42,7 @@ const KIND_WEIGHTS: readonly [RequestKind, number][] = [
   ["unknown-flags", 5],
   ["duplicate-cookie", 6],
   ["oversized-read", 2],
+  ["maximum-read", 0.5],
   ["flush-with-range", 3],
 ];
 const KIND_WEIGHT_TOTAL = KIND_WEIGHTS.reduce((sum, [, weight]) => sum + weight, 0);
@@ -173,6 +175,11 @@ export function generateRequest(random: SeededRandom, session: Session, earlier:
     case "oversized-read":
       command = random.next() < 0.7 ? P.NBD_CMD_READ : P.NBD_CMD_CACHE;
       spec = { ...spec, command, offset: 0n, byteLength: REQUEST_BYTES_MAX + 1 + random.below(U32_MAX - REQUEST_BYTES_MAX) };
+      break;
+    case "maximum-read":
+      // Exactly REQUEST_BYTES_MAX: the largest read allowed (served on the huge export, past the end elsewhere).
+      command = random.next() < 0.7 ? P.NBD_CMD_READ : P.NBD_CMD_CACHE;
+      spec = { ...spec, command, offset: BigInt(random.below(1 << 20)), byteLength: REQUEST_BYTES_MAX, flags: randomValidFlags(random, command, session) };
       break;
     case "flush-with-range":
       command = P.NBD_CMD_FLUSH;

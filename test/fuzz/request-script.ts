@@ -81,7 +81,7 @@ function plannedSession(server: FuzzServer, choice: SessionChoice): Session {
   return {
     facts,
     structured: choice.structured,
-    contextId: choice.selectContext ? 1 : null,
+    contextId: choice.selectContext && (choice.contextExportName ?? choice.exportName) === choice.exportName ? 1 : null,
     transmissionFlags: expectedTransmissionFlags(facts.readOnly, choice.structured),
   };
 }
@@ -96,6 +96,7 @@ export function planRequestScript(random: SeededRandom, server: FuzzServer, lane
     exportName,
     structured,
     selectContext: structured && random.next() < 0.8,
+    contextExportName: random.next() < 0.1 ? random.pick([...server.exports.keys()]) : undefined,
     via: random.next() < 0.9 ? "go" : "export-name",
     noZeroes: random.next() < 0.7,
     infoTypes: random.next() < 0.5 ? [] : [P.NBD_INFO_NAME, P.NBD_INFO_DESCRIPTION, P.NBD_INFO_BLOCK_SIZE].filter(() => random.next() < 0.5),
