@@ -29,6 +29,8 @@ export interface FuzzOptions {
   timeoutFlood?: boolean;
   /** Give up (and say so) after this long. */
   timeLimitMs?: number;
+  /** Rounds run before the memory baseline is taken. */
+  warmUpRounds?: number;
   /** Run only this script (a replay). */
   onlyScript?: number;
   log?: (line: string) => void;
@@ -58,6 +60,9 @@ export interface FuzzReport {
   stoppedByTimeLimit: boolean;
 }
 
+/** Rounds before the memory baseline is taken (about 4,000 cases at the default sizes). */
+const WARM_UP_ROUNDS = 5;
+
 /** Workers on the pool server: two, so the engine also sees concurrent clients on one volume. */
 const POOL_WORKERS = 2;
 
@@ -85,6 +90,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const workers = options.workers ?? 8;
   const scriptsPerRound = options.scriptsPerWorkerPerRound ?? 4;
   const floodEvery = options.floodEveryRounds ?? 8;
+  const warmUpRounds = options.warmUpRounds ?? WARM_UP_ROUNDS;
   const log = options.log ?? (() => {});
   const timeLimitMs = options.timeLimitMs ?? 10 * 60_000;
   const stats: ScriptStats = { cases: 0, requestKinds: new Map() };
@@ -173,13 +179,14 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
           }),
         );
         await oracle(round);
-        // The baseline is taken once every kind of script has run: memory the first round
-        // warms up (code, allocator arenas, buffer pools) is not growth over the run.
-        if (round === 0) meter.start();
+        // The baseline is taken after a few rounds of every kind of script: memory they warm
+        // up (compiled code, allocator arenas, the fixture's volumes and pool files filling
+        // to their bounds) is not growth over the run.
+        if (round === warmUpRounds - 1) meter.start();
         target.forgetCallLogs();
         // A forced GC costs milliseconds; every few rounds is often enough to see growth.
         // Sampled before a flood, whose buffers are transient by design.
-        if (round % 5 === 4) meter.sample();
+        if (round % 5 === 4 && round >= warmUpRounds) meter.sample();
         if (round % floodEvery === floodEvery - 1) {
           const next = FLOODS[(floodNumber - 1) % FLOODS.length]!;
           await flood(next.kind, target.server(next.server), floodNumber++);
