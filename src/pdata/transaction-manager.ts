@@ -1,7 +1,8 @@
 // Shadow paging over the metadata file. A block that the last commit can reach is never
 // written in place: `shadow` copies it to a fresh block first. Blocks allocated in this
 // transaction with a single reference are written in place. Only `commit` (in
-// src/thin/pool-commit.ts) makes a transaction durable, by flipping the superblock.
+// PoolMetadata.commit in src/thin/pool-metadata.ts) makes a transaction durable, by
+// flipping the superblock.
 
 import { CorruptBlockError, MetadataFullError } from "../errors.js";
 import { assert } from "../io/assert.js";
