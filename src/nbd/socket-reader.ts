@@ -4,6 +4,7 @@
 
 import type { Duplex } from "node:stream";
 import { assert } from "../io/assert.js";
+import { ChunkQueue } from "../io/chunk-queue.js";
 import { PeerClosedError, ReadingStoppedError } from "./session-errors.js";
 
 interface PendingRead {
@@ -13,8 +14,7 @@ interface PendingRead {
 }
 
 export class SocketReader {
-  private readonly chunks: Buffer[] = [];
-  private bufferedBytes = 0;
+  private readonly queue = new ChunkQueue();
   private pending: PendingRead | null = null;
   private endError: Error | null = null;
 
@@ -32,7 +32,7 @@ export class SocketReader {
   readExact(byteLength: number): Promise<Buffer> {
     assert(this.pending === null, "only one read may wait at a time");
     assert(Number.isSafeInteger(byteLength) && byteLength >= 0, `read length ${byteLength}`);
-    if (this.bufferedBytes >= byteLength) return Promise.resolve(this.take(byteLength));
+    if (this.queue.byteLength >= byteLength) return Promise.resolve(this.queue.take(byteLength));
     if (this.endError !== null) return Promise.reject(this.endError);
     return new Promise((resolve, reject) => {
       this.pending = { byteLength, resolve, reject };
@@ -48,15 +48,14 @@ export class SocketReader {
 
   private onData(chunk: Buffer): void {
     if (this.endError !== null) return;
-    this.chunks.push(chunk);
-    this.bufferedBytes += chunk.length;
+    this.queue.push(chunk);
     const pending = this.pending;
-    if (pending !== null && this.bufferedBytes >= pending.byteLength) {
+    if (pending !== null && this.queue.byteLength >= pending.byteLength) {
       this.pending = null;
-      pending.resolve(this.take(pending.byteLength));
+      pending.resolve(this.queue.take(pending.byteLength));
     }
     // Keep reading while a message is incomplete; otherwise stop once enough is buffered.
-    if (this.pending === null && this.bufferedBytes >= this.readAheadBytesMax) this.socket.pause();
+    if (this.pending === null && this.queue.byteLength >= this.readAheadBytesMax) this.socket.pause();
   }
 
   private finish(error: Error): void {
@@ -65,34 +64,5 @@ export class SocketReader {
     const pending = this.pending;
     this.pending = null;
     pending?.reject(error);
-  }
-
-  private take(byteLength: number): Buffer {
-    assert(byteLength <= this.bufferedBytes, "take within buffered bytes");
-    this.bufferedBytes -= byteLength;
-    if (byteLength === 0) return Buffer.alloc(0);
-    const first = this.chunks[0]!;
-    if (first.length >= byteLength) {
-      if (first.length === byteLength) this.chunks.shift();
-      else this.chunks[0] = first.subarray(byteLength);
-      return first.subarray(0, byteLength);
-    }
-    const out = Buffer.allocUnsafe(byteLength);
-    let filled = 0;
-    // Bounded by the chunk count: each pass consumes at least one byte of one chunk.
-    while (filled < byteLength) {
-      const chunk = this.chunks[0]!;
-      const wanted = byteLength - filled;
-      if (chunk.length <= wanted) {
-        chunk.copy(out, filled);
-        filled += chunk.length;
-        this.chunks.shift();
-      } else {
-        chunk.copy(out, filled, 0, wanted);
-        filled += wanted;
-        this.chunks[0] = chunk.subarray(wanted);
-      }
-    }
-    return out;
   }
 }

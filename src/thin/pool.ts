@@ -2,7 +2,7 @@
 // Every metadata change runs under one mutex; data reads and writes of different blocks
 // run concurrently around it (see volume.ts).
 
-import { access, unlink } from "node:fs/promises";
+import { unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
 import {
   FileExistsError,
@@ -28,6 +28,7 @@ import { KeyedLocks, Mutex, SharedGate } from "./locks.js";
 import { validateVolumeName } from "./names.js";
 import { PoolMetadata, type VolumeState } from "./pool-metadata.js";
 import { Volume } from "./volume.js";
+import { pathExists } from "../io/path-exists.js";
 
 export interface PoolCreateOptions {
   sizeBytes: number;
@@ -66,7 +67,7 @@ export class Pool {
   static async create(dataPath: string, metaPath: string, options: PoolCreateOptions): Promise<Pool> {
     const dataBlockCount = validatePoolSize(options.sizeBytes);
     for (const path of [metaPath, dataPath]) {
-      if (await exists(path)) throw new FileExistsError(path);
+      if (await pathExists(path)) throw new FileExistsError(path);
     }
     const lock = await OwnerLock.acquire(metaPath);
     const opened: StorageFile[] = [];
@@ -89,7 +90,7 @@ export class Pool {
   }
 
   static async open(metaPath: string, options: PoolOpenOptions = {}): Promise<Pool> {
-    if (!(await exists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
+    if (!(await pathExists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
     const lock = await OwnerLock.acquire(metaPath);
     const opened: StorageFile[] = [];
     try {
@@ -448,15 +449,6 @@ function validateVolumeSize(sizeBytes: number): void {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new InvalidSizeError(`volume size ${sizeBytes} must be a positive number of bytes`);
   if (sizeBytes % SECTOR_BYTES !== 0) throw new InvalidSizeError(`volume size ${sizeBytes} is not a multiple of ${SECTOR_BYTES} bytes`);
   if (sizeBytes > VOLUME_BYTES_MAX) throw new InvalidSizeError(`volume size ${sizeBytes} exceeds the limit of ${VOLUME_BYTES_MAX} bytes`);
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Refusals are checked before anything changes, so they leave the transaction sound. */

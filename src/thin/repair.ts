@@ -5,7 +5,7 @@
 // See formats/metadata.md, "Repair".
 
 import { constants } from "node:fs";
-import { access, copyFile, link, open, rename, unlink } from "node:fs/promises";
+import { copyFile, link, open, rename, unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
 import { CorruptBlockError, FileExistsError, FileMissingError, InvalidNameError, IoError, LimitExceededError } from "../errors.js";
 import { assert } from "../io/assert.js";
@@ -30,6 +30,7 @@ import {
 } from "./repair/repair-report.js";
 import { KEY_END, salvageTree, type TreeDamage } from "./repair/salvage-tree.js";
 import { VOLUME_RECORD_BYTES, decodeVolumeRecord, type VolumeRecord } from "./volume-record.js";
+import { pathExists } from "../io/path-exists.js";
 
 export type { RepairReport, VolumeOutcome, LostVolumes, SpaceMapOutcome } from "./repair/repair-report.js";
 export { KEY_END, type KeyRange } from "./repair/salvage-tree.js";
@@ -335,14 +336,14 @@ export interface RepairPoolResult {
 export async function repairPool(metaPath: string, options: RepairPoolOptions = {}): Promise<RepairPoolResult> {
   assert(!(options.inPlace && options.outputPath !== undefined), "repair: an output path and in-place together");
   metaPath = resolve(metaPath);
-  if (!(await exists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
+  if (!(await pathExists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
   const lock = await OwnerLock.acquire(metaPath);
   try {
     const backupPath = options.inPlace ? `${metaPath}.before-repair` : null;
-    if (backupPath !== null && (await exists(backupPath))) throw new FileExistsError(backupPath);
+    if (backupPath !== null && (await pathExists(backupPath))) throw new FileExistsError(backupPath);
     const finalPath = options.inPlace ? metaPath : resolve(options.outputPath ?? `${metaPath}.repaired`);
     const writePath = options.inPlace ? `${metaPath}.repairing` : finalPath;
-    if (!(await exists(dirname(writePath)))) throw new FileMissingError(dirname(writePath), "directory");
+    if (!(await pathExists(dirname(writePath)))) throw new FileMissingError(dirname(writePath), "directory");
     const source = await NodeStorageFile.open(metaPath, "read-only", "metadata file");
     try {
       const { superblock } = await chooseSuperblock(source, metaPath);
@@ -421,14 +422,5 @@ async function syncPath(path: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await access(path);
-    return true;
-  } catch {
-    return false;
   }
 }

@@ -3,6 +3,7 @@
 // case can be printed as hex and replayed byte for byte.
 
 import net from "node:net";
+import { ChunkQueue } from "../../src/io/chunk-queue.js";
 
 /** How long one connection may live before the fuzzer gives up on the server. */
 export const CONNECTION_DEADLINE_MS = 20_000;
@@ -14,8 +15,7 @@ export class ConnectionClosedError extends Error {
 }
 
 export class FuzzSocket {
-  private readonly chunks: Buffer[] = [];
-  private bufferedBytes = 0;
+  private readonly queue = new ChunkQueue();
   private wanted = 0;
   private waiter: (() => void) | null = null;
   private closedFlag = false;
@@ -32,9 +32,8 @@ export class FuzzSocket {
     deadlineMs: number,
   ) {
     socket.on("data", (chunk: Buffer) => {
-      this.chunks.push(chunk);
-      this.bufferedBytes += chunk.length;
-      if (this.waiter !== null && this.bufferedBytes >= this.wanted) this.waiter();
+      this.queue.push(chunk);
+      if (this.waiter !== null && this.queue.byteLength >= this.wanted) this.waiter();
     });
     // Resets are expected: the fuzzer provokes the server into dropping connections.
     socket.on("error", () => {});
@@ -68,7 +67,7 @@ export class FuzzSocket {
   }
 
   get pendingBytes(): number {
-    return this.bufferedBytes;
+    return this.queue.byteLength;
   }
 
   /** Everything sent so far (up to the recording limit), for printing a failing case. */
@@ -119,41 +118,36 @@ export class FuzzSocket {
 
   /** The next `byteLength` bytes; throws ConnectionClosedError if the server closes (or the deadline passes) first. */
   async read(byteLength: number): Promise<Buffer> {
-    if (this.bufferedBytes < byteLength) await this.waitFor(byteLength);
-    return this.take(byteLength);
+    if (this.queue.byteLength < byteLength) await this.waitFor(byteLength);
+    return this.queue.take(byteLength);
   }
 
   async peekU32(): Promise<number> {
-    if (this.bufferedBytes < 4) await this.waitFor(4);
-    const first = this.chunks[0]!;
-    return first.length >= 4 ? first.readUInt32BE(0) : Buffer.concat(this.chunks).readUInt32BE(0);
+    if (this.queue.byteLength < 4) await this.waitFor(4);
+    return this.queue.peek(4).readUInt32BE(0);
   }
 
   /** Reads and discards until the server closes; false if the deadline passed instead. */
   async drainUntilClosed(): Promise<boolean> {
     // Bounded by the deadline, which destroys the socket and so ends the wait.
     while (!this.closedFlag) {
-      this.discardedBytes += this.bufferedBytes;
-      this.chunks.length = 0;
-      this.bufferedBytes = 0;
+      this.discardedBytes += this.queue.clear();
       await new Promise<void>((resolve) => {
         this.wanted = 1;
         this.waiter = resolve;
       });
       this.waiter = null;
     }
-    this.discardedBytes += this.bufferedBytes;
-    this.chunks.length = 0;
-    this.bufferedBytes = 0;
+    this.discardedBytes += this.queue.clear();
     return !this.timedOut;
   }
 
   private async waitFor(byteLength: number): Promise<void> {
     // Each pass waits for more data or the close; the deadline bounds the total.
-    while (this.bufferedBytes < byteLength) {
+    while (this.queue.byteLength < byteLength) {
       if (this.closedFlag) {
         const why = this.timedOut ? "the fuzzer's deadline passed" : "the server closed the connection";
-        throw new ConnectionClosedError(`${why} with ${this.bufferedBytes} of ${byteLength} expected bytes received`);
+        throw new ConnectionClosedError(`${why} with ${this.queue.byteLength} of ${byteLength} expected bytes received`);
       }
       await new Promise<void>((resolve) => {
         this.wanted = byteLength;
@@ -161,33 +155,5 @@ export class FuzzSocket {
       });
       this.waiter = null;
     }
-  }
-
-  private take(byteLength: number): Buffer {
-    this.bufferedBytes -= byteLength;
-    if (byteLength === 0) return Buffer.alloc(0);
-    const first = this.chunks[0]!;
-    if (first.length >= byteLength) {
-      if (first.length === byteLength) this.chunks.shift();
-      else this.chunks[0] = first.subarray(byteLength);
-      return first.subarray(0, byteLength);
-    }
-    const out = Buffer.allocUnsafe(byteLength);
-    let filled = 0;
-    // Each pass consumes at least one chunk or finishes: bounded by the chunk count.
-    while (filled < byteLength) {
-      const chunk = this.chunks[0]!;
-      const wanted = byteLength - filled;
-      if (chunk.length <= wanted) {
-        chunk.copy(out, filled);
-        filled += chunk.length;
-        this.chunks.shift();
-      } else {
-        chunk.copy(out, filled, 0, wanted);
-        filled += wanted;
-        this.chunks[0] = chunk.subarray(wanted);
-      }
-    }
-    return out;
   }
 }
