@@ -394,3 +394,25 @@ describe("check with snapshots", () => {
     expect(report.verified.mappings).toBe(3 * 320);
   });
 });
+
+describe("a commit while a write is in flight", () => {
+  it("persists the write's new block as free until its mapping commits, so a crash leaks nothing", async () => {
+    const { pool, meta, data } = await memoryPool();
+    await pool.createVolume("base", MiB);
+    await pool.commit();
+    // A write between allocating its block and mapping it, as when a background commit runs
+    // while the write's data is still going to the data file.
+    const inFlight = await pool.withMetadata(async () => pool.metadata.allocateDataBlock()!);
+    await pool.commit();
+    const crashed = meta.durableCopy();
+    expect((await checkMetadataFile(crashed, "meta")).problems).toEqual([]);
+    const reopened = await Pool.openFiles(crashed, data.durableCopy());
+    expect(reopened.status().dataBlocksUsed).toBe(0);
+    // Once mapped, the next commit persists it.
+    await pool.withMetadata(async () => pool.metadata.mapBlock((await pool.metadata.findVolume("base"))!, 0, inFlight));
+    await pool.commit();
+    const report = await checkMetadataFile(meta.durableCopy(), "meta");
+    expect(report.problems).toEqual([]);
+    expect(report.verified.dataBlocksReferenced).toBe(1);
+  });
+});

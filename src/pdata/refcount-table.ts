@@ -15,6 +15,11 @@ export class RefcountTable {
   private readonly allocatable: BitSet;
   private pendingFree: number[] = [];
   private readonly dirtyChunks = new Set<number>();
+  /**
+   * Allocated for a write still in flight and not yet referenced by any tree. A commit
+   * persists them as free, so a crash before the write's mapping commits leaks nothing.
+   */
+  private readonly provisional = new Set<number>();
   private usedBlocks = 0;
   private searchCursor = 0;
 
@@ -63,6 +68,7 @@ export class RefcountTable {
   inc(block: number, by = 1): number {
     const before = this.get(block);
     assert(before > 0, `increment of free block ${block}: it must be allocated first`);
+    assert(!this.provisional.has(block), `increment of block ${block} before its first mapping was confirmed`);
     this.store(block, before + by);
     return before + by;
   }
@@ -74,6 +80,7 @@ export class RefcountTable {
     if (before === 1) {
       this.usedBlocks--;
       this.pendingFree.push(block);
+      this.provisional.delete(block);
     }
     return before - 1;
   }
@@ -88,6 +95,18 @@ export class RefcountTable {
     this.usedBlocks++;
     this.searchCursor = block + 1;
     return block;
+  }
+
+  /** Like allocate, but the block counts as free in what a commit persists until `confirm`. */
+  allocateProvisional(): number | null {
+    const block = this.allocate();
+    if (block !== null) this.provisional.add(block);
+    return block;
+  }
+
+  /** The provisional block is now referenced: persist its count from the next commit on. */
+  confirm(block: number): void {
+    if (this.provisional.delete(block)) this.dirtyChunks.add(Math.floor(block / this.chunkEntries));
   }
 
   /** Takes a specific free block, used when formatting a fresh pool. */
@@ -134,10 +153,16 @@ export class RefcountTable {
     return this.dirtyChunks.size > 0;
   }
 
-  /** The byte-per-block counts of one chunk, 255 standing for overflowed counts. */
+  /** The byte-per-block counts of one chunk as a commit persists them: provisional blocks read 0. */
   chunkBytes(chunk: number): Uint8Array {
     const start = chunk * this.chunkEntries;
-    return this.counts.subarray(start, Math.min(start + this.chunkEntries, this.blockCountValue));
+    const end = Math.min(start + this.chunkEntries, this.blockCountValue);
+    const counts = this.counts.subarray(start, end);
+    const inChunk = [...this.provisional].filter((block) => block >= start && block < end);
+    if (inChunk.length === 0) return counts;
+    const persisted = Uint8Array.from(counts);
+    for (const block of inChunk) persisted[block - start] = 0;
+    return persisted;
   }
 
   overflowEntries(): [number, number][] {

@@ -306,6 +306,7 @@ export class PoolMetadata {
     assert(this.dataRefs.get(dataBlock) >= 1, `mapping unallocated data block ${dataBlock}`);
     const change = await this.mappings.insert(state.record.mappingRoot, virtualBlock, encodeMapping({ dataBlock, time: this.superblock.snapshotTime }));
     state.record.mappingRoot = change.root;
+    this.dataRefs.confirm(dataBlock);
     if (change.previous) this.dataRefs.dec(decodeMapping(change.previous).dataBlock);
     else state.record.mappedBlocks++;
     this.markDirty(state);
@@ -322,8 +323,12 @@ export class PoolMetadata {
     return true;
   }
 
+  /**
+   * A data block for a write in flight: it is persisted as free until `mapBlock` maps it,
+   * so a commit while the write's data is still being written leaks nothing on a crash.
+   */
   allocateDataBlock(): number | null {
-    const block = this.dataRefs.allocate();
+    const block = this.dataRefs.allocateProvisional();
     if (block !== null) this.changed = true;
     return block;
   }
