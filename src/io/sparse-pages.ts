@@ -26,28 +26,17 @@ export class SparsePages {
   }
 
   read(buf: Buffer, position: number): void {
-    let done = 0;
-    while (done < buf.length) {
-      const at = position + done;
-      const pageIndex = Math.floor(at / PAGE_BYTES);
-      const inPage = at % PAGE_BYTES;
-      const chunk = Math.min(PAGE_BYTES - inPage, buf.length - done);
-      const valid = Math.max(0, Math.min(chunk, this.length - at));
+    forEachPageSpan(position, buf.length, (pageIndex, inPage, done, chunk) => {
+      const valid = Math.max(0, Math.min(chunk, this.length - (position + done)));
       const page = this.pages.get(pageIndex);
       if (page && valid > 0) page.copy(buf, done, inPage, inPage + valid);
       else if (valid > 0) buf.fill(0, done, done + valid);
       if (valid < chunk) buf.fill(0, done + valid, done + chunk);
-      done += chunk;
-    }
+    });
   }
 
   write(bytes: Uint8Array, position: number): void {
-    let done = 0;
-    while (done < bytes.length) {
-      const at = position + done;
-      const pageIndex = Math.floor(at / PAGE_BYTES);
-      const inPage = at % PAGE_BYTES;
-      const chunk = Math.min(PAGE_BYTES - inPage, bytes.length - done);
+    forEachPageSpan(position, bytes.length, (pageIndex, inPage, done, chunk) => {
       let page = this.pages.get(pageIndex);
       if (!page || !this.owned.has(pageIndex)) {
         const copy = Buffer.alloc(PAGE_BYTES);
@@ -57,8 +46,7 @@ export class SparsePages {
         this.owned.add(pageIndex);
       }
       page.set(bytes.subarray(done, done + chunk), inPage);
-      done += chunk;
-    }
+    });
     this.length = Math.max(this.length, position + bytes.length);
   }
 
@@ -73,5 +61,16 @@ export class SparsePages {
       }
     }
     this.length = byteLength;
+  }
+}
+
+/** Cuts [position, position + length) at page boundaries: page, offset in it, bytes before, span. */
+function forEachPageSpan(position: number, length: number, visit: (pageIndex: number, inPage: number, done: number, chunk: number) => void): void {
+  for (let done = 0; done < length; ) {
+    const at = position + done;
+    const inPage = at % PAGE_BYTES;
+    const chunk = Math.min(PAGE_BYTES - inPage, length - done);
+    visit(Math.floor(at / PAGE_BYTES), inPage, done, chunk);
+    done += chunk;
   }
 }

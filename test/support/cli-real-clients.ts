@@ -5,6 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import path from "node:path";
+import { runProgram, type CliResult } from "./cli-run.js";
 import { withTimeout } from "./cli-serve-process.js";
 
 /** One client command on a scratch volume; mkfs.ext4 of 256 MiB through FUSE is the slowest. */
@@ -12,26 +13,11 @@ const TOOL_TIMEOUT_MS = 30_000;
 const FUSE_READY_TIMEOUT_MS = 10_000;
 const FUSE_EXIT_TIMEOUT_MS = 10_000;
 
-export interface ToolResult {
-  exitCode: number;
-  stdout: string;
-  stderr: string;
-}
+export type ToolResult = CliResult;
 
 /** Runs a program to completion; a timeout kills it and fails. */
 export function runTool(command: string, args: readonly string[], options: { cwd?: string } = {}): Promise<ToolResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd, stdio: ["ignore", "pipe", "pipe"], timeout: TOOL_TIMEOUT_MS });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
-    child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
-    child.on("error", reject);
-    child.on("close", (code, signal) => {
-      if (code === null) reject(new Error(`${command} ${args.join(" ")} killed by ${signal}\n${stderr}`));
-      else resolve({ exitCode: code, stdout, stderr });
-    });
-  });
+  return runProgram(command, args, { cwd: options.cwd, timeoutMs: TOOL_TIMEOUT_MS });
 }
 
 /** Runs a program and fails with its output unless it exits 0. */

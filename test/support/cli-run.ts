@@ -35,20 +35,24 @@ export function runCli(args: readonly string[], options: CliOptions): Promise<Cl
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.THINP_POOL;
   Object.assign(env, options.env);
+  return runProgram(process.execPath, [CLI_PATH, ...args], { cwd: options.cwd, env, timeoutMs: CLI_TIMEOUT_MS });
+}
+
+/** Runs any program to completion, collecting its output; a timeout kills it and fails. */
+export function runProgram(
+  command: string,
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI_PATH, ...args], {
-      cwd: options.cwd,
-      env,
-      stdio: ["ignore", "pipe", "pipe"],
-      timeout: CLI_TIMEOUT_MS,
-    });
+    const child = spawn(command, args, { cwd: options.cwd, env: options.env, stdio: ["ignore", "pipe", "pipe"], timeout: options.timeoutMs });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8").on("data", (text: string) => (stdout += text));
     child.stderr.setEncoding("utf8").on("data", (text: string) => (stderr += text));
     child.on("error", reject);
     child.on("close", (code, signal) => {
-      if (code === null) reject(new Error(`thinp ${args.join(" ")} killed by ${signal}\n${stderr}`));
+      if (code === null) reject(new Error(`${path.basename(command)} ${args.join(" ")} killed by ${signal}\n${stderr}`));
       else resolve({ exitCode: code, stdout, stderr });
     });
   });
