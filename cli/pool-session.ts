@@ -5,11 +5,12 @@
 // and succeeded, and always closes: a failed command leaves the pool at its last
 // commit, exactly as a crash at that moment would.
 
+import { realpathSync } from "node:fs";
 import path from "node:path";
 import { ControlClient } from "../src/control/control-client.js";
 import { controlSocketPath } from "../src/control/control-protocol.js";
 import type { PoolOperations } from "../src/control/pool-operations.js";
-import { ThinpError, type ErrorCode } from "../src/errors.js";
+import { FileMissingError, ThinpError, type ErrorCode } from "../src/errors.js";
 import type { NbdServerAddress } from "../src/nbd/index.js";
 import { Pool } from "../src/thin/pool.js";
 import { LocalPoolOperations } from "./local-pool-operations.js";
@@ -20,7 +21,39 @@ export const POOL_PATH_DEFAULT = "meta.img";
 /** `--pool`, else $THINP_POOL, else ./meta.img; relative paths are taken from the working directory. */
 export function resolvePoolPath(poolOption: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
   const chosen = poolOption ?? (env[POOL_ENV_VAR] || undefined) ?? POOL_PATH_DEFAULT;
-  return path.resolve(chosen);
+  return realPathIfExists(path.resolve(chosen));
+}
+
+/**
+ * A pool reached through a symlink is the same pool: its control socket sits beside the real
+ * metadata file, so `serve --pool alias.img` answers commands given `--pool meta.img`.
+ */
+function realPathIfExists(resolved: string): string {
+  try {
+    return realpathSync.native(resolved);
+  } catch {
+    return resolved;
+  }
+}
+
+/** The pool's metadata file is not there: say how to name another pool, or make one. */
+export class PoolMissingError extends ThinpError {
+  readonly code: ErrorCode = "FILE_MISSING";
+  constructor(readonly metaPath: string) {
+    super(
+      `metadata file ${metaPath} does not exist; name the pool with --pool META or ${POOL_ENV_VAR}=META, ` +
+        `or make one with 'thinp create-pool DATA META'`,
+    );
+  }
+}
+
+/**
+ * The engine reports a missing metadata file in its own terms, wherever a command opens
+ * the pool (a session, check, dump, repair, serve); the CLI adds how a pool is named.
+ */
+export function explainMissingPool(failure: unknown): unknown {
+  if (failure instanceof FileMissingError && failure.what === "metadata file") return new PoolMissingError(failure.path);
+  return failure;
 }
 
 /** "read" opens the pool read-only and never commits; "write" commits when `work` succeeds. */

@@ -147,7 +147,7 @@ export class NotAPoolError extends ThinpError {
 
 export class FileMissingError extends ThinpError {
   readonly code = "FILE_MISSING";
-  constructor(readonly path: string, what: string) {
+  constructor(readonly path: string, readonly what: string) {
     super(`${what} ${path} does not exist`);
   }
 }
@@ -163,9 +163,48 @@ export class PoolLockedError extends ThinpError {
   readonly code = "POOL_LOCKED";
   constructor(
     readonly metaPath: string,
-    readonly holderPid: number,
+    /** null where the OS does not say who holds the lock. */
+    readonly holderPid: number | null,
+    holderCommand: string | null = null,
   ) {
-    super(`pool ${metaPath} is in use by process ${holderPid}`);
+    super(`pool ${metaPath} is in use by ${describeHolder(holderPid, holderCommand)}; wait for it to finish or stop it`);
+  }
+}
+
+/** The data file is held by a process that opened it through another metadata file. */
+export class DataFileLockedError extends ThinpError {
+  readonly code = "POOL_LOCKED";
+  constructor(
+    readonly dataPath: string,
+    readonly metaPath: string,
+    readonly holderPid: number | null,
+    holderCommand: string | null = null,
+  ) {
+    super(
+      `data file ${dataPath} of pool ${metaPath} is in use by ${describeHolder(holderPid, holderCommand)}, ` +
+        `which opened it through another metadata file (a copy, a link or a repaired file); ` +
+        `two metadata files must never share a data file at once`,
+    );
+  }
+}
+
+function describeHolder(pid: number | null, command: string | null): string {
+  if (pid === null) return "another process";
+  return command ? `process ${pid} (${command})` : `process ${pid}`;
+}
+
+/**
+ * The data file records which metadata file is its pool's (formats/data-file.md), and this
+ * metadata file is not it: another pool's, an older copy, or a repaired file not yet in place.
+ */
+export class WrongDataFileError extends ThinpError {
+  readonly code = "NOT_A_POOL";
+  constructor(
+    readonly metaPath: string,
+    readonly dataPath: string,
+    reason: string,
+  ) {
+    super(`${metaPath} cannot be used with data file ${dataPath}: ${reason}`);
   }
 }
 
@@ -183,5 +222,70 @@ export class ServerUnreachableError extends ThinpError {
   readonly code = "SERVER_UNREACHABLE";
   constructor(readonly socketPath: string, reason: string) {
     super(`cannot reach the thinp server at ${socketPath}: ${reason}`);
+  }
+}
+
+/** A file is to be made in a folder that does not exist; thinp never makes folders itself. */
+export class FolderMissingError extends ThinpError {
+  readonly code = "FILE_MISSING";
+  constructor(readonly path: string) {
+    super(`folder ${path} does not exist; create it first (mkdir -p ${path})`);
+  }
+}
+
+/**
+ * A change asked of a pool its server opened read-only. `reason` comes from whoever
+ * started the server: how it was started, and how to start it so that it takes changes.
+ */
+export class ServedReadOnlyError extends ThinpError {
+  readonly code = "READ_ONLY";
+  constructor(readonly metaPath: string, reason: string) {
+    super(`pool ${metaPath} is served read-only: ${reason}`);
+  }
+}
+
+/**
+ * The data file is shorter than the blocks the metadata counts: cut short, or another
+ * pool's. Not NOT_A_POOL: the metadata is sound, and the file at fault is the data file.
+ */
+export class DataFileTruncatedError extends ThinpError {
+  readonly code = "CORRUPT";
+  constructor(
+    readonly dataPath: string,
+    readonly byteLength: number,
+    readonly neededBytes: number,
+  ) {
+    super(`${DataFileTruncatedError.describe(dataPath, byteLength, neededBytes)}, then run 'thinp check'`);
+  }
+
+  /** The fact and the way past it, as `thinp check` lists it. */
+  static describe(dataPath: string, byteLength: number, neededBytes: number): string {
+    return (
+      `data file ${dataPath} is ${byteLength} bytes but the pool has ${neededBytes} bytes of blocks: ` +
+      `it was truncated or is not this pool's data file; restore it from a backup, or grow it back with ` +
+      `'truncate -s ${neededBytes} ${dataPath}' (the blocks that were cut off then read as zeros)`
+    );
+  }
+}
+
+/** Which space map of a pool could not be loaded, and the whole fact to tell a user. */
+export interface SpaceMapDamage {
+  spaceMap: "data" | "metadata";
+  blockIndex: number;
+  /** Names the block, the file, why it failed, and that `thinp repair` is the way out. */
+  message: string;
+}
+
+/**
+ * A change asked of a pool whose space map is damaged. Reads still work (they need only the
+ * trees); a change needs the counts, which only `thinp repair` can rebuild.
+ */
+export class PoolDegradedError extends ThinpError {
+  readonly code = "CORRUPT";
+  constructor(
+    what: string,
+    readonly damage: SpaceMapDamage,
+  ) {
+    super(`${what} cannot be changed: ${damage.message}`);
   }
 }

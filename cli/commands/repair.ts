@@ -67,7 +67,13 @@ function renderRepair({ report, outputPath, backupPath }: RepairPoolResult): str
   if (backupPath !== null) {
     lines.push(`the pool now uses the repaired metadata; the old metadata file is kept as ${backupPath}`);
   } else {
-    lines.push(`the pool is unchanged; to use the repaired metadata, stop everything using the pool and move ${relative(process.cwd(), outputPath) || outputPath} over ${relative(process.cwd(), source.path) || source.path} (or run repair --in-place)`);
+    const output = relative(process.cwd(), outputPath) || outputPath;
+    const original = relative(process.cwd(), source.path) || source.path;
+    // The data file names the original as its pool's metadata, so the copy opens only there.
+    lines.push(
+      `the pool is unchanged, and ${output} is refused until it is put in place: stop everything using the pool, then ` +
+        `mv ${original} ${original}.old && mv ${output} ${original} (or run repair --in-place)`,
+    );
   }
   return lines.join("\n") + "\n";
 }

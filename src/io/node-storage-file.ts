@@ -1,9 +1,16 @@
 import { read as readCallback, write as writeCallback } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { FileExistsError, FileMissingError, IoError } from "../errors.js";
+import { tryLockFile, type LockMode } from "./file-lock.js";
 import type { StorageFile } from "./storage-file.js";
 
 export type OpenMode = "create" | "read-write" | "read-only";
+
+export interface FileId {
+  dev: number;
+  ino: number;
+  isBlockDevice: boolean;
+}
 
 /** A real file through positional reads and writes, as the kernel's page cache sees them. */
 export class NodeStorageFile implements StorageFile {
@@ -22,6 +29,22 @@ export class NodeStorageFile implements StorageFile {
       if (code === "EEXIST") throw new FileExistsError(path);
       throw new IoError(path, error);
     }
+  }
+
+  /** The OS descriptor, for the calls Node has no API for (locks, extended attributes). */
+  get descriptor(): number {
+    return this.handle.fd;
+  }
+
+  /** Which file this is, whatever name opened it. */
+  async fileId(): Promise<FileId> {
+    const stats = await this.handle.stat();
+    return { dev: stats.dev, ino: stats.ino, isBlockDevice: stats.isBlockDevice() };
+  }
+
+  /** An OS lock on this open file, taken without waiting; false if another holds a conflicting one. */
+  tryLock(mode: LockMode): boolean {
+    return tryLockFile(this.handle.fd, mode, this.path);
   }
 
   async read(buf: Buffer, position: number): Promise<void> {

@@ -6,7 +6,7 @@
 import { CorruptBlockError, NotAPoolError } from "../errors.js";
 import { readU64 } from "../io/integers.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
-import { OwnerLock } from "../io/owner-lock.js";
+import { openLockedMetadataFile } from "./pool-files.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { BlockType, METADATA_BLOCK_BYTES, verifyBlock } from "../pdata/block-format.js";
 import { NodeView } from "../pdata/btree/node.js";
@@ -49,16 +49,12 @@ const PROBLEMS_LISTED_MAX = 200;
 const DEPTH_MAX = 16;
 
 export async function checkPool(metaPath: string): Promise<CheckReport> {
-  const lock = await OwnerLock.acquire(metaPath);
+  // Shared, as any reader's: a process writing the pool holds it exclusively and is refused here.
+  const metaFile = await openLockedMetadataFile(metaPath, "read-only", "shared");
   try {
-    const metaFile = await NodeStorageFile.open(metaPath, "read-only", "metadata file");
-    try {
-      return await checkMetadataFile(metaFile, metaPath);
-    } finally {
-      await metaFile.close();
-    }
+    return await checkMetadataFile(metaFile, metaPath);
   } finally {
-    await lock.release();
+    await metaFile.close();
   }
 }
 

@@ -2,7 +2,7 @@
 // volume's mapping tree, and both space maps. Callers serialize access (Pool's metadata
 // mutex); nothing here is safe to interleave.
 
-import { CorruptBlockError, LimitExceededError, NotAPoolError, VolumeExistsError } from "../errors.js";
+import { CorruptBlockError, LimitExceededError, NotAPoolError, PoolDegradedError, VolumeExistsError, type SpaceMapDamage } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { readU64, writeU64 } from "../io/integers.js";
 import type { StorageFile } from "../io/storage-file.js";
@@ -11,7 +11,7 @@ import { BTree } from "../pdata/btree/btree.js";
 import { plainValues, type ValueType } from "../pdata/btree/value-type.js";
 import { RefcountTable } from "../pdata/refcount-table.js";
 import { BITMAP_ENTRIES } from "../pdata/space-map-format.js";
-import { SpaceMapLayout, loadSpaceMap, persistIncrementally, persistWhole, type BlockReader } from "../pdata/space-map-store.js";
+import { SpaceMapLayout, loadSpaceMap, persistIncrementally, persistWhole, type BlockReader, type SpaceMapRoot } from "../pdata/space-map-store.js";
 import { TransactionManager } from "../pdata/transaction-manager.js";
 import { SNAPSHOT_TIME_MAX, VOLUMES_MAX } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping, encodeMapping } from "./mapping-value.js";
@@ -40,6 +40,9 @@ export interface PoolLineage {
   createdAt: number;
   snapshotTime: number;
   nextVolumeId: number;
+  /** The new file's commits number on from here, past every commit the data file has seen. */
+  transactionId: number;
+  repairedCopy: boolean;
 }
 
 export interface MappingLookup {
@@ -61,6 +64,8 @@ export class PoolMetadata {
     private readonly dataLayout: SpaceMapLayout,
     private readonly metadataLayout: SpaceMapLayout,
     private superblock: Superblock,
+    /** Space maps that did not load: the pool can be read, never changed (see `open`). */
+    private readonly damage: readonly SpaceMapDamage[] = [],
   ) {
     const dataRefs_ = dataRefs;
     const mappingValues: ValueType = {
@@ -93,7 +98,8 @@ export class PoolMetadata {
     dataRefs.markAllDirty();
     const superblock: Superblock = {
       uuid: lineage?.uuid ?? newPoolUuid(),
-      transactionId: 0,
+      repairedCopy: lineage?.repairedCopy ?? false,
+      transactionId: lineage?.transactionId ?? 0,
       snapshotTime: lineage?.snapshotTime ?? 0,
       volumeTableRoot: 0,
       nameIndexRoot: 0,
@@ -125,10 +131,13 @@ export class PoolMetadata {
       verifyBlock(block, type, blockIndex);
       return block;
     };
-    const metadataSpaceMap = await loadSpaceMap(superblock.metadataSpaceMap, readRaw);
-    const dataSpaceMap = await loadSpaceMap(superblock.dataSpaceMap, readRaw);
+    // A damaged space map does not stop the pool opening: reads need only the trees, whose
+    // blocks verify on their own. Its counts are unknown, so nothing may change until repair.
+    const damage: SpaceMapDamage[] = [];
+    const metadataSpaceMap = await loadSpaceMapOrNote("metadata", superblock.metadataSpaceMap, readRaw, metaPath, damage);
+    const dataSpaceMap = await loadSpaceMapOrNote("data", superblock.dataSpaceMap, readRaw, metaPath, damage);
     const tm = new TransactionManager(metaFile, metadataSpaceMap.table, cacheBlocks);
-    const metadata = new PoolMetadata(tm, dataSpaceMap.table, dataSpaceMap.layout, metadataSpaceMap.layout, superblock);
+    const metadata = new PoolMetadata(tm, dataSpaceMap.table, dataSpaceMap.layout, metadataSpaceMap.layout, superblock, damage);
     await metadata.loadVolumes();
     return metadata;
   }
@@ -143,6 +152,18 @@ export class PoolMetadata {
   get uuid(): string {
     return this.superblock.uuid;
   }
+
+  /** Written by `thinp repair --output` and not yet opened in place (formats/data-file.md). */
+  get repairedCopy(): boolean {
+    return this.superblock.repairedCopy;
+  }
+
+  /** The repaired copy is now the pool's metadata file: the next commit clears its flag. */
+  markInPlace(): void {
+    if (!this.superblock.repairedCopy) return;
+    this.superblock = { ...this.superblock, repairedCopy: false };
+    this.changed = true;
+  }
   get transactionId(): number {
     return this.superblock.transactionId;
   }
@@ -154,6 +175,27 @@ export class PoolMetadata {
   }
   get hasUncommittedChanges(): boolean {
     return this.changed;
+  }
+
+  /** The first space map that did not load, or null when both did: the pool is then read-only. */
+  get degraded(): SpaceMapDamage | null {
+    return this.damage[0] ?? null;
+  }
+
+  /** Throws PoolDegradedError before any change to a pool whose counts are unknown. */
+  assertNotDegraded(what: string): void {
+    const damage = this.degraded;
+    if (damage) throw new PoolDegradedError(what, damage);
+  }
+
+  /** Data blocks in use, or null when the data space map could not be read. */
+  get dataBlocksUsed(): number | null {
+    return this.damage.some((entry) => entry.spaceMap === "data") ? null : this.dataRefs.used;
+  }
+
+  /** Metadata blocks in use, or null when the metadata space map could not be read. */
+  get metadataBlocksUsed(): number | null {
+    return this.damage.some((entry) => entry.spaceMap === "metadata") ? null : this.tm.metadataRefs.used;
   }
   get committedSuperblock(): Readonly<Superblock> {
     return this.superblock;
@@ -354,6 +396,8 @@ export class PoolMetadata {
       await dataFile.sync();
       return;
     }
+    // Counts that were never loaded would overwrite the damaged map with blanks: every change is refused first.
+    assert(this.damage.length === 0, "commit of a pool whose space maps did not load");
     // A failure anywhere here leaves the last commit intact on disk; Pool then rolls back.
     for (const state of this.states.values()) {
       if (!state.dirty) continue;
@@ -446,6 +490,34 @@ export class PoolMetadata {
       assert(moved !== null, `name index entry for missing volume ${movedId}`);
       await this.insertName(moved.record.name, movedId);
     }
+  }
+}
+
+/**
+ * Loads a space map; one that fails verification is noted in `damage` and stands in as a
+ * table of the right size with unknown (zero) counts, which a degraded pool never writes.
+ */
+async function loadSpaceMapOrNote(
+  spaceMap: SpaceMapDamage["spaceMap"],
+  root: SpaceMapRoot,
+  read: BlockReader,
+  metaPath: string,
+  damage: SpaceMapDamage[],
+): Promise<{ table: RefcountTable; layout: SpaceMapLayout }> {
+  try {
+    return await loadSpaceMap(root, read);
+  } catch (error) {
+    if (!(error instanceof CorruptBlockError)) throw error;
+    damage.push({
+      spaceMap,
+      blockIndex: error.blockIndex,
+      message:
+        `metadata block ${error.blockIndex} of ${metaPath} (${spaceMap} space map) is corrupt: ${error.reason}; ` +
+        `the pool is read-only until 'thinp repair' rebuilds it`,
+    });
+    const layout = new SpaceMapLayout();
+    layout.root = { ...root };
+    return { table: new RefcountTable(root.blockCount, BITMAP_ENTRIES), layout };
   }
 }
 

@@ -2,14 +2,16 @@
 // Every metadata change runs under one mutex; data reads and writes of different blocks
 // run concurrently around it (see volume.ts).
 
-import { unlink } from "node:fs/promises";
+import { realpath, unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
 import {
   FileExistsError,
   FileMissingError,
   InvalidSizeError,
   NoSuchVolumeError,
+  DataFileLockedError,
   NotAPoolError,
+  PoolLockedError,
   PoolFullError,
   ReadOnlyError,
   ShrinkBelowMappedError,
@@ -18,8 +20,8 @@ import {
   type ErrorCode,
 } from "../errors.js";
 import { assert } from "../io/assert.js";
+import { formatByteCount, formatSize } from "../io/byte-units.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
-import { OwnerLock } from "../io/owner-lock.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
 import type { PoolStatus, VolumeInfo, VolumeUsage } from "./api.js";
@@ -28,6 +30,8 @@ import { KeyedLocks, Mutex, SharedGate } from "./locks.js";
 import { validateVolumeName } from "./names.js";
 import { PoolMetadata, type VolumeState } from "./pool-metadata.js";
 import { Volume } from "./volume.js";
+import { claimDataFile, DataFileIdentityStore, type DataFileIdentity, type MetadataClaim } from "./data-file-identity.js";
+import { lockModeFor, openLockedDataFile, openLockedMetadataFile, openModeFor } from "./pool-files.js";
 import { pathExists } from "../io/path-exists.js";
 
 export interface PoolCreateOptions {
@@ -60,7 +64,8 @@ export class Pool {
     readonly dataPath: string,
     readonly dataFile: StorageFile,
     private metadataValue: PoolMetadata,
-    private readonly lock: OwnerLock | null,
+    /** Where the data file records that this pool owns it; null for files tests provide. */
+    private readonly identity: DataFileIdentityStore | null,
     readonly readOnly: boolean,
   ) {}
 
@@ -69,44 +74,52 @@ export class Pool {
     for (const path of [metaPath, dataPath]) {
       if (await pathExists(path)) throw new FileExistsError(path);
     }
-    const lock = await OwnerLock.acquire(metaPath);
-    const opened: StorageFile[] = [];
+    const opened: NodeStorageFile[] = [];
     try {
       const dataFile = await NodeStorageFile.open(dataPath, "create", "data file");
       opened.push(dataFile);
+      if (!dataFile.tryLock("exclusive")) throw new DataFileLockedError(dataPath, metaPath, null);
       await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
       const metaFile = await NodeStorageFile.open(metaPath, "create", "metadata file");
       opened.push(metaFile);
+      if (!metaFile.tryLock("exclusive")) throw new PoolLockedError(metaPath, null);
       const storedDataPath = relative(dirname(resolve(metaPath)), resolve(dataPath));
       const metadata = await PoolMetadata.format(metaFile, dataBlockCount, storedDataPath, dataFile);
-      return new Pool(metaPath, dataPath, dataFile, metadata, lock, false);
+      const identity = new DataFileIdentityStore(dataFile, resolve(dataPath));
+      const claim = await claimDataFile(identity, resolve(metaPath), await metaFile.fileId(), poolClaim(metadata), true);
+      const pool = new Pool(metaPath, dataPath, dataFile, metadata, identity, false);
+      pool.identityRecord = claim.identity;
+      return pool;
     } catch (error) {
       // A pool that could not be made whole leaves nothing behind.
       await Promise.allSettled(opened.map((file) => file.close()));
       await Promise.allSettled(opened.map((file) => unlink(file.path)));
-      await lock.release();
       throw error;
     }
   }
 
   static async open(metaPath: string, options: PoolOpenOptions = {}): Promise<Pool> {
     if (!(await pathExists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
-    const lock = await OwnerLock.acquire(metaPath);
+    // The data path is stored relative to where the metadata file really is, not to a link.
+    const realMetaPath = await realpath(metaPath);
+    const access = options.readOnly ? "read" : "write";
     const opened: StorageFile[] = [];
     try {
-      const mode = options.readOnly ? "read-only" : "read-write";
-      const metaFile = await NodeStorageFile.open(metaPath, mode, "metadata file");
+      const metaFile = await openLockedMetadataFile(metaPath, openModeFor(access), lockModeFor(access));
       opened.push(metaFile);
       const metadata = await PoolMetadata.open(metaFile, metaPath);
-      const dataPath = resolve(dirname(resolve(metaPath)), metadata.dataPath);
-      const dataFile = await NodeStorageFile.open(dataPath, mode, "data file");
+      const dataPath = resolve(dirname(realMetaPath), metadata.dataPath);
+      const dataFile = await openLockedDataFile(dataPath, metaPath, openModeFor(access), lockModeFor(access));
       opened.push(dataFile);
-      const pool = new Pool(metaPath, dataPath, dataFile, metadata, lock, options.readOnly ?? false);
+      const identity = new DataFileIdentityStore(dataFile, dataPath);
+      const pool = new Pool(metaPath, dataPath, dataFile, metadata, identity, options.readOnly ?? false);
       await pool.verifyDataFileSize();
+      const claim = await claimDataFile(identity, realMetaPath, await metaFile.fileId(), poolClaim(metadata), !pool.readOnly);
+      if (claim.repairedCopyInPlace && !pool.readOnly) metadata.markInPlace();
+      pool.identityRecord = claim.identity;
       return pool;
     } catch (error) {
       await Promise.allSettled(opened.map((file) => file.close()));
-      await lock.release();
       throw error;
     }
   }
@@ -213,7 +226,7 @@ export class Pool {
     return this.withMetadata(async () => {
       const current = this.metadata.dataRefs.blockCount;
       if (dataBlockCount < current) {
-        throw new InvalidSizeError(`a pool cannot shrink: it has ${current * DATA_BLOCK_BYTES} bytes; choose a size of at least that`);
+        throw new InvalidSizeError(`a pool cannot shrink: it has ${formatByteCount(current * DATA_BLOCK_BYTES)}; choose a size of at least that`);
       }
       await this.dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
       this.metadata.growData(dataBlockCount);
@@ -279,8 +292,8 @@ export class Pool {
     await this.metadataMutex.run(async () => {
       await Promise.allSettled([...this.readsInFlight]);
       await this.dataFile.close();
+      // Closing the files drops their OS locks.
       await this.metadata.tm.file.close();
-      await this.lock?.release();
     });
   }
 
@@ -309,6 +322,8 @@ export class Pool {
   }
 
   private generationValue = 0;
+  /** The data file's identity record as last written, which each commit advances. */
+  private identityRecord: DataFileIdentity | null = null;
   private cacheBlocks: number | undefined;
   private failure: Error | null = null;
 
@@ -397,9 +412,27 @@ export class Pool {
       this.failure = error as Error;
       throw error;
     }
+    await this.recordCommitInDataFile();
     // A read that looked up a block before it was freed may still be reading it.
     await Promise.allSettled([...this.readsInFlight]);
     this.metadata.releaseDataFrees();
+  }
+
+  /**
+   * Advances the data file's record of the newest commit, so an older copy of this metadata
+   * file is refused from now on. It follows the durable superblock: a crash between the two
+   * leaves the record one commit behind, which only narrows what it refuses.
+   */
+  private async recordCommitInDataFile(): Promise<void> {
+    if (this.identity === null || this.identityRecord === null) return;
+    const record = { ...this.identityRecord, commit: this.metadata.transactionId };
+    try {
+      await this.identity.write(record);
+      this.identityRecord = record;
+    } catch {
+      // The commit is durable already; a record that could not advance only means an older
+      // copy made before now would still open, as it did before data files carried one.
+    }
   }
 
   private gateFor(volumeId: number): SharedGate {
@@ -434,21 +467,34 @@ export class Pool {
   }
 }
 
+/** "64 KiB (65536-byte)": the block size as the size messages name it. */
+const DATA_BLOCK_TEXT = `${formatSize(DATA_BLOCK_BYTES)} (${DATA_BLOCK_BYTES}-byte)`;
+
+function poolClaim(metadata: PoolMetadata): MetadataClaim {
+  return { poolUuid: metadata.uuid, transactionId: metadata.transactionId, repairedCopy: metadata.repairedCopy };
+}
+
 function validatePoolSize(sizeBytes: number): number {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes < DATA_BLOCK_BYTES) {
-    throw new InvalidSizeError(`pool size ${sizeBytes} is too small: at least one ${DATA_BLOCK_BYTES}-byte block is needed`);
+    throw new InvalidSizeError(`pool size ${formatByteCount(sizeBytes)} is too small: at least one ${DATA_BLOCK_TEXT} block is needed`);
   }
   if (sizeBytes % DATA_BLOCK_BYTES !== 0) {
-    throw new InvalidSizeError(`pool size ${sizeBytes} is not a multiple of the ${DATA_BLOCK_BYTES}-byte block size`);
+    throw new InvalidSizeError(`pool size ${formatByteCount(sizeBytes)} is not a multiple of the ${DATA_BLOCK_TEXT} block size`);
   }
-  if (sizeBytes > POOL_BYTES_MAX) throw new InvalidSizeError(`pool size ${sizeBytes} exceeds the limit of ${POOL_BYTES_MAX} bytes`);
+  if (sizeBytes > POOL_BYTES_MAX) {
+    throw new InvalidSizeError(`pool size ${formatByteCount(sizeBytes)} exceeds the limit of ${formatByteCount(POOL_BYTES_MAX)}`);
+  }
   return sizeBytes / DATA_BLOCK_BYTES;
 }
 
 function validateVolumeSize(sizeBytes: number): void {
   if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new InvalidSizeError(`volume size ${sizeBytes} must be a positive number of bytes`);
-  if (sizeBytes % SECTOR_BYTES !== 0) throw new InvalidSizeError(`volume size ${sizeBytes} is not a multiple of ${SECTOR_BYTES} bytes`);
-  if (sizeBytes > VOLUME_BYTES_MAX) throw new InvalidSizeError(`volume size ${sizeBytes} exceeds the limit of ${VOLUME_BYTES_MAX} bytes`);
+  if (sizeBytes % SECTOR_BYTES !== 0) {
+    throw new InvalidSizeError(`volume size ${formatByteCount(sizeBytes)} is not a multiple of ${SECTOR_BYTES} bytes`);
+  }
+  if (sizeBytes > VOLUME_BYTES_MAX) {
+    throw new InvalidSizeError(`volume size ${formatByteCount(sizeBytes)} exceeds the limit of ${formatByteCount(VOLUME_BYTES_MAX)}`);
+  }
 }
 
 /** Refusals are checked before anything changes, so they leave the transaction sound. */

@@ -5,17 +5,18 @@
 // See formats/metadata.md, "Repair".
 
 import { constants } from "node:fs";
-import { copyFile, link, open, rename, unlink } from "node:fs/promises";
+import { copyFile, link, open, realpath, rename, unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
-import { CorruptBlockError, FileExistsError, FileMissingError, InvalidNameError, IoError, LimitExceededError } from "../errors.js";
+import { CorruptBlockError, FileExistsError, FileMissingError, InvalidNameError, IoError, LimitExceededError, WrongDataFileError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { alignUp, divCeil } from "../io/integers.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
-import { OwnerLock } from "../io/owner-lock.js";
 import type { StorageFile } from "../io/storage-file.js";
 import type { RefcountTable } from "../pdata/refcount-table.js";
 import { loadSpaceMap, type SpaceMapRoot } from "../pdata/space-map-store.js";
 import { checkMetadataFile } from "./check.js";
+import { DataFileIdentityStore } from "./data-file-identity.js";
+import { openLockedDataFile, openLockedMetadataFile } from "./pool-files.js";
 import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, SECTOR_BYTES } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
 import { validateVolumeName } from "./names.js";
@@ -38,6 +39,14 @@ export { KEY_END, type KeyRange } from "./repair/salvage-tree.js";
 /** Attempts at a free `recovered-<id>` name for a volume whose own name cannot be used. */
 const RENAME_ATTEMPTS_MAX = 100;
 
+/** How the repaired file relates to the pool's data file (formats/data-file.md, "Pool identity"). */
+export interface RepairPlacement {
+  /** The newest commit the data file records; the new file's commits come after it. */
+  commitsSeen?: number;
+  /** The new file is not in place: it is refused until it is. */
+  repairedCopy?: boolean;
+}
+
 /**
  * Repairs `source` into `target`, an empty file, and verifies the result with the checker.
  * `targetDataPath` is the data file relative to the target's directory (default: as the
@@ -50,6 +59,7 @@ export async function repairMetadataFile(
   targetPath: string,
   dataFile: StorageFile,
   targetDataPath?: string,
+  placement: RepairPlacement = {},
 ): Promise<RepairReport> {
   const chosen = await chooseSuperblock(source, sourcePath);
   const { superblock } = chosen;
@@ -80,6 +90,9 @@ export async function repairMetadataFile(
     snapshotTime: superblock.snapshotTime,
     // Ids of lost and deleted volumes stay used: a snapshot may still name one as its origin.
     nextVolumeId: Math.max(superblock.nextVolumeId, maxId + 1),
+    // Past every commit the data file has seen, so the file it replaces reads as older.
+    transactionId: Math.max(superblock.transactionId, placement.commitsSeen ?? 0),
+    repairedCopy: placement.repairedCopy ?? false,
   });
   const volumes: VolumeOutcome[] = [];
   for (const { id, record } of records) {
@@ -337,34 +350,44 @@ export async function repairPool(metaPath: string, options: RepairPoolOptions = 
   assert(!(options.inPlace && options.outputPath !== undefined), "repair: an output path and in-place together");
   metaPath = resolve(metaPath);
   if (!(await pathExists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
-  const lock = await OwnerLock.acquire(metaPath);
+  const backupPath = options.inPlace ? `${metaPath}.before-repair` : null;
+  if (backupPath !== null && (await pathExists(backupPath))) throw new FileExistsError(backupPath);
+  const finalPath = options.inPlace ? metaPath : resolve(options.outputPath ?? `${metaPath}.repaired`);
+  const writePath = options.inPlace ? `${metaPath}.repairing` : finalPath;
+  if (!(await pathExists(dirname(writePath)))) throw new FileMissingError(dirname(writePath), "directory");
+  // Held as a writer holds them, so no process has the pool open while it is rebuilt.
+  const source = await openLockedMetadataFile(metaPath, "read-only", "exclusive");
   try {
-    const backupPath = options.inPlace ? `${metaPath}.before-repair` : null;
-    if (backupPath !== null && (await pathExists(backupPath))) throw new FileExistsError(backupPath);
-    const finalPath = options.inPlace ? metaPath : resolve(options.outputPath ?? `${metaPath}.repaired`);
-    const writePath = options.inPlace ? `${metaPath}.repairing` : finalPath;
-    if (!(await pathExists(dirname(writePath)))) throw new FileMissingError(dirname(writePath), "directory");
-    const source = await NodeStorageFile.open(metaPath, "read-only", "metadata file");
+    const { superblock } = await chooseSuperblock(source, metaPath);
+    const dataPath = resolve(dirname(await realpath(metaPath)), superblock.dataPath);
+    const targetDataPath = relative(dirname(finalPath), dataPath);
+    if (Buffer.byteLength(targetDataPath) > DATA_PATH_BYTES_MAX) {
+      throw new LimitExceededError(`the data file's path from ${dirname(finalPath)} is longer than ${DATA_PATH_BYTES_MAX} bytes; write the repaired file nearer to it`);
+    }
+    const dataFile = await openLockedDataFile(dataPath, metaPath, "read-only", "exclusive");
     try {
-      const { superblock } = await chooseSuperblock(source, metaPath);
-      const dataPath = resolve(dirname(metaPath), superblock.dataPath);
-      const targetDataPath = relative(dirname(finalPath), dataPath);
-      if (Buffer.byteLength(targetDataPath) > DATA_PATH_BYTES_MAX) {
-        throw new LimitExceededError(`the data file's path from ${dirname(finalPath)} is longer than ${DATA_PATH_BYTES_MAX} bytes; write the repaired file nearer to it`);
+      const identity = new DataFileIdentityStore(dataFile, dataPath);
+      const stored = await identity.read(metaPath);
+      if (stored !== null && stored.poolUuid !== superblock.uuid) {
+        throw new WrongDataFileError(metaPath, dataPath, `the data file belongs to pool ${stored.poolUuid}, and this is pool ${superblock.uuid}; repair the pool's own metadata file`);
       }
-      const dataFile = await NodeStorageFile.open(dataPath, "read-only", "data file");
-      try {
-        const report = await writeRepaired(source, metaPath, writePath, finalPath, dataFile, targetDataPath);
-        if (backupPath !== null) await replaceKeepingBackup(metaPath, writePath, backupPath);
-        return { report, outputPath: finalPath, backupPath };
-      } finally {
-        await dataFile.close();
+      const ownerPath = relative(dirname(dataPath), metaPath);
+      const placement = { commitsSeen: stored?.commit ?? superblock.transactionId, repairedCopy: !options.inPlace };
+      const report = await writeRepaired(source, metaPath, writePath, finalPath, dataFile, targetDataPath, placement);
+      if (backupPath !== null) {
+        await replaceKeepingBackup(metaPath, writePath, backupPath);
+        // The backup holds older commits than the data file now records, so it is refused.
+        await identity.write({ poolUuid: superblock.uuid, commit: report.output.transactionId, metadataPath: ownerPath });
+      } else if (stored === null) {
+        // The output is refused until it is where the data file says its metadata is.
+        await identity.write({ poolUuid: superblock.uuid, commit: superblock.transactionId, metadataPath: ownerPath });
       }
+      return { report, outputPath: finalPath, backupPath };
     } finally {
-      await source.close();
+      await dataFile.close();
     }
   } finally {
-    await lock.release();
+    await source.close();
   }
 }
 
@@ -376,11 +399,12 @@ async function writeRepaired(
   finalPath: string,
   dataFile: StorageFile,
   targetDataPath: string,
+  placement: RepairPlacement,
 ): Promise<RepairReport> {
   const target = await NodeStorageFile.open(writePath, "create", "repaired metadata file");
   try {
     // The commit inside syncs the new file before it returns.
-    const report = await repairMetadataFile(source, metaPath, target, finalPath, dataFile, targetDataPath);
+    const report = await repairMetadataFile(source, metaPath, target, finalPath, dataFile, targetDataPath, placement);
     await target.close();
     return report;
   } catch (error) {

@@ -15,8 +15,14 @@ export const SUPERBLOCK_MAGIC = "THINPOOL";
 export const FORMAT_VERSION = 1;
 export const SUPERBLOCK_SLOTS = [0, 1] as const;
 
+/** Superblock flag bits (offset 28). */
+export const SUPERBLOCK_FLAG_REPAIRED_COPY = 1;
+const SUPERBLOCK_FLAGS_KNOWN = SUPERBLOCK_FLAG_REPAIRED_COPY;
+
 export interface Superblock {
   uuid: string;
+  /** Written by `thinp repair --output`: not the pool's metadata until put in place (data-file.md). */
+  repairedCopy: boolean;
   transactionId: number;
   snapshotTime: number;
   volumeTableRoot: number;
@@ -37,7 +43,7 @@ export function encodeSuperblock(superblock: Superblock, slot: number): Buffer {
   const block = Buffer.alloc(METADATA_BLOCK_BYTES);
   block.write(SUPERBLOCK_MAGIC, 16, "latin1");
   block.writeUInt32LE(FORMAT_VERSION, 24);
-  block.writeUInt32LE(0, 28);
+  block.writeUInt32LE(superblock.repairedCopy ? SUPERBLOCK_FLAG_REPAIRED_COPY : 0, 28);
   Buffer.from(superblock.uuid.replaceAll("-", ""), "hex").copy(block, 32);
   writeU64(block, 48, superblock.transactionId);
   block.writeUInt32LE(superblock.snapshotTime, 56);
@@ -71,10 +77,15 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
   if (metadataBlockBytes !== METADATA_BLOCK_BYTES || dataBlockBytes !== DATA_BLOCK_BYTES) {
     throw new CorruptBlockError(slot, `block sizes ${metadataBlockBytes}/${dataBlockBytes} are not ${METADATA_BLOCK_BYTES}/${DATA_BLOCK_BYTES}`, metaPath);
   }
+  const flags = block.readUInt32LE(28);
+  if ((flags & ~SUPERBLOCK_FLAGS_KNOWN) !== 0) {
+    throw new NotAPoolError(metaPath, `superblock flags 0x${flags.toString(16)} include some this thinp does not know; a newer thinp wrote it`);
+  }
   const pathLength = block.readUInt16LE(176);
   if (pathLength > DATA_PATH_BYTES_MAX) throw new CorruptBlockError(slot, `data path length ${pathLength}`, metaPath);
   const hex = block.toString("hex", 32, 48);
   const superblock: Superblock = {
+    repairedCopy: (flags & SUPERBLOCK_FLAG_REPAIRED_COPY) !== 0,
     uuid: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
     transactionId: readU64(block, 48),
     snapshotTime: block.readUInt32LE(56),

@@ -1,0 +1,47 @@
+// The few C library calls Node has no API for (flock, the xattr calls), bound once through
+// koffi's foreign-function interface. Linux only, like the rest of thinp's file handling.
+
+import koffi from "koffi";
+
+export interface Libc {
+  flock(fd: number, operation: number): number;
+  fgetxattr(fd: number, name: string, value: Buffer, size: number): number;
+  fsetxattr(fd: number, name: string, value: Buffer, size: number, flags: number): number;
+  /** The errno the last failed call left. */
+  errno(): number;
+}
+
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+
+export const EWOULDBLOCK = 11;
+export const EINTR = 4;
+export const ENODATA = 61;
+export const ERANGE = 34;
+export const EPERM = 1;
+export const ENOTSUP = 95;
+
+let bound: Libc | null = null;
+
+export function libc(): Libc {
+  if (bound === null) {
+    const library = koffi.load("libc.so.6");
+    const flock = library.func("int flock(int fd, int operation)");
+    const fgetxattr = library.func("intptr_t fgetxattr(int fd, const char *name, _Out_ uint8_t *value, size_t size)");
+    const fsetxattr = library.func("int fsetxattr(int fd, const char *name, const uint8_t *value, size_t size, int flags)");
+    bound = {
+      flock: (fd, operation) => flock(fd, operation) as number,
+      fgetxattr: (fd, name, value, size) => Number(fgetxattr(fd, name, value, size)),
+      fsetxattr: (fd, name, value, size, flags) => fsetxattr(fd, name, value, size, flags) as number,
+      errno: () => koffi.errno(),
+    };
+  }
+  return bound;
+}
+
+/** The kernel's name for an errno, for messages (falls back to the number). */
+export function errnoName(errno: number): string {
+  const names: Record<number, string> = { 1: "EPERM", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EWOULDBLOCK", 22: "EINVAL", 28: "ENOSPC", 34: "ERANGE", 37: "ENOLCK", 61: "ENODATA", 95: "ENOTSUP" };
+  return names[errno] ?? `errno ${errno}`;
+}
