@@ -8,7 +8,7 @@ import { basename, dirname, join, relative, resolve } from "node:path";
 import { IoError, WrongDataFileError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import type { FileId, NodeStorageFile } from "../io/node-storage-file.js";
-import { readXattr, writeXattr } from "../io/xattr.js";
+import { readXattr, writeXattr, type XattrRead } from "../io/xattr.js";
 
 export const DATA_IDENTITY_XATTR = "user.thinp.pool";
 export const DATA_IDENTITY_SIDECAR_SUFFIX = ".thinp-pool";
@@ -45,6 +45,14 @@ export function decodeDataFileIdentity(bytes: Buffer): DataFileIdentity | null {
 
 type Home = "xattr" | "sidecar" | "none";
 
+/** The extended-attribute calls, replaceable so tests can play a file system that has none. */
+export interface AttributeCalls {
+  read(fd: number, name: string, path: string): XattrRead;
+  write(fd: number, name: string, value: Buffer, path: string): boolean;
+}
+
+const SYSTEM_ATTRIBUTES: AttributeCalls = { read: readXattr, write: writeXattr };
+
 /** Reads and writes one data file's identity, wherever it lives. */
 export class DataFileIdentityStore {
   private home: Home | null = null;
@@ -52,6 +60,7 @@ export class DataFileIdentityStore {
   constructor(
     private readonly file: NodeStorageFile,
     readonly dataPath: string,
+    private readonly attributes: AttributeCalls = SYSTEM_ATTRIBUTES,
   ) {}
 
   get sidecarPath(): string {
@@ -83,7 +92,7 @@ export class DataFileIdentityStore {
     if (this.home === null) await this.readBytes();
     const bytes = encodeDataFileIdentity(identity);
     if (this.home === "xattr") {
-      if (writeXattr(this.file.descriptor, DATA_IDENTITY_XATTR, bytes, this.dataPath)) return;
+      if (this.attributes.write(this.file.descriptor, DATA_IDENTITY_XATTR, bytes, this.dataPath)) return;
       this.home = "sidecar";
     }
     if (this.home === "sidecar") await this.writeSidecar(bytes);
@@ -97,7 +106,7 @@ export class DataFileIdentityStore {
       this.home = "none";
       return null;
     }
-    const attribute = readXattr(this.file.descriptor, DATA_IDENTITY_XATTR, this.dataPath);
+    const attribute = this.attributes.read(this.file.descriptor, DATA_IDENTITY_XATTR, this.dataPath);
     if (attribute.kind === "value") {
       this.home = "xattr";
       return attribute.value;
