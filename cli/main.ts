@@ -7,6 +7,7 @@ import { CommanderError } from "commander";
 import { readFileSync } from "node:fs";
 import { ThinpError } from "../src/errors.js";
 import { EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, exitCodeFor } from "./exit-codes.js";
+import { explainMissingPool } from "./pool-session.js";
 import { buildProgram } from "./program.js";
 
 function packageVersion(): string {
@@ -23,7 +24,8 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     await buildProgram(packageVersion()).parseAsync([...argv], { from: "user" });
     return EXIT_OK;
-  } catch (failure) {
+  } catch (thrown) {
+    const failure = explainMissingPool(thrown);
     if (failure instanceof CommanderError) {
       // Commander has already printed the message or the help text.
       return failure.exitCode === 0 ? EXIT_OK : EXIT_USAGE;

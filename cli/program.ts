@@ -24,5 +24,28 @@ export function buildProgram(version: string): Command {
   registerServeCommands(program);
   registerDumpCommand(program);
   registerRepairCommand(program);
+  registerHelpCommand(program);
   return program;
+}
+
+/**
+ * `thinp help [command]`. Commander's own help command answers an unknown name with
+ * the whole program's help and no word of what was wrong; this one says the name is
+ * not a command and lists those that are.
+ */
+function registerHelpCommand(program: Command): void {
+  program
+    .command("help")
+    .description("display help for command")
+    .argument("[command]", "the command to describe")
+    .action((name: string | undefined) => {
+      if (name === undefined) program.help();
+      const named = program.commands.find((command) => command.name() === name || command.aliases().includes(name!));
+      if (named === undefined) {
+        const names = program.commands.map((command) => command.name()).join(", ");
+        // "error: " becomes "thinp: " in outputError, like commander's own messages.
+        program.error(`error: unknown command '${name}'; the commands are: ${names}`, { code: "commander.unknownCommand" });
+      }
+      named!.help();
+    });
 }

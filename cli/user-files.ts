@@ -3,7 +3,8 @@
 // with the same exit codes.
 
 import { promises as fs } from "node:fs";
-import { FileExistsError, FileMissingError, IoError, ThinpError } from "../src/errors.js";
+import path from "node:path";
+import { FileExistsError, FileMissingError, FolderMissingError, IoError, ThinpError } from "../src/errors.js";
 
 function asOperatingError(failure: unknown, filePath: string, what: string): unknown {
   if (failure instanceof ThinpError) return failure;
@@ -39,4 +40,18 @@ export async function openInputFile(filePath: string): Promise<fs.FileHandle> {
 /** Creates the output file; an existing file is replaced only when `overwrite` is set. */
 export async function createOutputFile(filePath: string, overwrite: boolean): Promise<fs.FileHandle> {
   return onUserFile(filePath, "output directory for", () => fs.open(filePath, overwrite ? "w" : "wx"));
+}
+
+/**
+ * Refuses, naming the folder, when a file to be created at `filePath` has no folder to go
+ * in; otherwise creating it fails with a bare ENOENT that names a file instead.
+ */
+export async function requireFolderOf(filePath: string): Promise<void> {
+  const folder = path.dirname(filePath);
+  const stats = await fs.stat(folder).catch((failure: NodeJS.ErrnoException) => {
+    if (failure.code === "ENOENT") return null;
+    throw asOperatingError(failure, folder, "folder");
+  });
+  if (stats === null) throw new FolderMissingError(folder);
+  if (!stats.isDirectory()) throw new IoError(folder, new Error("not a folder"));
 }

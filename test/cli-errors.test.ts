@@ -74,7 +74,7 @@ describe("thinp errors", () => {
     const result = await failsWithoutChange(["create", "new", "--size", "10Q"]);
     expect(result.exitCode).toBe(2);
     expect(result.stderr).toBe(
-      "thinp: size '10Q' not understood: use a number of bytes or a suffix K, M, G, T (binary: 1K = 1024)\n",
+      "thinp: size '10Q' not understood: use a number of bytes or a suffix K, M, G, T, P (binary: 1K = 1024)\n",
     );
     const noPool = await runCli(["create", "new", "--size", "10Q", "--pool", "missing.img"], cwd());
     expect(noPool.exitCode).toBe(2);
@@ -130,7 +130,7 @@ describe("thinp errors", () => {
   it("a missing metadata file exits 8 naming the path", async () => {
     const result = await runCli(["list", "--pool", "absent.img"], cwd());
     expect(result.exitCode).toBe(8);
-    expect(result.stderr).toMatch(/^thinp: .*absent\.img does not exist\n$/);
+    expect(result.stderr).toMatch(/^thinp: .*absent\.img does not exist; [^\n]*--pool[^\n]*\n$/);
   });
 
   it("a file that is not a pool exits 6 naming it", async () => {

@@ -11,6 +11,7 @@ describe("parseSize", () => {
     ["512M", 512 * 2 ** 20],
     ["10G", 10 * 2 ** 30],
     ["2T", 2 * 2 ** 40],
+    ["4P", 4 * 2 ** 50],
     ["10GiB", 10 * 2 ** 30],
     ["10gib", 10 * 2 ** 30],
     ["10GB", 10 * 2 ** 30],
@@ -28,7 +29,7 @@ describe("parseSize", () => {
     (text) => {
       expect(() => parseSize(text)).toThrow(InvalidSizeError);
       expect(() => parseSize(text)).toThrow(
-        `size '${text}' not understood: use a number of bytes or a suffix K, M, G, T (binary: 1K = 1024)`,
+        `size '${text}' not understood: use a number of bytes or a suffix K, M, G, T, P (binary: 1K = 1024)`,
       );
     },
   );

@@ -1,6 +1,7 @@
 // Commands about the pool as a whole: create-pool, resize-pool, status, check.
 
 import type { Command } from "commander";
+import path from "node:path";
 import { InvalidSizeError, ThinpError, type ErrorCode } from "../../src/errors.js";
 import type { PoolStatus } from "../../src/thin/api.js";
 import { checkPool, type CheckReport } from "../../src/thin/check.js";
@@ -11,6 +12,7 @@ import { addPoolOption, type PoolOptions } from "../options.js";
 import { refuseWhileServed, resolvePoolPath, withOperations } from "../pool-session.js";
 import { formatSize, parseSize } from "../size.js";
 import { renderFields } from "../table.js";
+import { requireFolderOf } from "../user-files.js";
 
 export function registerPoolCommands(program: Command): void {
   program
@@ -46,6 +48,8 @@ export function registerPoolCommands(program: Command): void {
 
 async function createPool(dataPath: string, metaPath: string, options: { size?: string }): Promise<void> {
   const sizeBytes = options.size === undefined ? DEFAULT_POOL_BYTES : parseSize(options.size);
+  if (namedTheWrongWayRound(dataPath, metaPath)) throw new SwappedPoolFilesError(dataPath, metaPath);
+  for (const filePath of [dataPath, metaPath]) await requireFolderOf(filePath);
   const pool = await Pool.create(dataPath, metaPath, { sizeBytes });
   try {
     await pool.commit();
@@ -56,6 +60,28 @@ async function createPool(dataPath: string, metaPath: string, options: { size?: 
     );
   } finally {
     await pool.close();
+  }
+}
+
+/**
+ * True only when the names leave no doubt: the first says metadata and the second says
+ * data (and not metadata). Any other pair of names is taken in the order given.
+ */
+function namedTheWrongWayRound(dataPath: string, metaPath: string): boolean {
+  const first = path.basename(dataPath).toLowerCase();
+  const second = path.basename(metaPath).toLowerCase();
+  return first.includes("meta") && second.includes("data") && !second.includes("meta");
+}
+
+/** create-pool's files given the wrong way round: the data file comes first. */
+class SwappedPoolFilesError extends ThinpError {
+  // A command line to be retyped, like any other usage error: exit 2.
+  readonly code: ErrorCode = "INVALID_NAME";
+  constructor(firstPath: string, secondPath: string) {
+    super(
+      `${firstPath} looks like a metadata file and ${secondPath} like a data file, but the data file comes first: ` +
+        `thinp create-pool ${secondPath} ${firstPath}`,
+    );
   }
 }
 

@@ -17,6 +17,7 @@ import { attachCommands, describeAddress, exportUri } from "../nbd-attach.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
 import { resolvePoolPath } from "../pool-session.js";
 import { formatSize } from "../size.js";
+import { requireFolderOf } from "../user-files.js";
 
 /** What `thinp start` creates when the pool does not exist yet. */
 const START_DATA_FILE_NAME = "data.img";
@@ -69,6 +70,7 @@ async function startPool(options: ServeOptions): Promise<void> {
 
 async function createStartPool(metaPath: string): Promise<void> {
   const dataPath = path.join(path.dirname(metaPath), START_DATA_FILE_NAME);
+  await requireFolderOf(metaPath);
   const pool = await Pool.create(dataPath, metaPath, { sizeBytes: DEFAULT_POOL_BYTES });
   try {
     await pool.createVolume(START_VOLUME_NAME, START_VOLUME_BYTES);
@@ -84,7 +86,10 @@ async function createStartPool(metaPath: string): Promise<void> {
 
 async function servePool(metaPath: string, options: ServeOptions): Promise<void> {
   const socketPath = options.socket === undefined ? undefined : path.resolve(options.socket);
-  if (socketPath !== undefined) await removeStaleSocket(socketPath);
+  if (socketPath !== undefined) {
+    await requireFolderOf(socketPath);
+    await removeStaleSocket(socketPath);
+  }
   const listen = options.listen ?? (socketPath === undefined ? LISTEN_DEFAULT : undefined);
   // Listening for the signals before anything starts means a signal sent the moment the
   // banner appears (or while starting) still stops the server cleanly.
@@ -118,6 +123,7 @@ async function startService(
       listen,
       socketPath,
       readOnly: options.readOnly === true,
+      readOnlyReason: `thinp serve (process ${process.pid}) was started with --read-only; stop it and run it again without --read-only to make changes`,
       log: (message) => logLine("info", message),
       nbdLog,
     });

@@ -18,6 +18,8 @@ export interface PoolServiceOptions {
   listen?: { host: string; port: number };
   socketPath?: string;
   readOnly?: boolean;
+  /** With readOnly: why, and how to serve the pool so that it takes changes; management refusals say it. */
+  readOnlyReason?: string;
   log: (message: string) => void;
   nbdLog?: NbdLog;
 }
@@ -36,7 +38,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   let control: ControlServer | null = null;
   let served: ServedPool;
   try {
-    served = await ServedPool.start(pool, options.log);
+    served = await ServedPool.start(pool, options.log, options.readOnlyReason);
     const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
     if (options.listen || !options.socketPath) {
       servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: 10809 } }));

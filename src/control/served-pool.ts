@@ -1,7 +1,7 @@
 // A pool while `thinp serve` owns it: the NBD server's catalog of exports and the
 // operations the control socket performs, kept consistent with each other.
 
-import { NoSuchVolumeError, VolumeBusyError } from "../errors.js";
+import { NoSuchVolumeError, ServedReadOnlyError, VolumeBusyError } from "../errors.js";
 import type { ExportCatalog, ExportListing } from "../nbd/catalog.js";
 import type { PoolStatus, VolumeHandle, VolumeInfo, VolumeUsage } from "../thin/api.js";
 import type { Pool } from "../thin/pool.js";
@@ -23,10 +23,16 @@ export class ServedPool implements ExportCatalog, PoolOperations {
   private constructor(
     readonly pool: Pool,
     private readonly log: (message: string) => void,
+    private readonly readOnlyReason: string,
   ) {}
 
-  static async start(pool: Pool, log: (message: string) => void = () => undefined): Promise<ServedPool> {
-    const served = new ServedPool(pool, log);
+  /** `readOnlyReason`: for a read-only pool, what a refused change tells the client (how the server was started). */
+  static async start(
+    pool: Pool,
+    log: (message: string) => void = () => undefined,
+    readOnlyReason = "the server opened it read-only",
+  ): Promise<ServedPool> {
+    const served = new ServedPool(pool, log, readOnlyReason);
     await served.refresh();
     return served;
   }
@@ -77,6 +83,7 @@ export class ServedPool implements ExportCatalog, PoolOperations {
   // ---- PoolOperations --------------------------------------------------------------------
 
   async createVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    this.assertWritable();
     const info = await this.pool.createVolume(name, sizeBytes);
     await this.pool.commit();
     await this.refresh();
@@ -84,6 +91,7 @@ export class ServedPool implements ExportCatalog, PoolOperations {
   }
 
   async snapshot(origin: string, name: string, options: { readOnly: boolean }): Promise<VolumeInfo> {
+    this.assertWritable();
     const info = await this.pool.snapshot(origin, name, options);
     await this.pool.commit();
     await this.refresh();
@@ -91,6 +99,7 @@ export class ServedPool implements ExportCatalog, PoolOperations {
   }
 
   async deleteVolume(name: string, options: { defer: boolean }): Promise<{ deferred: boolean }> {
+    this.assertWritable();
     const entry = this.exports.get(name);
     if (!entry || entry.deletePending) throw new NoSuchVolumeError(name);
     if (entry.clients > 0) {
@@ -105,6 +114,7 @@ export class ServedPool implements ExportCatalog, PoolOperations {
   }
 
   async resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+    this.assertWritable();
     const info = await this.pool.resizeVolume(name, sizeBytes);
     await this.pool.commit();
     await this.refresh();
@@ -112,6 +122,7 @@ export class ServedPool implements ExportCatalog, PoolOperations {
   }
 
   async resizePool(sizeBytes: number): Promise<PoolStatus> {
+    this.assertWritable();
     const status = await this.pool.resize(sizeBytes);
     await this.pool.commit();
     return status;
@@ -130,6 +141,14 @@ export class ServedPool implements ExportCatalog, PoolOperations {
     const pendingCount = [...this.exports.values()].filter((entry) => entry.deletePending).length;
     const status = this.pool.status();
     return { ...status, volumeCount: status.volumeCount - pendingCount };
+  }
+
+  /**
+   * The pool would refuse too, in its own terms ("opened read-only"); the client did not
+   * open it, so it is told how the server was started instead.
+   */
+  private assertWritable(): void {
+    if (this.pool.readOnly) throw new ServedReadOnlyError(this.pool.metaPath, this.readOnlyReason);
   }
 
   private async deleteNow(name: string): Promise<void> {
