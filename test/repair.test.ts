@@ -1,7 +1,7 @@
 // thinp repair: a damaged pool's metadata salvaged into a new, consistent file, on memory
 // files, on real files, and through the built CLI.
 
-import { mkdir, readFile, writeFile, open as openFile } from "node:fs/promises";
+import { copyFile, mkdir, readFile, rename, writeFile, open as openFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { CorruptBlockError, FileExistsError, NotAPoolError, PoolLockedError } from "../src/errors.js";
@@ -285,6 +285,12 @@ describe("repair on files", () => {
     return { metaPath, images };
   }
 
+  /** As the repair report says: keep the original aside, move the copy over it. */
+  async function putInPlace(copyPath: string, metaPath: string): Promise<void> {
+    await rename(metaPath, `${metaPath}.old`);
+    await rename(copyPath, metaPath);
+  }
+
   async function expectPoolHolds(metaPath: string, images: Map<string, VolumeImage>): Promise<void> {
     expect((await checkPool(metaPath)).clean).toBe(true);
     const pool = await Pool.open(metaPath, { readOnly: true });
@@ -301,19 +307,28 @@ describe("repair on files", () => {
     const result = await repairPool(metaPath);
     expect(result).toMatchObject({ outputPath: `${metaPath}.repaired`, backupPath: null });
     expect((await readFile(metaPath)).equals(original)).toBe(true);
-    await expectPoolHolds(`${metaPath}.repaired`, images);
+    await expect(Pool.open(`${metaPath}.repaired`, { readOnly: true })).rejects.toThrow(/not yet in place/);
+    await putInPlace(`${metaPath}.repaired`, metaPath);
+    await expectPoolHolds(metaPath, images);
+    await rename(metaPath, `${metaPath}.repaired`);
+    await rename(`${metaPath}.old`, metaPath);
     await expect(repairPool(metaPath)).rejects.toThrow(FileExistsError);
     expect((await readFile(metaPath)).equals(original)).toBe(true);
   });
 
-  it("--output elsewhere names the same data file, relative to the new file's directory", async () => {
+  it("--output elsewhere names the data file absolutely until the copy is in place, then relative to it", async () => {
     const { metaPath, images } = await filePool();
     await mkdir(path.join(dir, "elsewhere"));
     const outputPath = path.join(dir, "elsewhere", "meta.img");
     await repairPool(metaPath, { outputPath });
-    const superblock = await newestSuperblock(await fileAsStorage(outputPath));
-    expect(superblock.dataPath).toBe(path.join("..", "data.img"));
-    await expectPoolHolds(outputPath, images);
+    expect((await newestSuperblock(await fileAsStorage(outputPath))).dataPath).toBe(path.join(dir, "data.img"));
+    await putInPlace(outputPath, metaPath);
+    const placed = await Pool.open(metaPath);
+    await placed.commit();
+    await placed.close();
+    const superblock = await newestSuperblock(await fileAsStorage(metaPath));
+    expect(superblock).toMatchObject({ dataPath: "data.img", repairedCopy: false });
+    await expectPoolHolds(metaPath, images);
   });
 
   it("--in-place replaces the metadata file and keeps the original, byte for byte, as <meta>.before-repair", async () => {
@@ -400,10 +415,14 @@ describe("thinp repair through the CLI", () => {
     expect(result.stdout).toMatch(/^result: 2 volumes, 16 mappings, .*checks clean$/m);
 
     expect(await runCliOk(["check", "--pool", "meta.img.repaired"], cwd())).toMatch(/^clean$/m);
-    await runCliOk(["export", "other", "other.raw", "--pool", "meta.img.repaired"], cwd());
+    // The repaired copy is used once it is in place, as the report says.
+    expect((await runCli(["export", "other", "other.raw", "--pool", "meta.img.repaired"], cwd())).exitCode).toBe(6);
+    await rename(path.join(dir, "meta.img"), path.join(dir, "meta.img.old"));
+    await copyFile(path.join(dir, "meta.img.repaired"), path.join(dir, "meta.img"));
+    await runCliOk(["export", "other", "other.raw"], cwd());
     const exported = await readFile(path.join(dir, "other.raw"));
     expect(exported.subarray(0, MiB).equals(await readFile(path.join(dir, "other.bin")))).toBe(true);
-    await runCliOk(["export", "base", "base.raw", "--pool", "meta.img.repaired"], cwd());
+    await runCliOk(["export", "base", "base.raw"], cwd());
     expect((await readFile(path.join(dir, "base.raw"))).equals(Buffer.alloc(4 * MiB))).toBe(true);
 
     const again = await runCli(["repair"], cwd());
@@ -430,7 +449,8 @@ describe("thinp repair through the CLI", () => {
     try {
       const locked = await runCli(["repair"], cwd());
       expect(locked.exitCode).toBe(7);
-      expect(locked.stderr).toBe(`thinp: pool ${path.join(dir, "meta.img")} is in use by process ${holder.pid}\n`);
+      expect(locked.stderr).toMatch(/^thinp: [^\n]*\n$/);
+      expect(locked.stderr).toContain(`pool ${path.join(dir, "meta.img")} is in use by process ${holder.pid} `);
     } finally {
       await holder.release();
     }

@@ -9,6 +9,9 @@ import { EINTR, errnoName, EWOULDBLOCK, libc, LOCK_EX, LOCK_NB, LOCK_SH } from "
 /** Readers share a pool; a writer has it to itself. */
 export type LockMode = "shared" | "exclusive";
 
+/** Characters of a holder's command line shown in a message. */
+const COMMAND_TEXT_MAX = 120;
+
 /** Attempts at a lock call the kernel interrupted before giving up. */
 const LOCK_EINTR_RETRIES_MAX = 8;
 
@@ -68,7 +71,8 @@ function commandOf(pid: number): string | null {
     if (argv.length === 0) return null;
     // A thinp command runs as `node .../main.js <command> ...`: show it as `thinp <command> ...`.
     const script = argv.findIndex((arg) => /(^|\/)main\.js$/.test(arg));
-    return script >= 0 ? ["thinp", ...argv.slice(script + 1)].join(" ") : argv.join(" ");
+    const command = (script >= 0 ? ["thinp", ...argv.slice(script + 1)] : argv).join(" ").replace(/\s+/g, " ");
+    return command.length > COMMAND_TEXT_MAX ? `${command.slice(0, COMMAND_TEXT_MAX - 3)}...` : command;
   } catch {
     return null;
   }

@@ -360,7 +360,9 @@ export async function repairPool(metaPath: string, options: RepairPoolOptions = 
   try {
     const { superblock } = await chooseSuperblock(source, metaPath);
     const dataPath = resolve(dirname(await realpath(metaPath)), superblock.dataPath);
-    const targetDataPath = relative(dirname(finalPath), dataPath);
+    // A copy not yet in place names the data file absolutely, so it still finds it once
+    // moved into place; its first commit there makes the path relative again.
+    const targetDataPath = options.inPlace ? relative(dirname(finalPath), dataPath) : dataPath;
     if (Buffer.byteLength(targetDataPath) > DATA_PATH_BYTES_MAX) {
       throw new LimitExceededError(`the data file's path from ${dirname(finalPath)} is longer than ${DATA_PATH_BYTES_MAX} bytes; write the repaired file nearer to it`);
     }
