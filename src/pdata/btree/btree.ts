@@ -161,8 +161,13 @@ export class BTree {
   }
 
   /** The tree loses one referrer; nodes (and their values) no longer referenced are freed. */
-  async deleteTree(root: number): Promise<void> {
-    if (this.tm.refCount(root) > 1) {
+  async deleteTree(root: number, depth = 0): Promise<void> {
+    checkDepth(root, depth);
+    const references = this.tm.refCount(root);
+    // A live tree's nodes are referenced; one this walk has already freed is met again only
+    // through a pointer that loops back up the tree.
+    if (references === 0) throw new CorruptBlockError(root, "is reached again after it was freed: the tree's pointers loop");
+    if (references > 1) {
       this.tm.decRef(root);
       return;
     }
@@ -175,7 +180,7 @@ export class BTree {
     }
     this.tm.decRef(root);
     for (const value of values) await this.valueType.decrement(value);
-    for (const child of children) await this.deleteTree(child);
+    for (const child of children) await this.deleteTree(child, depth + 1);
   }
 
   private async shadowNode(blockIndex: number): Promise<NodeView> {
