@@ -2,7 +2,7 @@
 // owns it. The session around it (cli/pool-session.ts) opens, commits and closes;
 // each operation here is the engine's, unchanged.
 
-import type { PoolOperations } from "../src/control/pool-operations.js";
+import type { PoolOperations, ResizeResult } from "../src/control/pool-operations.js";
 import type { PoolStatus, VolumeInfo, VolumeUsage } from "../src/thin/api.js";
 import type { Pool } from "../src/thin/pool.js";
 
@@ -23,8 +23,9 @@ export class LocalPoolOperations implements PoolOperations {
     return { deferred: false };
   }
 
-  resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
-    return this.pool.resizeVolume(name, sizeBytes);
+  /** As with delete, no client can hold the volume: nothing to force past. */
+  async resizeVolume(name: string, sizeBytes: number, options: { force: boolean }): Promise<ResizeResult> {
+    return { ...(await this.pool.resizeVolume(name, sizeBytes, options)), shrunkUnderClients: 0 };
   }
 
   resizePool(sizeBytes: number): Promise<PoolStatus> {

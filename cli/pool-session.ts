@@ -61,6 +61,7 @@ export type SessionMode = "read" | "write";
 
 export async function withPool<T>(metaPath: string, mode: SessionMode, work: (pool: Pool) => Promise<T>): Promise<T> {
   const pool = await Pool.open(metaPath, { readOnly: mode === "read" });
+  if (mode === "read") warnIfDegraded(pool.metadata.degraded);
   let result: T;
   try {
     result = await work(pool);
@@ -87,11 +88,20 @@ export async function withOperations<T>(
 ): Promise<T> {
   const server = await ControlClient.connect(controlSocketPath(metaPath));
   if (server === null) return withPool(metaPath, mode, (pool) => work(new LocalPoolOperations(pool)));
+  if (mode === "read") warnIfDegraded(server.degraded);
   try {
     return await work(server);
   } finally {
     server.close();
   }
+}
+
+/**
+ * A pool with a damaged space map reads fine; each read says once what is wrong and the way
+ * out. A change is refused with the same words instead (PoolDegradedError).
+ */
+function warnIfDegraded(damage: { message: string } | null): void {
+  if (damage) process.stderr.write(`thinp: warning: ${damage.message}\n`);
 }
 
 /** A running server owns the pool and the command needs it to itself. */

@@ -5,7 +5,7 @@ import path from "node:path";
 import { InvalidSizeError, ThinpError, type ErrorCode } from "../../src/errors.js";
 import type { PoolStatus } from "../../src/thin/api.js";
 import { checkPool, type CheckReport } from "../../src/thin/check.js";
-import { DEFAULT_POOL_BYTES } from "../../src/thin/limits.js";
+import { DATA_BLOCK_BYTES, DEFAULT_POOL_BYTES } from "../../src/thin/limits.js";
 import { DATA_USE_WARNING_PERCENT_DEFAULT, dataUseWarning } from "../../src/thin/space-warning.js";
 import { Pool } from "../../src/thin/pool.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
@@ -101,24 +101,29 @@ async function showStatus(options: PoolOptions & { json?: boolean; warnAt?: stri
   if (warning) process.stderr.write(`thinp: warning: ${warning}\n`);
 }
 
-function usedOfTotal(used: number, total: number): string {
+/** `which`: the space map whose damage makes `used` unknown (null). */
+function usedOfTotal(used: number | null, total: number, which: string): string {
+  if (used === null) return `unknown of ${total} (the ${which} space map cannot be read)`;
   const percent = total === 0 ? 0 : (used / total) * 100;
   return `${used} of ${total} used (${percent.toFixed(1)}%)`;
 }
 
 function renderStatus(status: PoolStatus): string {
-  return renderFields([
-    ["data blocks", usedOfTotal(status.dataBlocksUsed, status.dataBlocksTotal)],
+  const dataTotal = formatSize(status.dataBlocksTotal * status.dataBlockBytes);
+  const fields: [string, string][] = [
+    ["data blocks", usedOfTotal(status.dataBlocksUsed, status.dataBlocksTotal, "data")],
     ["data block size", formatSize(status.dataBlockBytes)],
-    ["data used", `${formatSize(status.dataBlocksUsed * status.dataBlockBytes)} of ${formatSize(status.dataBlocksTotal * status.dataBlockBytes)}`],
-    ["metadata blocks", usedOfTotal(status.metadataBlocksUsed, status.metadataBlocksTotal)],
+    ["data used", `${status.dataBlocksUsed === null ? "unknown" : formatSize(status.dataBlocksUsed * status.dataBlockBytes)} of ${dataTotal}`],
+    ["metadata blocks", usedOfTotal(status.metadataBlocksUsed, status.metadataBlocksTotal, "metadata")],
     ["metadata block size", formatSize(status.metadataBlockBytes)],
     ["transaction id", String(status.transactionId)],
     ["volumes", String(status.volumeCount)],
     ["uuid", status.uuid],
     ["data file", status.dataPath],
     ["metadata file", status.metaPath],
-  ]);
+  ];
+  if (status.degraded) fields.push(["degraded", status.degraded.message]);
+  return renderFields(fields);
 }
 
 /** The check found problems; the report itself has already been printed. */
@@ -141,8 +146,17 @@ async function runCheck(options: PoolOptions & { json?: boolean }): Promise<void
 /** The engine's message usually names the block already; say it only when it does not. */
 function describeProblem(problem: CheckReport["problems"][number]): string {
   const { blockIndex, message } = problem;
-  if (blockIndex === undefined || new RegExp(`\\bblock ${blockIndex}\\b`).test(message)) return message;
+  if (blockIndex === undefined || blockIndex === null || new RegExp(`\\bblock ${blockIndex}\\b`).test(message)) return message;
   return `${message} (metadata block ${blockIndex})`;
+}
+
+/** A data file that is whole; one missing or short is a problem, listed with the others (null here). */
+function describeDataFile({ path, byteLength, neededBytes }: NonNullable<CheckReport["dataFile"]>): string | null {
+  if (byteLength === null || byteLength < neededBytes) return null;
+  const blocks = counted(neededBytes / DATA_BLOCK_BYTES, "block");
+  if (byteLength === neededBytes) return `data file ${path}: ${byteLength} bytes, as the pool's ${blocks} need`;
+  // resize-pool grows the file before the metadata: a crash between the two leaves it longer.
+  return `data file ${path}: ${byteLength} bytes, more than the ${neededBytes} the pool's ${blocks} need (harmless)`;
 }
 
 function counted(count: number, noun: string): string {
@@ -157,6 +171,8 @@ function renderCheckReport(metaPath: string, report: CheckReport): string {
       `${counted(verified.volumes, "volume")}, ${counted(verified.mappings, "mapping")}, ` +
       `${counted(verified.dataBlocksReferenced, "data block")} referenced`,
   ];
+  const dataFileLine = report.dataFile && describeDataFile(report.dataFile);
+  if (dataFileLine) lines.push(dataFileLine);
   for (const note of report.notes) lines.push(`note: ${note}`);
   for (const problem of report.problems) lines.push(`problem: ${describeProblem(problem)}`);
   lines.push(report.clean ? "clean" : `${report.problems.length} problem(s) found`);

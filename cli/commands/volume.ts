@@ -39,9 +39,10 @@ export function registerVolumeCommands(program: Command): void {
   addPoolOption(
     program
       .command("resize")
-      .description("change a volume's virtual size; shrinking below mapped data is refused")
+      .description("change a volume's virtual size; shrinking below mapped data, or under NBD clients, is refused")
       .argument("<name>", "volume name")
-      .requiredOption("--size <size>", "new virtual size"),
+      .requiredOption("--size <size>", "new virtual size")
+      .option("--force", "shrink even while NBD clients have it open (their requests past the new end fail)"),
   ).action(resizeVolume);
 
   addPoolOption(
@@ -80,10 +81,18 @@ async function deleteVolume(name: string, options: PoolOptions & { defer?: boole
   );
 }
 
-async function resizeVolume(name: string, options: PoolOptions & { size: string }): Promise<void> {
+async function resizeVolume(name: string, options: PoolOptions & { size: string; force?: boolean }): Promise<void> {
   const sizeBytes = parseSize(options.size);
-  const info = await withOperations(resolvePoolPath(options.pool), "write", (pool) => pool.resizeVolume(name, sizeBytes));
+  const force = options.force === true;
+  const info = await withOperations(resolvePoolPath(options.pool), "write", (pool) => pool.resizeVolume(name, sizeBytes, { force }));
   process.stdout.write(`resized volume ${info.name} to ${formatSize(info.sizeBytes)}\n`);
+  const clients = info.shrunkUnderClients;
+  if (clients > 0) {
+    process.stderr.write(
+      `thinp: warning: ${clients} NBD client${clients === 1 ? " has" : "s have"} '${info.name}' open; ` +
+        `${clients === 1 ? "its" : "their"} reads and writes past the new end (byte ${info.sizeBytes}) will fail\n`,
+    );
+  }
 }
 
 interface ListedVolume {
@@ -107,6 +116,15 @@ async function listWithUsage(pool: PoolOperations): Promise<ListedVolume[]> {
     } catch (failure) {
       // A served pool may lose a volume between the listing and its usage; it is simply gone.
       if (failure instanceof ThinpError && failure.code === "NO_SUCH_VOLUME") continue;
+      // A damaged mapping tree costs that volume's counts, not the listing of every volume.
+      if (failure instanceof ThinpError && failure.code === "CORRUPT") {
+        process.stderr.write(
+          `thinp: warning: cannot count the blocks of '${info.name}': ${failure.message}; ` +
+            `'thinp check' lists the damage and 'thinp repair' salvages what is readable\n`,
+        );
+        listed.push({ info, usage: { mappedBlocks: info.mappedBlocks, exclusiveBlocks: null, sharedBlocks: null } });
+        continue;
+      }
       throw failure;
     }
   }
@@ -148,12 +166,17 @@ function renderListTable(volumes: readonly ListedVolume[], blockBytes: number): 
     info.readOnly ? `${info.name} (ro)` : info.name,
     formatSize(info.sizeBytes),
     formatSize(usage.mappedBlocks * blockBytes),
-    formatSize(usage.exclusiveBlocks * blockBytes),
-    formatSize(usage.sharedBlocks * blockBytes),
+    blocksSize(usage.exclusiveBlocks, blockBytes),
+    blocksSize(usage.sharedBlocks, blockBytes),
     info.originName ?? "-",
     formatLocalTime(info.createdAt),
   ]);
   return renderTable(LIST_COLUMNS, rows);
+}
+
+/** Null: not known, because a space map or the volume's tree could not be read. */
+function blocksSize(blockCount: number | null, blockBytes: number): string {
+  return blockCount === null ? "unknown" : formatSize(blockCount * blockBytes);
 }
 
 /** "2025-11-28 14:07:09" in the local time zone: for people; JSON carries UTC. */

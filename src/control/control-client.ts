@@ -3,7 +3,7 @@
 import net from "node:net";
 import { ServerUnreachableError, ThinpError, type ErrorCode } from "../errors.js";
 import type { NbdServerAddress } from "../nbd/index.js";
-import type { PoolStatus, VolumeInfo, VolumeUsage } from "../thin/api.js";
+import type { PoolDegradation, PoolStatus, VolumeInfo, VolumeUsage } from "../thin/api.js";
 import {
   CONTROL_REQUEST_TIMEOUT_MS,
   FrameReader,
@@ -12,7 +12,7 @@ import {
   type ControlRequest,
   type HelloReply,
 } from "./control-protocol.js";
-import type { PoolOperations } from "./pool-operations.js";
+import type { PoolOperations, ResizeResult } from "./pool-operations.js";
 
 /** An error the server reported, keeping its code so the CLI maps it to the same exit status. */
 export class RemoteError extends ThinpError {
@@ -31,6 +31,8 @@ export class ControlClient implements PoolOperations {
     readonly serverPid: number,
     /** Where the server's NBD exports listen, so a message can say how to reach them. */
     readonly nbdAddresses: readonly NbdServerAddress[],
+    /** The served pool's space map is damaged, so it is read-only; null when it is whole. */
+    readonly degraded: PoolDegradation | null = null,
   ) {}
 
   /** Connects to a running server, or returns null when none answers on the socket. */
@@ -46,7 +48,7 @@ export class ControlClient implements PoolOperations {
     socket.on("error", () => undefined);
     const client = new ControlClient(socketPath, socket, 0, []);
     const hello = (await client.request({ op: "hello", version: 1 })) as HelloReply;
-    return new ControlClient(socketPath, socket, hello.pid, hello.nbd ?? []);
+    return new ControlClient(socketPath, socket, hello.pid, hello.nbd ?? [], hello.degraded ?? null);
   }
 
   close(): void {
@@ -62,8 +64,10 @@ export class ControlClient implements PoolOperations {
   deleteVolume(name: string, options: { defer: boolean }): Promise<{ deferred: boolean }> {
     return this.request({ op: "delete", name, defer: options.defer }) as Promise<{ deferred: boolean }>;
   }
-  resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
-    return this.request({ op: "resize", name, sizeBytes }) as Promise<VolumeInfo>;
+  async resizeVolume(name: string, sizeBytes: number, options: { force: boolean }): Promise<ResizeResult> {
+    const result = (await this.request({ op: "resize", name, sizeBytes, force: options.force })) as ResizeResult;
+    // A server from before `force` sends the info alone; it never shrank under a client.
+    return { ...result, shrunkUnderClients: result.shrunkUnderClients ?? 0 };
   }
   resizePool(sizeBytes: number): Promise<PoolStatus> {
     return this.request({ op: "resize-pool", sizeBytes }) as Promise<PoolStatus>;

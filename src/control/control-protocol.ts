@@ -5,6 +5,7 @@
 import { decode, encode } from "@msgpack/msgpack";
 import type { ErrorCode } from "../errors.js";
 import type { NbdServerAddress } from "../nbd/index.js";
+import type { PoolDegradation } from "../thin/api.js";
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 export const CONTROL_MESSAGE_BYTES_MAX = 1 << 20;
@@ -15,7 +16,7 @@ export type ControlRequest =
   | { op: "create"; name: string; sizeBytes: number }
   | { op: "snapshot"; origin: string; name: string; readOnly: boolean }
   | { op: "delete"; name: string; defer: boolean }
-  | { op: "resize"; name: string; sizeBytes: number }
+  | { op: "resize"; name: string; sizeBytes: number; force: boolean }
   | { op: "resize-pool"; sizeBytes: number }
   | { op: "list" }
   | { op: "usage"; name: string }
@@ -26,6 +27,8 @@ export interface HelloReply {
   version: number;
   pid: number;
   nbd: NbdServerAddress[];
+  /** The served pool's space map is damaged: it is read-only until `thinp repair` (older servers omit it). */
+  degraded?: PoolDegradation | null;
 }
 
 export type ControlReply =

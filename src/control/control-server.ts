@@ -89,7 +89,12 @@ async function dispatch(request: ControlRequest, operations: PoolOperations, nbd
   if (typeof request !== "object" || request === null || typeof request.op !== "string") throw new Error("a request needs an op");
   switch (request.op) {
     case "hello":
-      return { version: CONTROL_PROTOCOL_VERSION, pid: process.pid, nbd: [...nbdAddresses] } satisfies HelloReply;
+      return {
+        version: CONTROL_PROTOCOL_VERSION,
+        pid: process.pid,
+        nbd: [...nbdAddresses],
+        degraded: (await operations.status()).degraded,
+      } satisfies HelloReply;
     case "create":
       return operations.createVolume(String(request.name), Number(request.sizeBytes));
     case "snapshot":
@@ -97,7 +102,7 @@ async function dispatch(request: ControlRequest, operations: PoolOperations, nbd
     case "delete":
       return operations.deleteVolume(String(request.name), { defer: request.defer === true });
     case "resize":
-      return operations.resizeVolume(String(request.name), Number(request.sizeBytes));
+      return operations.resizeVolume(String(request.name), Number(request.sizeBytes), { force: request.force === true });
     case "resize-pool":
       return operations.resizePool(Number(request.sizeBytes));
     case "list":

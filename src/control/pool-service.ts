@@ -56,6 +56,10 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     throw error;
   }
 
+  // Served anyway, read-only: the volumes can still be copied off before or instead of a repair.
+  const damage = pool.metadata.degraded;
+  if (damage) options.log(`warning: ${damage.message}; serving every volume read-only`);
+
   // Logged when data use first reaches the threshold, and again after it has dropped below.
   let warnedFull = false;
   const watchDataUse = () => {

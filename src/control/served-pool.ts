@@ -6,7 +6,7 @@ import type { ExportCatalog, ExportListing } from "../nbd/catalog.js";
 import type { PoolStatus, VolumeHandle, VolumeInfo, VolumeUsage } from "../thin/api.js";
 import type { Pool } from "../thin/pool.js";
 import type { Volume } from "../thin/volume.js";
-import type { PoolOperations } from "./pool-operations.js";
+import type { PoolOperations, ResizeResult } from "./pool-operations.js";
 
 interface Export {
   volume: Volume;
@@ -113,12 +113,27 @@ export class ServedPool implements ExportCatalog, PoolOperations {
     return { deferred: false };
   }
 
-  async resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+  /**
+   * A client keeps the size it was told at connection: after a shrink its requests past the
+   * new end fail. So a shrink under clients is refused, as delete is, unless forced.
+   */
+  async resizeVolume(name: string, sizeBytes: number, options: { force: boolean }): Promise<ResizeResult> {
     this.assertWritable();
-    const info = await this.pool.resizeVolume(name, sizeBytes);
+    const entry = this.exports.get(name);
+    if (!entry || entry.deletePending) throw new NoSuchVolumeError(name);
+    const clients = entry.clients;
+    const shrinks = sizeBytes < entry.volume.sizeBytes;
+    if (shrinks && clients > 0 && !options.force) {
+      throw new VolumeBusyError(
+        name,
+        `${clients} NBD client${clients === 1 ? " has" : "s have"} it open and would see errors past the new end; ` +
+          `disconnect ${clients === 1 ? "it" : "them"} or use --force`,
+      );
+    }
+    const info = await this.pool.resizeVolume(name, sizeBytes, { force: options.force });
     await this.pool.commit();
     await this.refresh();
-    return info;
+    return { ...info, shrunkUnderClients: shrinks ? clients : 0 };
   }
 
   async resizePool(sizeBytes: number): Promise<PoolStatus> {
@@ -148,6 +163,8 @@ export class ServedPool implements ExportCatalog, PoolOperations {
    * open it, so it is told how the server was started instead.
    */
   private assertWritable(): void {
+    // A damaged space map is the graver reason, and the one with a way out: say it first.
+    this.pool.metadata.assertNotDegraded("the pool");
     if (this.pool.readOnly) throw new ServedReadOnlyError(this.pool.metaPath, this.readOnlyReason);
   }
 

@@ -19,24 +19,35 @@ export interface VolumeInfo {
 
 export interface VolumeUsage {
   mappedBlocks: number;
-  /** Mapped blocks whose data block no other volume references. */
-  exclusiveBlocks: number;
-  /** Mapped blocks whose data block is referenced by another volume too. */
-  sharedBlocks: number;
+  /** Mapped blocks whose data block no other volume references; null when a damaged space map hides it. */
+  exclusiveBlocks: number | null;
+  /** Mapped blocks whose data block is referenced by another volume too; null when a damaged space map hides it. */
+  sharedBlocks: number | null;
 }
 
 export interface PoolStatus {
   dataBlockBytes: number;
-  dataBlocksUsed: number;
+  /** Null when the data space map cannot be read (see `degraded`). */
+  dataBlocksUsed: number | null;
   dataBlocksTotal: number;
   metadataBlockBytes: number;
-  metadataBlocksUsed: number;
+  /** Null when the metadata space map cannot be read (see `degraded`). */
+  metadataBlocksUsed: number | null;
   metadataBlocksTotal: number;
   transactionId: number;
   volumeCount: number;
   uuid: string;
   dataPath: string;
   metaPath: string;
+  /** A space map failed to load: the pool is read-only until `thinp repair`; null when whole. */
+  degraded: PoolDegradation | null;
+}
+
+/** Why a pool opened read-only: the space-map block that failed, and the fact to tell a user. */
+export interface PoolDegradation {
+  blockIndex: number;
+  /** Names the block and the file, why it failed, and that `thinp repair` is the way out. */
+  message: string;
 }
 
 /** A run of bytes within a volume whose blocks are alike in how they are mapped. */

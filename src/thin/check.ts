@@ -1,9 +1,12 @@
 // `thinp check`: verifies a pool's committed metadata from its files alone. Every block
 // reached is checksummed and self-identified, every tree's keys are ordered and within
 // their parent's range, every leaf is at the same depth, and every reference count in both
-// space maps equals the references actually found.
+// space maps equals the references actually found. Given a way to look at it, the data file
+// too: it must exist and hold every block the pool has.
 
-import { CorruptBlockError, NotAPoolError } from "../errors.js";
+import { stat } from "node:fs/promises";
+import { dirname, resolve } from "node:path";
+import { CorruptBlockError, DataFileTruncatedError, NotAPoolError } from "../errors.js";
 import { readU64 } from "../io/integers.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
 import { openLockedMetadataFile } from "./pool-files.js";
@@ -18,14 +21,36 @@ import { nameHash } from "./names.js";
 import { SUPERBLOCK_SLOTS, decodeSuperblock, type Superblock } from "./superblock.js";
 import { VOLUME_RECORD_BYTES, decodeVolumeRecord } from "./volume-record.js";
 
-export interface CheckProblem {
+/** A problem in the metadata file, in the block given when one is to blame. */
+export interface MetadataProblem {
   blockIndex?: number;
   message: string;
 }
 
+/** A problem with the data file: no block of the metadata file is to blame. */
+export interface DataFileProblem {
+  file: "data";
+  blockIndex: null;
+  message: string;
+}
+
+export type CheckProblem = MetadataProblem | DataFileProblem;
+
+/** The data file a check looked at; `byteLength` is null when there is no file to measure. */
+export interface CheckedDataFile {
+  path: string;
+  byteLength: number | null;
+  neededBytes: number;
+}
+
+/** What is at a data file's path: its length, or what stands in the way of one ("does not exist"). */
+export type DataFileProbe = (dataPath: string) => Promise<{ byteLength: number } | { absent: string }>;
+
 export interface CheckReport {
   clean: boolean;
   problems: CheckProblem[];
+  /** Null when only the metadata file was checked (checkMetadataFile without a probe). */
+  dataFile: CheckedDataFile | null;
   /** Not errors: states a crash can leave that the next commit repairs. */
   notes: string[];
   verified: {
@@ -52,16 +77,28 @@ export async function checkPool(metaPath: string): Promise<CheckReport> {
   // Shared, as any reader's: a process writing the pool holds it exclusively and is refused here.
   const metaFile = await openLockedMetadataFile(metaPath, "read-only", "shared");
   try {
-    return await checkMetadataFile(metaFile, metaPath);
+    return await checkMetadataFile(metaFile, metaPath, probeDataFile);
   } finally {
     await metaFile.close();
   }
 }
 
-export async function checkMetadataFile(metaFile: StorageFile, metaPath: string): Promise<CheckReport> {
-  const checker = new Checker(metaFile, metaPath);
+export async function checkMetadataFile(metaFile: StorageFile, metaPath: string, probe?: DataFileProbe): Promise<CheckReport> {
+  const checker = new Checker(metaFile, metaPath, probe);
   return checker.run();
 }
+
+/** The data file on disk, as `Pool.open` will find it. */
+export const probeDataFile: DataFileProbe = async (dataPath) => {
+  try {
+    const found = await stat(dataPath);
+    return found.isFile() ? { byteLength: found.size } : { absent: "is not a regular file" };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return { absent: "does not exist; without it no volume can be read: restore it from a backup" };
+    return { absent: `cannot be examined: ${(error as Error).message}` };
+  }
+};
 
 class Checker {
   private readonly problems: CheckProblem[] = [];
@@ -73,11 +110,13 @@ class Checker {
   /** What each node's subtree holds, so a subtree shared by snapshots is walked once. */
   private readonly subtrees = new Map<number, SubtreeSummary>();
   private superblock!: Superblock;
+  private dataFile: CheckedDataFile | null = null;
   private readonly verified = { transactionId: 0, metadataBlocks: 0, volumes: 0, mappings: 0, dataBlocksReferenced: 0, treeNodes: 0 };
 
   constructor(
     private readonly metaFile: StorageFile,
     private readonly metaPath: string,
+    private readonly probe?: DataFileProbe,
   ) {}
 
   async run(): Promise<CheckReport> {
@@ -89,6 +128,7 @@ class Checker {
     this.metadataRefs = new Uint32Array(metadataBlocks);
     this.dataRefs = new Uint32Array(dataBlocks);
     for (const slot of SUPERBLOCK_SLOTS) this.metadataRefs[slot]!++;
+    if (this.probe) await this.checkDataFile(this.probe, dataBlocks);
 
     const metadataMap = await this.loadMap("metadata", this.superblock.metadataSpaceMap);
     const dataMap = await this.loadMap("data", this.superblock.dataSpaceMap);
@@ -146,7 +186,26 @@ class Checker {
     if (this.problemCount > this.problems.length) {
       this.problems.push({ message: `... and ${this.problemCount - this.problems.length} more problems` });
     }
-    return { clean: this.problemCount === 0, problems: this.problems, notes: this.notes, verified: this.verified };
+    return { clean: this.problemCount === 0, problems: this.problems, dataFile: this.dataFile, notes: this.notes, verified: this.verified };
+  }
+
+  /** The data file is found as Pool.open finds it: by the superblock's path, relative to the metadata file. */
+  private async checkDataFile(probe: DataFileProbe, dataBlocks: number): Promise<void> {
+    const path = resolve(dirname(resolve(this.metaPath)), this.superblock.dataPath);
+    const neededBytes = dataBlocks * DATA_BLOCK_BYTES;
+    const found = await probe(path);
+    if ("absent" in found) {
+      this.dataFile = { path, byteLength: null, neededBytes };
+      this.dataFileProblem(`data file ${path} ${found.absent}`);
+      return;
+    }
+    this.dataFile = { path, byteLength: found.byteLength, neededBytes };
+    if (found.byteLength < neededBytes) this.dataFileProblem(DataFileTruncatedError.describe(path, found.byteLength, neededBytes));
+  }
+
+  private dataFileProblem(message: string): void {
+    this.problemCount++;
+    this.problems.push({ file: "data", blockIndex: null, message });
   }
 
   private async readSuperblock(): Promise<Superblock> {

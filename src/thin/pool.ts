@@ -5,6 +5,7 @@
 import { realpath, unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
 import {
+  DataFileTruncatedError,
   FileExistsError,
   FileMissingError,
   InvalidSizeError,
@@ -67,7 +68,10 @@ export class Pool {
     /** Where the data file records that this pool owns it; null for files tests provide. */
     private readonly identity: DataFileIdentityStore | null,
     readonly readOnly: boolean,
-  ) {}
+  ) {
+    // A pool whose space maps did not load can be read, never changed (PoolMetadata.open).
+    if (metadataValue.degraded) this.readOnly = true;
+  }
 
   static async create(dataPath: string, metaPath: string, options: PoolCreateOptions): Promise<Pool> {
     const dataBlockCount = validatePoolSize(options.sizeBytes);
@@ -187,10 +191,15 @@ export class Pool {
     );
   }
 
-  async resizeVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
+  /** A shrink under open handles cuts off what their clients can see: refused unless `force`. */
+  async resizeVolume(name: string, sizeBytes: number, options: { force?: boolean } = {}): Promise<VolumeInfo> {
     this.assertWritable("the pool");
     validateVolumeSize(sizeBytes);
     const state = await this.readMetadata(() => this.requireVolume(name));
+    const handles = this.openHandles.get(state.id) ?? 0;
+    if (sizeBytes < state.record.sizeBytes && handles > 0 && options.force !== true) {
+      throw new VolumeBusyError(name, `${handles} client${handles === 1 ? " has" : "s have"} it open and would see errors past the new end`);
+    }
     const oldSizeBytes = state.record.sizeBytes;
     const info = await this.gateFor(state.id).exclusive(() =>
       this.withMetadata(async () => {
@@ -257,24 +266,29 @@ export class Pool {
         if (sharedNow) sharedBlocks++;
         else exclusiveBlocks++;
       });
-      return { mappedBlocks: exclusiveBlocks + sharedBlocks, exclusiveBlocks, sharedBlocks };
+      const mappedBlocks = exclusiveBlocks + sharedBlocks;
+      // Without both space maps, which blocks are shared is not known: say so rather than guess.
+      if (this.metadata.degraded) return { mappedBlocks, exclusiveBlocks: null, sharedBlocks: null };
+      return { mappedBlocks, exclusiveBlocks, sharedBlocks };
     });
   }
 
   status(): PoolStatus {
     const { dataRefs, tm } = this.metadata;
+    const damage = this.metadata.degraded;
     return {
       dataBlockBytes: DATA_BLOCK_BYTES,
-      dataBlocksUsed: dataRefs.used,
+      dataBlocksUsed: this.metadata.dataBlocksUsed,
       dataBlocksTotal: dataRefs.blockCount,
       metadataBlockBytes: METADATA_BLOCK_BYTES,
-      metadataBlocksUsed: tm.metadataRefs.used,
+      metadataBlocksUsed: this.metadata.metadataBlocksUsed,
       metadataBlocksTotal: tm.metadataRefs.blockCount,
       transactionId: this.metadata.transactionId,
       volumeCount: this.metadata.volumeCount,
       uuid: this.metadata.uuid,
       dataPath: this.dataPath,
       metaPath: this.metaPath,
+      degraded: damage && { blockIndex: damage.blockIndex, message: damage.message },
     };
   }
 
@@ -384,6 +398,7 @@ export class Pool {
   }
 
   assertWritable(what: string): void {
+    this.metadata.assertNotDegraded(what);
     if (this.readOnly) throw new ReadOnlyError(`${what} (opened read-only)`);
   }
 
@@ -461,9 +476,7 @@ export class Pool {
   private async verifyDataFileSize(): Promise<void> {
     const needed = this.metadata.dataRefs.blockCount * DATA_BLOCK_BYTES;
     const actual = await this.dataFile.byteLength();
-    if (actual < needed) {
-      throw new NotAPoolError(this.dataPath, `data file is ${actual} bytes but the pool has ${needed} bytes of blocks (truncated?)`);
-    }
+    if (actual < needed) throw new DataFileTruncatedError(this.dataPath, actual, needed);
   }
 }
 

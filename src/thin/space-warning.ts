@@ -3,14 +3,16 @@ import type { PoolStatus } from "./api.js";
 /** dm-thin users lose pools that fill up unnoticed: warn well before the last block goes. */
 export const DATA_USE_WARNING_PERCENT_DEFAULT = 80;
 
-export function dataUsePercent(status: PoolStatus): number {
+/** Null when the data space map cannot be read, so use is unknown. */
+export function dataUsePercent(status: PoolStatus): number | null {
+  if (status.dataBlocksUsed === null) return null;
   return status.dataBlocksTotal === 0 ? 0 : (100 * status.dataBlocksUsed) / status.dataBlocksTotal;
 }
 
-/** A warning when data use has reached `thresholdPercent`, else null. */
+/** A warning when data use has reached `thresholdPercent`, else null (also when use is unknown). */
 export function dataUseWarning(status: PoolStatus, thresholdPercent = DATA_USE_WARNING_PERCENT_DEFAULT): string | null {
   const percent = dataUsePercent(status);
-  if (percent < thresholdPercent) return null;
+  if (percent === null || status.dataBlocksUsed === null || percent < thresholdPercent) return null;
   const free = status.dataBlocksTotal - status.dataBlocksUsed;
   return (
     `pool data space is ${percent.toFixed(1)}% used (${status.dataBlocksUsed} of ${status.dataBlocksTotal} blocks, ${free} free): ` +

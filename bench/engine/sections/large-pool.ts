@@ -54,7 +54,8 @@ export async function buildLargePool(scratch: ScratchDir, order: KeyOrder, seed:
       order,
       mappingCount: LARGE_MAPPINGS,
       buildMs,
-      metadataBlocksUsed: pool.status().metadataBlocksUsed,
+      // A pool just built has both space maps: the count is known.
+      metadataBlocksUsed: pool.metadata.tm.metadataRefs.used,
       dataFileBytes: dataStat.size,
       dataFileAllocatedBytes: dataStat.blocks * 512,
     };
