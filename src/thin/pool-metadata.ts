@@ -13,7 +13,7 @@ import { RefcountTable } from "../pdata/refcount-table.js";
 import { BITMAP_ENTRIES } from "../pdata/space-map-format.js";
 import { SpaceMapLayout, loadSpaceMap, persistIncrementally, persistWhole, type BlockReader, type SpaceMapRoot } from "../pdata/space-map-store.js";
 import { TransactionManager } from "../pdata/transaction-manager.js";
-import { SNAPSHOT_TIME_MAX, VOLUMES_MAX } from "./limits.js";
+import { DATA_PATH_BYTES_MAX, SNAPSHOT_TIME_MAX, VOLUMES_MAX } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping, encodeMapping } from "./mapping-value.js";
 import { nameHash } from "./names.js";
 import { SUPERBLOCK_SLOTS, decodeSuperblock, encodeSuperblock, newPoolUuid, type Superblock } from "./superblock.js";
@@ -158,12 +158,17 @@ export class PoolMetadata {
     return this.superblock.repairedCopy;
   }
 
-  /** The repaired copy is now the pool's metadata file: the next commit clears its flag. */
-  markInPlace(): void {
+  /**
+   * The repaired copy is now the pool's metadata file: the next commit clears its flag and
+   * names the data file, until then absolute, relative to where the file now is.
+   */
+  markInPlace(dataPath: string): void {
     if (!this.superblock.repairedCopy) return;
-    this.superblock = { ...this.superblock, repairedCopy: false };
+    assert(Buffer.byteLength(dataPath) <= DATA_PATH_BYTES_MAX, `data path of ${Buffer.byteLength(dataPath)} bytes`);
+    this.superblock = { ...this.superblock, repairedCopy: false, dataPath };
     this.changed = true;
   }
+
   get transactionId(): number {
     return this.superblock.transactionId;
   }

@@ -26,7 +26,7 @@ import { NodeStorageFile } from "../io/node-storage-file.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
 import type { PoolStatus, VolumeInfo, VolumeUsage } from "./api.js";
-import { DATA_BLOCK_BYTES, POOL_BYTES_MAX, SECTOR_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
+import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BYTES_MAX, SECTOR_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
 import { KeyedLocks, Mutex, SharedGate } from "./locks.js";
 import { validateVolumeName } from "./names.js";
 import { PoolMetadata, type VolumeState } from "./pool-metadata.js";
@@ -119,7 +119,10 @@ export class Pool {
       const pool = new Pool(metaPath, dataPath, dataFile, metadata, identity, options.readOnly ?? false);
       await pool.verifyDataFileSize();
       const claim = await claimDataFile(identity, realMetaPath, await metaFile.fileId(), poolClaim(metadata), !pool.readOnly);
-      if (claim.repairedCopyInPlace && !pool.readOnly) metadata.markInPlace();
+      if (claim.repairedCopyInPlace && !pool.readOnly) {
+        const placedDataPath = relative(dirname(realMetaPath), dataPath);
+        if (Buffer.byteLength(placedDataPath) <= DATA_PATH_BYTES_MAX) metadata.markInPlace(placedDataPath);
+      }
       pool.identityRecord = claim.identity;
       return pool;
     } catch (error) {
