@@ -126,11 +126,36 @@ export class VolumeBusyError extends ThinpError {
   }
 }
 
+/**
+ * What was wrong with a corrupt metadata block, stable for callers and tests to branch on
+ * (formats/metadata.md, "Corruption kinds"); the message says it for people.
+ */
+export type CorruptionKind =
+  /** The block's checksum does not match its contents. */
+  | "checksum"
+  /** The block says it is another block: a misdirected write. */
+  | "wrong-block-number"
+  /** The block is not of the type its reader expects (or is all zeros). */
+  | "wrong-type"
+  /** A B-tree node that verifies holds impossible contents: header, keys, their order. */
+  | "bad-node"
+  /** Pointers that loop: a tree deeper than any real one, a node reached again, a chain that cycles. */
+  | "loop"
+  /** A pointer beyond the metadata file (or 2^53), or a mapping beyond the pool's data blocks. */
+  | "pointer-out-of-range"
+  /** A superblock that verifies holds impossible fields, or no copy verifies. */
+  | "bad-superblock"
+  /** A space-map block that verifies disagrees with its chain, its chunk or the superblock. */
+  | "bad-space-map"
+  /** A value in a tree that does not decode or names what does not exist. */
+  | "bad-record";
+
 /** A metadata block failed verification: wrong checksum, wrong block number, or bad contents. */
 export class CorruptBlockError extends ThinpError {
   readonly code = "CORRUPT";
   constructor(
     readonly blockIndex: number,
+    readonly kind: CorruptionKind,
     readonly reason: string,
     readonly path?: string,
   ) {

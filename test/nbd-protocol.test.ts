@@ -241,7 +241,7 @@ describe("handshake", () => {
     const catalog: ExportCatalog = {
       list: async () => memory.list(),
       open: async (name) => {
-        if (name === "broken") throw new CorruptBlockError(12, "bad checksum");
+        if (name === "broken") throw new CorruptBlockError(12, "checksum", "bad checksum");
         return memory.open(name);
       },
       flush: () => memory.flush(),
@@ -807,7 +807,7 @@ describe("request errors", () => {
       [new MetadataFullError(1000), P.NBD_ENOSPC],
       [new OutOfRangeError("disk", 0, 10, 5), P.NBD_EINVAL],
       [new ReadOnlyError("volume 'disk'"), P.NBD_EPERM],
-      [new CorruptBlockError(7, "bad checksum"), P.NBD_EIO],
+      [new CorruptBlockError(7, "checksum", "bad checksum"), P.NBD_EIO],
       [new IoError("/data", new Error("EIO")), P.NBD_EIO],
       [new VolumeBusyError("disk", "being deleted"), P.NBD_EIO],
       [new Error("something unexpected"), P.NBD_EIO],
@@ -820,7 +820,7 @@ describe("request errors", () => {
       expect(reply.message).toBe(error.message);
     }
     disk.fill(0, Buffer.alloc(512, 1));
-    disk.failNext("read", new CorruptBlockError(9, "bad checksum"));
+    disk.failNext("read", new CorruptBlockError(9, "checksum", "bad checksum"));
     client.send({ command: P.NBD_CMD_READ, offset: 0, length: 512 });
     expect((await client.readStructuredRead(0, 512)).errno).toBe(P.NBD_EIO);
     client.send({ command: P.NBD_CMD_READ, offset: 0, length: 512 });
@@ -830,7 +830,7 @@ describe("request errors", () => {
   it("a failed read with simple replies sends the error and no data", async () => {
     const { server, disk } = await start();
     const { client } = await open(server, "disk", { structured: false });
-    disk.failNext("read", new CorruptBlockError(9, "bad checksum"));
+    disk.failNext("read", new CorruptBlockError(9, "checksum", "bad checksum"));
     const bad = client.send({ command: P.NBD_CMD_READ, offset: 0, length: 4096 });
     expect(await client.readSimpleReply()).toEqual({ errno: P.NBD_EIO, cookie: bad });
     const good = client.send({ command: P.NBD_CMD_FLUSH });

@@ -303,6 +303,7 @@ describe("corrupt metadata", () => {
     pool = await Pool.open(metaPath);
     const error = await (await pool.volume("base")).read(0, 20 * MiB).catch((e) => e);
     expect(error).toBeInstanceOf(CorruptBlockError);
+    expect(error).toMatchObject({ kind: "checksum", blockIndex: leaf });
     expect(error.message).toContain(`metadata block ${leaf}`);
     // The pool carries on for what does not go through the bad block.
     expect((await pool.listVolumes()).length).toBe(1);

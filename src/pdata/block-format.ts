@@ -50,22 +50,24 @@ export function verifyBlock(block: Buffer, expectedType: BlockType, blockIndex: 
   const type = block.readUInt32LE(4);
   if (type !== expectedType) {
     if (block.every((byte) => byte === 0)) {
-      throw new CorruptBlockError(blockIndex, `expected a ${blockTypeName(expectedType)} block, found zeros`);
+      throw new CorruptBlockError(blockIndex, "wrong-type", `expected a ${blockTypeName(expectedType)} block, found zeros`);
     }
     throw new CorruptBlockError(
       blockIndex,
+      "wrong-type",
       `expected a ${blockTypeName(expectedType)} block, found type ${blockTypeName(type)}`,
     );
   }
   const storedIndex = readU64(block, 8);
   if (storedIndex !== blockIndex) {
-    throw new CorruptBlockError(blockIndex, `block says it is block ${storedIndex} (misdirected write?)`);
+    throw new CorruptBlockError(blockIndex, "wrong-block-number", `block says it is block ${storedIndex} (misdirected write?)`);
   }
   const expected = checksumOf(block, expectedType);
   const stored = block.readUInt32LE(0);
   if (stored !== expected) {
     throw new CorruptBlockError(
       blockIndex,
+      "checksum",
       `checksum mismatch (stored 0x${stored.toString(16)}, computed 0x${expected.toString(16)})`,
     );
   }

@@ -26,9 +26,9 @@ export function decodeBitmap(block: Buffer, blockIndex: number, expectedChunk: n
   const chunkIndex = readU64(block, 16);
   const entryCount = block.readUInt32LE(24);
   if (chunkIndex !== expectedChunk) {
-    throw new CorruptBlockError(blockIndex, `space map bitmap for chunk ${chunkIndex} found where chunk ${expectedChunk} belongs`);
+    throw new CorruptBlockError(blockIndex, "bad-space-map", `space map bitmap for chunk ${chunkIndex} found where chunk ${expectedChunk} belongs`);
   }
-  if (entryCount > BITMAP_ENTRIES) throw new CorruptBlockError(blockIndex, `bitmap holds ${entryCount} entries`);
+  if (entryCount > BITMAP_ENTRIES) throw new CorruptBlockError(blockIndex, "bad-space-map", `bitmap holds ${entryCount} entries`);
   return block.subarray(PAYLOAD_OFFSET, PAYLOAD_OFFSET + entryCount);
 }
 
@@ -40,8 +40,8 @@ export function encodeChainHeader(block: Buffer, nextBlock: number, entryCount: 
 export function decodeChainHeader(block: Buffer, blockIndex: number, capacity: number): { nextBlock: number; entryCount: number } {
   const nextBlock = readU64(block, 16);
   const entryCount = block.readUInt32LE(24);
-  if (!Number.isSafeInteger(nextBlock)) throw new CorruptBlockError(blockIndex, "next-block pointer out of range");
-  if (entryCount > capacity) throw new CorruptBlockError(blockIndex, `chain block holds ${entryCount} entries, capacity ${capacity}`);
+  if (!Number.isSafeInteger(nextBlock)) throw new CorruptBlockError(blockIndex, "pointer-out-of-range", "next-block pointer out of range");
+  if (entryCount > capacity) throw new CorruptBlockError(blockIndex, "bad-space-map", `chain block holds ${entryCount} entries, capacity ${capacity}`);
   return { nextBlock, entryCount };
 }
 

@@ -55,24 +55,24 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
     for (let slot = 0; slot < entryCount; slot++) {
       const [counted, count] = readOverflowEntry(block, slot);
       if (!(counted < root.blockCount) || count < COUNT_OVERFLOW) {
-        throw new CorruptBlockError(blockIndex, `overflow entry ${slot} (block ${counted}, count ${count}) is invalid`);
+        throw new CorruptBlockError(blockIndex, "bad-space-map", `overflow entry ${slot} (block ${counted}, count ${count}) is invalid`);
       }
       overflow.set(counted, count);
     }
   }
   if (overflow.size !== root.overflowCount) {
-    throw new CorruptBlockError(root.overflowHead, `overflow list holds ${overflow.size} entries, superblock says ${root.overflowCount}`);
+    throw new CorruptBlockError(root.overflowHead, "bad-space-map", `overflow list holds ${overflow.size} entries, superblock says ${root.overflowCount}`);
   }
 
   for (const { block, blockIndex, entryCount } of await readChain(root.indexHead, BlockType.SpaceMapIndex, INDEX_ENTRIES, read, layout.indexBlocks)) {
     for (let slot = 0; slot < entryCount; slot++) {
       const location = readIndexEntry(block, slot);
-      if (!Number.isSafeInteger(location) || location === 0) throw new CorruptBlockError(blockIndex, `index entry ${slot} is invalid`);
+      if (!Number.isSafeInteger(location) || location === 0) throw new CorruptBlockError(blockIndex, "bad-space-map", `index entry ${slot} is invalid`);
       layout.bitmapLocations.push(location);
     }
   }
   if (layout.bitmapLocations.length !== expectedBitmaps) {
-    throw new CorruptBlockError(root.indexHead, `space map index lists ${layout.bitmapLocations.length} bitmaps, ${expectedBitmaps} expected`);
+    throw new CorruptBlockError(root.indexHead, "bad-space-map", `space map index lists ${layout.bitmapLocations.length} bitmaps, ${expectedBitmaps} expected`);
   }
 
   const BITMAP_READ_BATCH = 64;
@@ -84,7 +84,7 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
       const location = layout.bitmapLocations[chunk]!;
       const counts = decodeBitmap(blocks[i]!, location, chunk);
       const expectedEntries = Math.min(BITMAP_ENTRIES, root.blockCount - chunk * BITMAP_ENTRIES);
-      if (counts.length !== expectedEntries) throw new CorruptBlockError(location, `bitmap holds ${counts.length} entries, ${expectedEntries} expected`);
+      if (counts.length !== expectedEntries) throw new CorruptBlockError(location, "bad-space-map", `bitmap holds ${counts.length} entries, ${expectedEntries} expected`);
       const base = chunk * BITMAP_ENTRIES;
       for (let i2 = 0; i2 < counts.length; i2++) {
         const byte = counts[i2]!;
@@ -92,7 +92,7 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
         const counted = base + i2;
         if (byte === COUNT_OVERFLOW) {
           const count = overflow.get(counted);
-          if (count === undefined) throw new CorruptBlockError(location, `block ${counted} marked overflowed but has no overflow entry`);
+          if (count === undefined) throw new CorruptBlockError(location, "bad-space-map", `block ${counted} marked overflowed but has no overflow entry`);
           table.load(counted, count);
         } else {
           table.load(counted, byte);
@@ -114,7 +114,7 @@ async function readChain(
   const links = [];
   const CHAIN_BLOCKS_MAX = 1 << 20;
   for (let blockIndex = head; blockIndex !== 0; ) {
-    if (visited.includes(blockIndex) || links.length > CHAIN_BLOCKS_MAX) throw new CorruptBlockError(blockIndex, "space map chain loops");
+    if (visited.includes(blockIndex) || links.length > CHAIN_BLOCKS_MAX) throw new CorruptBlockError(blockIndex, "loop", "space map chain loops");
     const block = await read(blockIndex, type);
     const { nextBlock, entryCount } = decodeChainHeader(block, blockIndex, capacity);
     visited.push(blockIndex);

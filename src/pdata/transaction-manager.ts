@@ -107,7 +107,7 @@ export class TransactionManager {
    */
   private requireInFile(blockIndex: number): void {
     if (!(Number.isSafeInteger(blockIndex) && blockIndex >= 0 && blockIndex < this.metadataRefs.blockCount)) {
-      throw new CorruptBlockError(blockIndex, `a pointer to it lies beyond the metadata file's ${this.metadataRefs.blockCount} blocks`);
+      throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `a pointer to it lies beyond the metadata file's ${this.metadataRefs.blockCount} blocks`);
     }
   }
 

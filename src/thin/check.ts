@@ -228,7 +228,7 @@ class Checker {
 
   private readBlock: BlockReader = async (blockIndex, type) => {
     if (!(blockIndex >= SUPERBLOCK_SLOTS.length && blockIndex < this.metadataRefs.length)) {
-      throw new CorruptBlockError(blockIndex, `reference outside the metadata file's ${this.metadataRefs.length} blocks`);
+      throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `reference outside the metadata file's ${this.metadataRefs.length} blocks`);
     }
     const block = Buffer.alloc(METADATA_BLOCK_BYTES);
     await this.metaFile.read(block, blockIndex * METADATA_BLOCK_BYTES);

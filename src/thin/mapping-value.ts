@@ -34,7 +34,7 @@ export function decodeMapping(value: Buffer): Mapping {
 export function decodeMappingIn(value: Buffer, dataBlockCount: number, nodeIndex: number): Mapping {
   const mapping = decodeMapping(value);
   if (mapping.dataBlock >= dataBlockCount) {
-    throw new CorruptBlockError(nodeIndex, `maps to data block ${mapping.dataBlock}, beyond the pool's ${dataBlockCount}`);
+    throw new CorruptBlockError(nodeIndex, "pointer-out-of-range", `maps to data block ${mapping.dataBlock}, beyond the pool's ${dataBlockCount}`);
   }
   return mapping;
 }

@@ -124,7 +124,7 @@ export class PoolMetadata {
     const superblock = await readNewestSuperblock(metaFile, metaPath);
     const readRaw: BlockReader = async (blockIndex, type) => {
       if (!(blockIndex < superblock.metadataSpaceMap.blockCount)) {
-        throw new CorruptBlockError(blockIndex, `points beyond the metadata file's ${superblock.metadataSpaceMap.blockCount} blocks`, metaPath);
+        throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `points beyond the metadata file's ${superblock.metadataSpaceMap.blockCount} blocks`, metaPath);
       }
       const block = Buffer.alloc(METADATA_BLOCK_BYTES);
       await metaFile.read(block, blockIndex * METADATA_BLOCK_BYTES);
@@ -296,7 +296,7 @@ export class PoolMetadata {
     if (!found) return null;
     const { dataBlock, time } = decodeMapping(found.value);
     if (!(dataBlock < this.dataRefs.blockCount)) {
-      throw new CorruptBlockError(state.record.mappingRoot, `volume '${state.record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool`);
+      throw new CorruptBlockError(state.record.mappingRoot, "pointer-out-of-range", `volume '${state.record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool`);
     }
     return { dataBlock, shared: this.writeNeedsCopy(state, dataBlock, time, found.sharedPath) };
   }
@@ -325,7 +325,7 @@ export class PoolMetadata {
     await this.mappings.forEachInRange(state.record.mappingRoot, from, to, (key, value, sharedPath, nodeIndex) => {
       const { dataBlock, time } = decodeMapping(value);
       if (!(dataBlock < dataBlockCount)) {
-        throw new CorruptBlockError(nodeIndex, `volume '${state.record.name}' maps block ${key} to data block ${dataBlock}, beyond the pool`);
+        throw new CorruptBlockError(nodeIndex, "pointer-out-of-range", `volume '${state.record.name}' maps block ${key} to data block ${dataBlock}, beyond the pool`);
       }
       const sharedNow = sharedPath || this.dataRefs.get(dataBlock) > 1;
       visit(key, dataBlock, sharedNow, this.writeNeedsCopy(state, dataBlock, time, sharedPath));
@@ -463,7 +463,7 @@ export class PoolMetadata {
       if (!found) return null;
       const volumeId = readU64(found.value, 0);
       const state = await this.volumeById(volumeId);
-      if (!state) throw new CorruptBlockError(this.superblock.nameIndexRoot, `name index points at missing volume ${volumeId}`);
+      if (!state) throw new CorruptBlockError(this.superblock.nameIndexRoot, "bad-record", `name index points at missing volume ${volumeId}`);
       if (state.record.name === name) return { key: home + probe, volumeId };
     }
     return null;

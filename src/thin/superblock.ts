@@ -66,7 +66,7 @@ export function encodeSuperblock(superblock: Superblock, slot: number): Buffer {
 /** Decodes one superblock slot; `metaPath` names the file in errors. */
 export function decodeSuperblock(block: Buffer, slot: number, metaPath: string): Superblock {
   if (block.toString("latin1", 16, 24) !== SUPERBLOCK_MAGIC) {
-    if (block.readUInt32LE(4) === BlockType.Superblock) throw new CorruptBlockError(slot, "superblock magic is wrong", metaPath);
+    if (block.readUInt32LE(4) === BlockType.Superblock) throw new CorruptBlockError(slot, "bad-superblock", "superblock magic is wrong", metaPath);
     throw new NotAPoolError(metaPath, `block ${slot} has no thinp superblock magic`);
   }
   verifyBlock(block, BlockType.Superblock, slot);
@@ -75,14 +75,14 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
   const metadataBlockBytes = block.readUInt32LE(64);
   const dataBlockBytes = block.readUInt32LE(68);
   if (metadataBlockBytes !== METADATA_BLOCK_BYTES || dataBlockBytes !== DATA_BLOCK_BYTES) {
-    throw new CorruptBlockError(slot, `block sizes ${metadataBlockBytes}/${dataBlockBytes} are not ${METADATA_BLOCK_BYTES}/${DATA_BLOCK_BYTES}`, metaPath);
+    throw new CorruptBlockError(slot, "bad-superblock", `block sizes ${metadataBlockBytes}/${dataBlockBytes} are not ${METADATA_BLOCK_BYTES}/${DATA_BLOCK_BYTES}`, metaPath);
   }
   const flags = block.readUInt32LE(28);
   if ((flags & ~SUPERBLOCK_FLAGS_KNOWN) !== 0) {
     throw new NotAPoolError(metaPath, `superblock flags 0x${flags.toString(16)} include some this thinp does not know; a newer thinp wrote it`);
   }
   const pathLength = block.readUInt16LE(176);
-  if (pathLength > DATA_PATH_BYTES_MAX) throw new CorruptBlockError(slot, `data path length ${pathLength}`, metaPath);
+  if (pathLength > DATA_PATH_BYTES_MAX) throw new CorruptBlockError(slot, "bad-superblock", `data path length ${pathLength}`, metaPath);
   const hex = block.toString("hex", 32, 48);
   const superblock: Superblock = {
     repairedCopy: (flags & SUPERBLOCK_FLAG_REPAIRED_COPY) !== 0,
@@ -110,7 +110,7 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
     superblock.snapshotTime > SNAPSHOT_TIME_MAX ||
     pointers.some((p) => !Number.isSafeInteger(p) || p < SUPERBLOCK_SLOTS.length || p >= metadataBlocks)
   ) {
-    throw new CorruptBlockError(slot, "superblock fields are out of range", metaPath);
+    throw new CorruptBlockError(slot, "bad-superblock", "superblock fields are out of range", metaPath);
   }
   return superblock;
 }

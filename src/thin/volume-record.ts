@@ -43,12 +43,12 @@ export function encodeVolumeRecord(record: VolumeRecord): Buffer {
 
 export function decodeVolumeRecord(value: Buffer, nodeIndex: number): VolumeRecord {
   const length = value.readUInt16LE(0);
-  if (length === 0 || length + 2 > VOLUME_RECORD_BYTES) throw new CorruptBlockError(nodeIndex, `volume record length ${length}`);
+  if (length === 0 || length + 2 > VOLUME_RECORD_BYTES) throw new CorruptBlockError(nodeIndex, "bad-record", `volume record length ${length}`);
   let raw: unknown;
   try {
     raw = decode(value.subarray(2, 2 + length));
   } catch (error) {
-    throw new CorruptBlockError(nodeIndex, `volume record does not decode: ${(error as Error).message}`);
+    throw new CorruptBlockError(nodeIndex, "bad-record", `volume record does not decode: ${(error as Error).message}`);
   }
   const fields = raw as Record<string, unknown>;
   const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
@@ -58,7 +58,7 @@ export function decodeVolumeRecord(value: Buffer, nodeIndex: number): VolumeReco
     typeof fields.n !== "string" || !isCount(fields.s) || !isCount(fields.r) || !isCount(fields.m) ||
     !optionalCount(fields.o) || !isCount(fields.c) || !optionalCount(fields.t)
   ) {
-    throw new CorruptBlockError(nodeIndex, "volume record has missing or invalid fields");
+    throw new CorruptBlockError(nodeIndex, "bad-record", "volume record has missing or invalid fields");
   }
   return {
     name: fields.n,

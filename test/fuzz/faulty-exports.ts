@@ -42,7 +42,7 @@ export class FlakyVolume implements VolumeHandle {
       case 1:
         throw new PoolFullError(1, 1, 65536);
       case 2:
-        throw new CorruptBlockError(7, "injected corruption");
+        throw new CorruptBlockError(7, "checksum", "injected corruption");
       default:
         // Not an operating error at all: the server must still answer (EIO), not crash.
         throw new Error("injected plain error");
@@ -99,7 +99,7 @@ export class FuzzCatalog implements ExportCatalog {
   }
 
   open(name: string): VolumeHandle | null {
-    if (this.broken.has(name)) throw new CorruptBlockError(3, `export '${name}' is broken on purpose`);
+    if (this.broken.has(name)) throw new CorruptBlockError(3, "checksum", `export '${name}' is broken on purpose`);
     return this.flaky.get(name) ?? this.inner.open(name);
   }
 

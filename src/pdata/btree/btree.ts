@@ -30,7 +30,7 @@ const DEPTH_MAX = 16;
 
 /** Depth comes from pointers on disk: a loop among blocks that verify is corruption, not a bug here. */
 function checkDepth(root: number, depth: number): void {
-  if (depth >= DEPTH_MAX) throw new CorruptBlockError(root, `the tree is deeper than ${DEPTH_MAX} levels: its nodes point in a loop`);
+  if (depth >= DEPTH_MAX) throw new CorruptBlockError(root, "loop", `the tree is deeper than ${DEPTH_MAX} levels: its nodes point in a loop`);
 }
 
 export class BTree {
@@ -166,7 +166,7 @@ export class BTree {
     const references = this.tm.refCount(root);
     // A live tree's nodes are referenced; one this walk has already freed is met again only
     // through a pointer that loops back up the tree.
-    if (references === 0) throw new CorruptBlockError(root, "is reached again after it was freed: the tree's pointers loop");
+    if (references === 0) throw new CorruptBlockError(root, "loop", "is reached again after it was freed: the tree's pointers loop");
     if (references > 1) {
       this.tm.decRef(root);
       return;

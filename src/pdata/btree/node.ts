@@ -44,13 +44,13 @@ export class NodeView {
   static open(block: Buffer, blockIndex: number, expectedValueBytes: number): NodeView {
     const node = new NodeView(block, blockIndex);
     const kind = block.readUInt32LE(16);
-    if (kind !== NodeKind.Internal && kind !== NodeKind.Leaf) throw new CorruptBlockError(blockIndex, `node kind ${kind}`);
+    if (kind !== NodeKind.Internal && kind !== NodeKind.Leaf) throw new CorruptBlockError(blockIndex, "bad-node", `node kind ${kind}`);
     const valueBytes = kind === NodeKind.Internal ? CHILD_VALUE_BYTES : expectedValueBytes;
     if (node.valueBytes !== valueBytes) {
-      throw new CorruptBlockError(blockIndex, `node holds ${node.valueBytes}-byte values, ${valueBytes} expected`);
+      throw new CorruptBlockError(blockIndex, "bad-node", `node holds ${node.valueBytes}-byte values, ${valueBytes} expected`);
     }
-    if (node.maxEntries !== maxEntriesFor(valueBytes)) throw new CorruptBlockError(blockIndex, `node capacity ${node.maxEntries}`);
-    if (node.count > node.maxEntries) throw new CorruptBlockError(blockIndex, `node holds ${node.count} of ${node.maxEntries} entries`);
+    if (node.maxEntries !== maxEntriesFor(valueBytes)) throw new CorruptBlockError(blockIndex, "bad-node", `node capacity ${node.maxEntries}`);
+    if (node.count > node.maxEntries) throw new CorruptBlockError(blockIndex, "bad-node", `node holds ${node.count} of ${node.maxEntries} entries`);
     return node;
   }
 
@@ -83,7 +83,7 @@ export class NodeView {
 
   keyAt(index: number): number {
     const key = readU64(this.block, NODE_HEADER_BYTES + index * KEY_BYTES);
-    if (!Number.isSafeInteger(key)) throw new CorruptBlockError(this.blockIndex, `key ${index} out of range`);
+    if (!Number.isSafeInteger(key)) throw new CorruptBlockError(this.blockIndex, "bad-node", `key ${index} out of range`);
     return key;
   }
 
@@ -98,7 +98,7 @@ export class NodeView {
 
   childAt(index: number): number {
     const child = readU64(this.valueAt(index), 0);
-    if (!Number.isSafeInteger(child)) throw new CorruptBlockError(this.blockIndex, `child pointer ${index} out of range`);
+    if (!Number.isSafeInteger(child)) throw new CorruptBlockError(this.blockIndex, "pointer-out-of-range", `child pointer ${index} out of range`);
     return child;
   }
 

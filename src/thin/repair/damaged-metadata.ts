@@ -39,7 +39,7 @@ export async function chooseSuperblock(file: StorageFile, path: string): Promise
   if (valid.length === 0) {
     if (found.every((entry) => entry.failure instanceof NotAPoolError)) throw found[0]!.failure!;
     const reasons = found.map((entry) => `block ${entry.slot}: ${entry.failure!.message}`).join("; ");
-    throw new CorruptBlockError(0, `both superblock copies are unreadable, so there is nothing to repair from (${reasons})`, path);
+    throw new CorruptBlockError(0, "bad-superblock", `both superblock copies are unreadable, so there is nothing to repair from (${reasons})`, path);
   }
   valid.sort((a, b) => b.superblock!.transactionId - a.superblock!.transactionId);
   const chosen = valid[0]!;
@@ -82,7 +82,7 @@ export class DamagedMetadata {
 
   readBlock: BlockReader = async (blockIndex, type) => {
     if (!this.isInside(blockIndex)) {
-      throw new CorruptBlockError(blockIndex, `reference outside the metadata file's ${this.blockCount} blocks`, this.path);
+      throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `reference outside the metadata file's ${this.blockCount} blocks`, this.path);
     }
     const block = Buffer.alloc(METADATA_BLOCK_BYTES);
     await this.file.read(block, blockIndex * METADATA_BLOCK_BYTES);
