@@ -5,15 +5,10 @@
 import { readFileSync } from "node:fs";
 import { IoError } from "../errors.js";
 import { EINTR, errnoName, EWOULDBLOCK, libc, LOCK_EX, LOCK_NB, LOCK_SH } from "./libc.js";
+import { HOLDER_COMMAND_CHARS_MAX, LOCK_EINTR_RETRIES_MAX } from "./limits.js";
 
 /** Readers share a pool; a writer has it to itself. */
 export type LockMode = "shared" | "exclusive";
-
-/** Characters of a holder's command line shown in a message. */
-const COMMAND_TEXT_MAX = 120;
-
-/** Attempts at a lock call the kernel interrupted before giving up. */
-const LOCK_EINTR_RETRIES_MAX = 8;
 
 /** Takes the lock without waiting; false when another open file holds a conflicting one. */
 export function tryLockFile(fd: number, mode: LockMode, path: string): boolean {
@@ -72,7 +67,7 @@ function commandOf(pid: number): string | null {
     // A thinp command runs as `node .../main.js <command> ...`: show it as `thinp <command> ...`.
     const script = argv.findIndex((arg) => /(^|\/)main\.js$/.test(arg));
     const command = (script >= 0 ? ["thinp", ...argv.slice(script + 1)] : argv).join(" ").replace(/\s+/g, " ");
-    return command.length > COMMAND_TEXT_MAX ? `${command.slice(0, COMMAND_TEXT_MAX - 3)}...` : command;
+    return command.length > HOLDER_COMMAND_CHARS_MAX ? `${command.slice(0, HOLDER_COMMAND_CHARS_MAX - 3)}...` : command;
   } catch {
     return null;
   }

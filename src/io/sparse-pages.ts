@@ -2,7 +2,7 @@
 // a clone costs one map copy, so tests can keep the durable state of a file at every sync
 // and the crash harness can build thousands of crash states from one base.
 
-const PAGE_BYTES = 4096;
+import { SPARSE_PAGE_BYTES as PAGE_BYTES } from "./limits.js";
 
 export class SparsePages {
   private constructor(

@@ -3,9 +3,10 @@
 
 import { IoError } from "../errors.js";
 import { ENODATA, ENOTSUP, EPERM, ERANGE, errnoName, libc } from "./libc.js";
+import { XATTR_VALUE_BYTES_MAX } from "./limits.js";
 
-/** Largest attribute value thinp reads or writes. */
-export const XATTR_VALUE_BYTES_MAX = 1024;
+// Its home is limits.ts; the name stays here for the modules that import it from here.
+export { XATTR_VALUE_BYTES_MAX };
 
 export type XattrRead = { kind: "value"; value: Buffer } | { kind: "absent" } | { kind: "unsupported" };
 

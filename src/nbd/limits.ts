@@ -1,7 +1,11 @@
 // Every limit the NBD server enforces, by name, with units last. The defaults are what
-// `thinp serve` uses; tests pass smaller ones through `NbdServerOptions.limits`.
+// `thinp serve` uses; tests pass smaller ones through `NbdServerOptions.limits`. How they
+// relate, to each other and to the pool's limits, is asserted at the bottom when the module
+// loads.
 
-import { VOLUMES_MAX } from "../thin/limits.js";
+import { assert } from "../io/assert.js";
+import { DATA_BLOCK_BYTES, NAME_BYTES_MAX as VOLUME_NAME_BYTES_MAX, VOLUMES_MAX } from "../thin/limits.js";
+import { REQUEST_HEADER_BYTES, STRUCTURED_REPLY_HEADER_BYTES } from "./protocol.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -20,8 +24,8 @@ export const REQUEST_BYTES_MAX = 32 * MiB;
 
 /** Block sizes advertised in NBD_INFO_BLOCK_SIZE. Minimum 1: the engine handles any alignment. */
 export const BLOCK_SIZE_MIN_BYTES = 1;
-/** A pool data block: aligned requests of this size avoid read-modify-write in the engine. */
-export const BLOCK_SIZE_PREFERRED_BYTES = 64 * KiB;
+/** A pool data block (64 KiB): aligned requests of this size avoid read-modify-write in the engine. */
+export const BLOCK_SIZE_PREFERRED_BYTES = DATA_BLOCK_BYTES;
 
 /** Largest option payload. Fits SET_META_CONTEXT with a maximum-length name and several queries. */
 export const OPTION_BYTES_MAX = 64 * KiB;
@@ -80,3 +84,31 @@ export const READ_AHEAD_BYTES_MAX = 256 * KiB;
 
 /** How long a closing connection waits for the client to hang up before dropping it. */
 export const SOCKET_CLOSE_TIMEOUT_MS = 5_000;
+
+/** The largest 32-bit length field: TRIM, WRITE_ZEROES and BLOCK_STATUS may use all of it. */
+const LENGTH_FIELD_MAX = 2 ** 32 - 1;
+/** Bytes of one BLOCK_STATUS descriptor: u32 length, u32 status flags. */
+const BLOCK_STATUS_DESCRIPTOR_BYTES = 8;
+
+// Every volume name is a valid export name.
+assert(VOLUME_NAME_BYTES_MAX <= NAME_BYTES_MAX, "volume names fit export names");
+assert(MESSAGE_BYTES_MAX <= NAME_BYTES_MAX, "error messages are protocol strings");
+// The block sizes we advertise obey the spec: powers of two, min <= preferred <= max, and
+// the maximum a multiple of the minimum.
+const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
+assert(isPowerOfTwo(BLOCK_SIZE_MIN_BYTES) && isPowerOfTwo(BLOCK_SIZE_PREFERRED_BYTES), "block sizes are powers of two");
+assert(BLOCK_SIZE_MIN_BYTES <= BLOCK_SIZE_PREFERRED_BYTES && BLOCK_SIZE_PREFERRED_BYTES <= REQUEST_BYTES_MAX, "block sizes ordered");
+assert(REQUEST_BYTES_MAX % BLOCK_SIZE_MIN_BYTES === 0 && REQUEST_BYTES_MAX % BLOCK_SIZE_PREFERRED_BYTES === 0, "maximum block size whole blocks");
+assert(REQUEST_BYTES_MAX <= LENGTH_FIELD_MAX, "request length fits its field");
+// One request of the largest size is always admitted, whatever else is in flight.
+assert(INFLIGHT_BYTES_MAX >= REQUEST_BYTES_MAX, "a maximum-size request fits in flight");
+// SET_META_CONTEXT with a maximum-length export name and a maximum-length query fits.
+assert(OPTION_BYTES_MAX >= 4 + NAME_BYTES_MAX + 4 + 4 + NAME_BYTES_MAX, "meta-context option fits");
+// nbdinfo --list: two options per export of the largest pool.
+assert(OPTIONS_PER_HANDSHAKE_MAX >= 2 * VOLUMES_MAX, "a whole pool can be listed");
+// A BLOCK_STATUS reply of the most descriptors is one message the reply buffer holds, and
+// its scan is whole data blocks whose length fits a descriptor.
+assert(STRUCTURED_REPLY_HEADER_BYTES + 4 + BLOCK_STATUS_EXTENTS_MAX * BLOCK_STATUS_DESCRIPTOR_BYTES <= REPLY_BUFFER_BYTES_MAX, "block status reply fits the reply buffer");
+assert(BLOCK_STATUS_SCAN_BYTES_MAX % DATA_BLOCK_BYTES === 0 && BLOCK_STATUS_SCAN_BYTES_MAX <= LENGTH_FIELD_MAX, "block status scan");
+// Reading ahead always takes in a whole request header.
+assert(READ_AHEAD_BYTES_MAX >= REQUEST_HEADER_BYTES, "read-ahead holds a request header");

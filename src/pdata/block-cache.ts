@@ -5,8 +5,9 @@
 
 import { assert } from "../io/assert.js";
 import type { BlockType } from "./block-format.js";
+import { CACHE_BLOCKS_MAX } from "./limits.js";
 
-export const CACHE_BLOCKS_MAX = 8192; // 32 MiB of 4 KiB blocks
+export { CACHE_BLOCKS_MAX };
 
 export interface CachedBlock {
   block: Buffer;

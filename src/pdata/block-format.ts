@@ -9,8 +9,10 @@ import { crc32c } from "@node-rs/crc32";
 import { CorruptBlockError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { readU64, writeU64 } from "../io/integers.js";
+import { METADATA_BLOCK_BYTES } from "./limits.js";
 
-export const METADATA_BLOCK_BYTES = 4096;
+// Its home is limits.ts; the name stays here for the modules that import it from here.
+export { METADATA_BLOCK_BYTES };
 export const BLOCK_HEADER_BYTES = 16;
 
 export enum BlockType {

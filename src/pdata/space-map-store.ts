@@ -6,6 +6,7 @@
 import { CorruptBlockError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { BlockType } from "./block-format.js";
+import { BITMAP_READ_BATCH_BLOCKS, SPACE_MAP_CHAIN_BLOCKS_MAX, SPACE_MAP_SIZE_ROUNDS_MAX } from "./limits.js";
 import { COUNT_OVERFLOW, RefcountTable } from "./refcount-table.js";
 import {
   BITMAP_ENTRIES,
@@ -75,10 +76,9 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
     throw new CorruptBlockError(root.indexHead, "bad-space-map", `space map index lists ${layout.bitmapLocations.length} bitmaps, ${expectedBitmaps} expected`);
   }
 
-  const BITMAP_READ_BATCH = 64;
-  for (let first = 0; first < expectedBitmaps; first += BITMAP_READ_BATCH) {
+  for (let first = 0; first < expectedBitmaps; first += BITMAP_READ_BATCH_BLOCKS) {
     const chunks = [];
-    for (let chunk = first; chunk < Math.min(first + BITMAP_READ_BATCH, expectedBitmaps); chunk++) chunks.push(chunk);
+    for (let chunk = first; chunk < Math.min(first + BITMAP_READ_BATCH_BLOCKS, expectedBitmaps); chunk++) chunks.push(chunk);
     const blocks = await Promise.all(chunks.map((chunk) => read(layout.bitmapLocations[chunk]!, BlockType.SpaceMapBitmap)));
     chunks.forEach((chunk, i) => {
       const location = layout.bitmapLocations[chunk]!;
@@ -112,9 +112,8 @@ async function readChain(
   visited: number[],
 ): Promise<{ block: Buffer; blockIndex: number; entryCount: number }[]> {
   const links = [];
-  const CHAIN_BLOCKS_MAX = 1 << 20;
   for (let blockIndex = head; blockIndex !== 0; ) {
-    if (visited.includes(blockIndex) || links.length > CHAIN_BLOCKS_MAX) throw new CorruptBlockError(blockIndex, "loop", "space map chain loops");
+    if (visited.includes(blockIndex) || links.length > SPACE_MAP_CHAIN_BLOCKS_MAX) throw new CorruptBlockError(blockIndex, "loop", "space map chain loops");
     const block = await read(blockIndex, type);
     const { nextBlock, entryCount } = decodeChainHeader(block, blockIndex, capacity);
     visited.push(blockIndex);
@@ -148,10 +147,9 @@ export function persistWhole(tm: TransactionManager, layout: SpaceMapLayout): Sp
   const table = tm.metadataRefs;
   for (const blockIndex of layout.allBlocks()) tm.decRef(blockIndex);
   // Growing the file changes how many bitmaps are needed, so settle the size first.
-  const NEED_ROUNDS_MAX = 8;
   let need = 0;
   for (let round = 0; ; round++) {
-    assert(round < NEED_ROUNDS_MAX, "metadata space map size did not settle");
+    assert(round < SPACE_MAP_SIZE_ROUNDS_MAX, "metadata space map size did not settle");
     const bitmapCount = Math.ceil(table.blockCount / BITMAP_ENTRIES);
     // New blocks get a count of 1, so the overflow list cannot grow while we allocate.
     need = bitmapCount + Math.ceil(bitmapCount / INDEX_ENTRIES) + Math.ceil(table.overflowEntries().length / OVERFLOW_ENTRIES);

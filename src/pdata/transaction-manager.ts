@@ -9,14 +9,18 @@ import { assert } from "../io/assert.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { BlockCache, type CachedBlock } from "./block-cache.js";
 import { BlockType, METADATA_BLOCK_BYTES, sealBlock, verifyBlock } from "./block-format.js";
+import {
+  DIRTY_BLOCKS_MAX,
+  METADATA_BLOCKS_MAX,
+  METADATA_GROWTH_BLOCKS_MIN,
+  METADATA_GROWTH_FILE_DIVISOR,
+  METADATA_RESERVE_BLOCKS,
+  METADATA_WRITE_BATCH_BLOCKS,
+} from "./limits.js";
 import { RefcountTable } from "./refcount-table.js";
 
-/** Metadata blocks held back so a commit always has room for the space maps. */
-export const METADATA_RESERVE_BLOCKS = 64;
-export const METADATA_BLOCKS_MAX = 1 << 26; // 256 GiB of metadata
-export const METADATA_GROWTH_BLOCKS_MIN = 256;
-/** Dirty blocks written out early (they are unreachable from the last commit) past this. */
-export const DIRTY_BLOCKS_MAX = 2048;
+// Their home is limits.ts; these names stay for the modules that import them from here.
+export { DIRTY_BLOCKS_MAX, METADATA_BLOCKS_MAX, METADATA_GROWTH_BLOCKS_MIN, METADATA_RESERVE_BLOCKS };
 
 export interface ShadowResult {
   blockIndex: number;
@@ -128,11 +132,10 @@ export class TransactionManager {
       assert(this.newInTransaction.has(blockIndex), `dirty block ${blockIndex} is live in the last commit`);
       sealBlock(entry.block, entry.type, blockIndex);
     }
-    const WRITE_BATCH = 32;
-    for (let start = 0; start < pending.length; start += WRITE_BATCH) {
+    for (let start = 0; start < pending.length; start += METADATA_WRITE_BATCH_BLOCKS) {
       await Promise.all(
         pending
-          .slice(start, start + WRITE_BATCH)
+          .slice(start, start + METADATA_WRITE_BATCH_BLOCKS)
           .map(([blockIndex, entry]) => this.file.write(entry.block, blockIndex * METADATA_BLOCK_BYTES)),
       );
     }
@@ -149,7 +152,7 @@ export class TransactionManager {
   ensureAllocatable(blockCount: number): void {
     if (this.metadataRefs.allocatableCount >= blockCount) return;
     const current = this.metadataRefs.blockCount;
-    const wanted = current + Math.max(METADATA_GROWTH_BLOCKS_MIN, Math.ceil(current / 4), blockCount * 2);
+    const wanted = current + Math.max(METADATA_GROWTH_BLOCKS_MIN, Math.ceil(current / METADATA_GROWTH_FILE_DIVISOR), blockCount * 2);
     const target = Math.min(wanted, METADATA_BLOCKS_MAX);
     if (target - current + this.metadataRefs.allocatableCount < blockCount) {
       throw new MetadataFullError(METADATA_BLOCKS_MAX);

@@ -15,9 +15,9 @@ import { BlockType, METADATA_BLOCK_BYTES, verifyBlock } from "../pdata/block-for
 import { NodeView } from "../pdata/btree/node.js";
 import { loadSpaceMap, type BlockReader } from "../pdata/space-map-store.js";
 import type { RefcountTable } from "../pdata/refcount-table.js";
-import { DATA_BLOCK_BYTES } from "./limits.js";
+import { DATA_BLOCK_BYTES, NAME_PROBES_MAX, PROBLEMS_LISTED_MAX, SECTOR_BYTES } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
-import { nameHash } from "./names.js";
+import { NAME_INDEX_VALUE_BYTES, nameHash } from "./names.js";
 import { SUPERBLOCK_SLOTS, decodeSuperblock, type Superblock } from "./superblock.js";
 import { VOLUME_RECORD_BYTES, decodeVolumeRecord } from "./volume-record.js";
 
@@ -69,8 +69,6 @@ interface SubtreeSummary {
   maxKey: number;
 }
 
-/** Problems listed one by one before the rest are summarized. */
-const PROBLEMS_LISTED_MAX = 200;
 const DEPTH_MAX = 16;
 
 export async function checkPool(metaPath: string): Promise<CheckReport> {
@@ -147,7 +145,7 @@ class Checker {
       }
       this.verified.volumes++;
       volumeNames.set(volumeId, record.name);
-      if (record.sizeBytes % 512 !== 0) this.problem(leafIndex, `volume '${record.name}' size ${record.sizeBytes} is not whole sectors`);
+      if (record.sizeBytes % SECTOR_BYTES !== 0) this.problem(leafIndex, `volume '${record.name}' size ${record.sizeBytes} is not whole sectors`);
       const virtualBlocks = Math.ceil(record.sizeBytes / DATA_BLOCK_BYTES);
       const walked = await this.walkTree(record.mappingRoot, MAPPING_VALUE_BYTES, `mapping tree of '${record.name}'`, (virtualBlock, mappingValue, mappingLeaf) => {
         const { dataBlock } = decodeMapping(mappingValue);
@@ -168,11 +166,11 @@ class Checker {
       }
     });
 
-    await this.walkTree(this.superblock.nameIndexRoot, 8, "name index", (key, value, leafIndex) => {
+    await this.walkTree(this.superblock.nameIndexRoot, NAME_INDEX_VALUE_BYTES, "name index", (key, value, leafIndex) => {
       const volumeId = readU64(value, 0);
       const name = volumeNames.get(volumeId);
       if (name === undefined) this.problem(leafIndex, `name index entry ${key} points at missing volume ${volumeId}`);
-      else if (key < nameHash(name) || key >= nameHash(name) + 64) this.problem(leafIndex, `name index entry ${key} is not where '${name}' hashes`);
+      else if (key < nameHash(name) || key >= nameHash(name) + NAME_PROBES_MAX) this.problem(leafIndex, `name index entry ${key} is not where '${name}' hashes`);
       volumeNames.delete(volumeId);
     });
     for (const [volumeId, name] of volumeNames) this.problem(undefined, `volume ${volumeId} ('${name}') is missing from the name index`);

@@ -1,4 +1,10 @@
-// Every limit of a pool, by name, units last (formats/metadata.md lists them too).
+// Every limit of a pool, by name, units last (formats/metadata.md lists them too). How they
+// relate, to each other and to the persistent-data layer's limits, is asserted at the bottom
+// when the module loads.
+
+import { assert } from "../io/assert.js";
+import { METADATA_BLOCKS_MAX, SPACE_MAP_CHAIN_BLOCKS_MAX } from "../pdata/limits.js";
+import { BITMAP_ENTRIES, INDEX_ENTRIES } from "../pdata/space-map-format.js";
 
 /** Data is allocated in blocks of this size; a snapshot shares and copies whole blocks. */
 export const DATA_BLOCK_BYTES = 65536;
@@ -18,3 +24,34 @@ export const DEFAULT_POOL_BYTES = 10 * 2 ** 30;
 export const SNAPSHOT_TIME_MAX = 2 ** 24 - 1;
 /** The path of the data file, relative to the metadata file, as stored in the superblock. */
 export const DATA_PATH_BYTES_MAX = 1024;
+
+/** Linear probing bound in the name index; 48-bit hashes make even two probes rare. */
+export const NAME_PROBES_MAX = 64;
+
+/** Problems `thinp check` lists one by one before the rest are summarized. */
+export const PROBLEMS_LISTED_MAX = 200;
+/** Blocks and mappings `thinp repair` lists one by one; the counts beside them are exact. */
+export const REPORT_ITEMS_MAX = 1000;
+/** Attempts at a free `recovered-<id>` name for a salvaged volume whose own name cannot be used. */
+export const RENAME_ATTEMPTS_MAX = 100;
+
+/** The most data blocks a pool may have. */
+export const POOL_BLOCKS_MAX = POOL_BYTES_MAX / DATA_BLOCK_BYTES;
+
+// Sizes are whole sectors and whole blocks are whole sectors.
+assert((DATA_BLOCK_BYTES & (DATA_BLOCK_BYTES - 1)) === 0 && DATA_BLOCK_BYTES % SECTOR_BYTES === 0, "data block of whole sectors");
+// Byte offsets in a volume and in the data file stay exact as JavaScript numbers; so do the
+// virtual block indexes that key a mapping tree.
+assert(Number.isSafeInteger(VOLUME_BYTES_MAX) && VOLUME_BYTES_MAX % DATA_BLOCK_BYTES === 0, "volume size exact, whole blocks");
+assert(Number.isSafeInteger(POOL_BYTES_MAX) && Number.isInteger(POOL_BLOCKS_MAX), "pool size exact, whole blocks");
+// A mapping can name every data block of the largest pool.
+assert(POOL_BLOCKS_MAX <= DATA_BLOCKS_MAX, "mapping values reach every data block");
+assert(DEFAULT_POOL_BYTES <= POOL_BYTES_MAX && DEFAULT_POOL_BYTES % DATA_BLOCK_BYTES === 0, "default pool size");
+// The largest pool's data space map fits the metadata file, and its index chain is not
+// mistaken for a loop.
+const POOL_BITMAPS_MAX = Math.ceil(POOL_BLOCKS_MAX / BITMAP_ENTRIES);
+assert(Math.ceil(POOL_BITMAPS_MAX / INDEX_ENTRIES) <= SPACE_MAP_CHAIN_BLOCKS_MAX, "data space-map index chain within the chain bound");
+assert(POOL_BITMAPS_MAX + Math.ceil(POOL_BITMAPS_MAX / INDEX_ENTRIES) < METADATA_BLOCKS_MAX, "data space map within the metadata file");
+// Snapshot times are kept in the superblock's u32 field.
+assert(SNAPSHOT_TIME_MAX < 2 ** 32, "snapshot time fits its superblock field");
+assert(NAME_PROBES_MAX >= 1 && PROBLEMS_LISTED_MAX >= 1 && REPORT_ITEMS_MAX >= 1 && RENAME_ATTEMPTS_MAX >= 1, "list bounds");

@@ -12,16 +12,16 @@ import { plainValues, type ValueType } from "../pdata/btree/value-type.js";
 import { RefcountTable } from "../pdata/refcount-table.js";
 import { BITMAP_ENTRIES } from "../pdata/space-map-format.js";
 import { SpaceMapLayout, loadSpaceMap, persistIncrementally, persistWhole, type BlockReader, type SpaceMapRoot } from "../pdata/space-map-store.js";
+import { INITIAL_METADATA_BLOCKS } from "../pdata/limits.js";
 import { TransactionManager } from "../pdata/transaction-manager.js";
-import { DATA_PATH_BYTES_MAX, SNAPSHOT_TIME_MAX, VOLUMES_MAX } from "./limits.js";
+import { DATA_PATH_BYTES_MAX, NAME_PROBES_MAX, SNAPSHOT_TIME_MAX, VOLUMES_MAX } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping, encodeMapping } from "./mapping-value.js";
-import { nameHash } from "./names.js";
+import { NAME_INDEX_VALUE_BYTES, nameHash } from "./names.js";
 import { SUPERBLOCK_SLOTS, decodeSuperblock, encodeSuperblock, newPoolUuid, type Superblock } from "./superblock.js";
 import { VOLUME_RECORD_BYTES, decodeVolumeRecord, encodeVolumeRecord, type VolumeRecord } from "./volume-record.js";
 
-export const INITIAL_METADATA_BLOCKS = 256;
-/** Linear probing bound in the name index; 48-bit hashes make even two probes rare. */
-const NAME_PROBES_MAX = 64;
+// Its home is pdata/limits.ts; the name stays here for the modules that import it from here.
+export { INITIAL_METADATA_BLOCKS };
 
 export interface VolumeState {
   id: number;
@@ -80,7 +80,7 @@ export class PoolMetadata {
       decrement: (value) => this.mappings.deleteTree(decodeVolumeRecord(value, 0).mappingRoot),
     };
     this.volumeTable = new BTree(tm, recordValues);
-    this.nameIndex = new BTree(tm, plainValues(8));
+    this.nameIndex = new BTree(tm, plainValues(NAME_INDEX_VALUE_BYTES));
   }
 
   static async format(
@@ -473,7 +473,7 @@ export class PoolMetadata {
     const home = nameHash(name);
     for (let probe = 0; probe < NAME_PROBES_MAX; probe++) {
       if (await this.nameIndex.lookup(this.superblock.nameIndexRoot, home + probe)) continue;
-      const value = Buffer.alloc(8);
+      const value = Buffer.alloc(NAME_INDEX_VALUE_BYTES);
       writeU64(value, 0, volumeId);
       this.superblock.nameIndexRoot = (await this.nameIndex.insert(this.superblock.nameIndexRoot, home + probe, value)).root;
       return;

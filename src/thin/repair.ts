@@ -17,9 +17,9 @@ import { loadSpaceMap, type SpaceMapRoot } from "../pdata/space-map-store.js";
 import { checkMetadataFile } from "./check.js";
 import { DataFileIdentityStore } from "./data-file-identity.js";
 import { openLockedDataFile, openLockedMetadataFile } from "./pool-files.js";
-import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, SECTOR_BYTES } from "./limits.js";
+import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, RENAME_ATTEMPTS_MAX, SECTOR_BYTES } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
-import { validateVolumeName } from "./names.js";
+import { NAME_INDEX_VALUE_BYTES, validateVolumeName } from "./names.js";
 import { chooseSuperblock, DamagedMetadata } from "./repair/damaged-metadata.js";
 import { RebuiltPool } from "./repair/rebuilt-pool.js";
 import {
@@ -35,9 +35,6 @@ import { pathExists } from "../io/path-exists.js";
 
 export type { RepairReport, VolumeOutcome, LostVolumes, SpaceMapOutcome } from "./repair/repair-report.js";
 export { KEY_END, type KeyRange } from "./repair/salvage-tree.js";
-
-/** Attempts at a free `recovered-<id>` name for a volume whose own name cannot be used. */
-const RENAME_ATTEMPTS_MAX = 100;
 
 /** How the repaired file relates to the pool's data file (formats/data-file.md, "Pool identity"). */
 export interface RepairPlacement {
@@ -74,7 +71,7 @@ export async function repairMetadataFile(
   if (volumesLost.length > 0) treesWhole = false;
 
   damaged.countReference(superblock.nameIndexRoot);
-  const nameIndexDamage = await salvageTree(damaged, superblock.nameIndexRoot, 8, () => undefined);
+  const nameIndexDamage = await salvageTree(damaged, superblock.nameIndexRoot, NAME_INDEX_VALUE_BYTES, () => undefined);
   for (const lost of [...nameIndexDamage.lostSubtrees, ...nameIndexDamage.refusedEntries]) {
     treesWhole = false;
     notes.push(`the name index is damaged at metadata block ${lost.blockIndex} (${lost.reason}); it is rebuilt from the volume records, so nothing is lost`);

@@ -1,9 +1,11 @@
 // What `thinp repair` tells its user: everything it changed and everything it lost. Lists
 // of blocks are cut at REPORT_ITEMS_MAX; the counts beside them are always exact.
 
+import { REPORT_ITEMS_MAX } from "../limits.js";
 import type { KeyRange } from "./salvage-tree.js";
 
-export const REPORT_ITEMS_MAX = 1000;
+// Its home is thin/limits.ts; the name stays here for the modules that import it from here.
+export { REPORT_ITEMS_MAX };
 
 export interface RepairReport {
   source: {

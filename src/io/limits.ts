@@ -1,0 +1,10 @@
+// Every limit of the I/O layer, by name, units last.
+
+/** Pages of an in-memory file: the unit shared copy-on-write between clones. */
+export const SPARSE_PAGE_BYTES = 4096;
+/** Largest extended-attribute value thinp reads or writes. */
+export const XATTR_VALUE_BYTES_MAX = 1024;
+/** Characters of a lock holder's command line shown in a message. */
+export const HOLDER_COMMAND_CHARS_MAX = 120;
+/** Attempts at a lock call the kernel interrupted before giving up. */
+export const LOCK_EINTR_RETRIES_MAX = 8;
