@@ -61,7 +61,7 @@ export type SessionMode = "read" | "write";
 
 export async function withPool<T>(metaPath: string, mode: SessionMode, work: (pool: Pool) => Promise<T>): Promise<T> {
   const pool = await Pool.open(metaPath, { readOnly: mode === "read" });
-  if (mode === "read") warnIfDegraded(pool.metadata.degraded);
+  if (mode === "read") warnIfDegraded(pool.degraded);
   let result: T;
   try {
     result = await work(pool);

@@ -59,9 +59,9 @@ describe("thinp dump", () => {
     await execFileAsync("mkdir", [sub]);
     const pool = await Pool.create(path.join(sub, "data.img"), path.join(sub, "meta.img"), { sizeBytes: 40_000 * DATA_BLOCK_BYTES });
     await pool.createVolume("a", 100_000 * DATA_BLOCK_BYTES);
-    await pool.withMetadata(async () => {
-      const state = (await pool.metadata.findVolume("a"))!;
-      for (let i = 0; i < 30_000; i++) await pool.metadata.mapBlock(state, i * 3, pool.metadata.allocateDataBlock()!);
+    await pool.transactions.change(async (metadata) => {
+      const state = (await metadata.findVolume("a"))!;
+      for (let i = 0; i < 30_000; i++) await metadata.mapBlock(state, i * 3, metadata.allocateDataBlock()!);
     });
     await pool.snapshot("a", "b");
     await (await pool.volume("b")).write(0, Buffer.alloc(DATA_BLOCK_BYTES, 1));

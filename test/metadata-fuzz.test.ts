@@ -118,7 +118,7 @@ describe("metadata that verifies but says the impossible is corrupt, not a crash
     const volume = await pool.volume("v");
     for (let block = 0; block < 300; block++) await volume.write(block * 65536, Buffer.alloc(512, block));
     await pool.commit();
-    const root = (await pool.metadata.findVolume("v"))!.record.mappingRoot;
+    const root = (await pool.transactions.read((metadata) => metadata.findVolume("v")))!.record.mappingRoot;
     await pool.close();
     return { meta, data, root };
   }

@@ -81,9 +81,9 @@ describe("a corrupt metadata block under a served volume", () => {
     await (await pool.volume("fine")).write(0, Buffer.alloc(1 << 20, 0x22));
     await pool.commit();
     let leaf = -1;
-    await pool.readMetadata(async () => {
-      const state = (await pool.metadata.findVolume("hurt"))!;
-      await new BTree(pool.metadata.tm, plainValues(8)).forEachInRange(state.record.mappingRoot, 0, 1, (_k, _v, _s, leafIndex) => (leaf = leafIndex));
+    await pool.transactions.read(async (metadata) => {
+      const state = (await metadata.findVolume("hurt"))!;
+      await new BTree(metadata.tm, plainValues(8)).forEachInRange(state.record.mappingRoot, 0, 1, (_k, _v, _s, leafIndex) => (leaf = leafIndex));
     });
     await pool.close();
     const handle = await open(metaPath, "r+");

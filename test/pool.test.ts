@@ -313,11 +313,11 @@ describe("corrupt metadata", () => {
 
 async function firstMappingLeaf(pool: Pool): Promise<number> {
   let leaf = -1;
-  await pool.withMetadata(async () => {
-    const state = (await pool.metadata.findVolume("base"))!;
+  await pool.transactions.change(async (metadata) => {
+    const state = (await metadata.findVolume("base"))!;
     const { BTree } = await import("../src/pdata/btree/btree.js");
     const { plainValues } = await import("../src/pdata/btree/value-type.js");
-    const tree = new BTree(pool.metadata.tm, plainValues(8));
+    const tree = new BTree(metadata.tm, plainValues(8));
     await tree.forEachInRange(state.record.mappingRoot, 0, 1, (_k, _v, _s, leafIndex) => (leaf = leafIndex));
   });
   expect(leaf).toBeGreaterThan(1);
@@ -363,12 +363,12 @@ describe("metadata growth", () => {
     const { pool, meta } = await memoryPool(100_000 * DATA_BLOCK_BYTES);
     await pool.createVolume("big", 100_000 * DATA_BLOCK_BYTES);
     const initialBlocks = pool.status().metadataBlocksTotal;
-    await pool.withMetadata(async () => {
-      const state = (await pool.metadata.findVolume("big"))!;
+    await pool.transactions.change(async (metadata) => {
+      const state = (await metadata.findVolume("big"))!;
       for (let virtualBlock = 0; virtualBlock < 90_000; virtualBlock++) {
         // Mappings straight through the metadata layer: the data blocks' contents do not matter here.
-        await pool.metadata.mapBlock(state, virtualBlock, pool.metadata.allocateDataBlock()!);
-        if (virtualBlock % 10_000 === 0) await pool.metadata.tm.trimDirty();
+        await metadata.mapBlock(state, virtualBlock, metadata.allocateDataBlock()!);
+        if (virtualBlock % 10_000 === 0) await metadata.tm.trimDirty();
       }
     });
     await pool.commit();
@@ -403,14 +403,14 @@ describe("a commit while a write is in flight", () => {
     await pool.commit();
     // A write between allocating its block and mapping it, as when a background commit runs
     // while the write's data is still going to the data file.
-    const inFlight = await pool.withMetadata(async () => pool.metadata.allocateDataBlock()!);
+    const inFlight = await pool.transactions.change(async (metadata) => metadata.allocateDataBlock()!);
     await pool.commit();
     const crashed = meta.durableCopy();
     expect((await checkMetadataFile(crashed, "meta")).problems).toEqual([]);
     const reopened = await Pool.openFiles(crashed, data.durableCopy());
     expect(reopened.status().dataBlocksUsed).toBe(0);
     // Once mapped, the next commit persists it.
-    await pool.withMetadata(async () => pool.metadata.mapBlock((await pool.metadata.findVolume("base"))!, 0, inFlight));
+    await pool.transactions.change(async (metadata) => metadata.mapBlock((await metadata.findVolume("base"))!, 0, inFlight));
     await pool.commit();
     const report = await checkMetadataFile(meta.durableCopy(), "meta");
     expect(report.problems).toEqual([]);

@@ -126,7 +126,7 @@ async function setCount(file: StorageFile, root: SpaceMapRoot, countedBlock: num
 /** A mapping tree's root and, when it has two levels, its second leaf and the keys that leaf covers. */
 async function secondLeafOf(meta: StorageFile, data: StorageFile, volumeName: string) {
   const pool = await Pool.openFiles(meta, data);
-  const state = (await pool.metadata.findVolume(volumeName))!;
+  const state = (await pool.transactions.read((metadata) => metadata.findVolume(volumeName)))!;
   await pool.close();
   const root = state.record.mappingRoot;
   const node = NodeView.open(await readBlock(meta, root), root, MAPPING_VALUE_BYTES);
@@ -152,10 +152,10 @@ describe("repair on memory files", () => {
     const { meta, data, images, listing } = await memoryPool();
     const superblock = await newestSuperblock(meta);
     const before = await Pool.openFiles(meta.durableCopy("probe"), data);
-    const dataRefs = before.metadata.dataRefs;
+    const dataRefs = before.transactions.inspect((metadata) => metadata.dataRefs);
     const leaked = range(0, dataRefs.blockCount).find((block) => dataRefs.get(block) === 0)!;
     const miscounted = range(0, dataRefs.blockCount).find((block) => dataRefs.get(block) === 1)!;
-    const metadataRefs = before.metadata.tm.metadataRefs;
+    const metadataRefs = before.transactions.inspect((metadata) => metadata.tm.metadataRefs);
     const leakedMetadata = range(2, metadataRefs.blockCount).find((block) => metadataRefs.get(block) === 0)!;
     await before.close();
     await setCount(meta, superblock.dataSpaceMap, leaked, 1);
@@ -388,7 +388,7 @@ describe("thinp repair through the CLI", () => {
   /** Flips a byte in the leaf holding `name`'s mappings (its tree is one leaf). */
   async function corruptMappingsOf(name: string): Promise<number> {
     const pool = await Pool.open(path.join(dir, "meta.img"), { readOnly: true });
-    const root = (await pool.metadata.findVolume(name))!.record.mappingRoot;
+    const root = (await pool.transactions.read((metadata) => metadata.findVolume(name)))!.record.mappingRoot;
     await pool.close();
     const handle = await openFile(path.join(dir, "meta.img"), "r+");
     try {

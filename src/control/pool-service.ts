@@ -57,7 +57,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   }
 
   // Served anyway, read-only: the volumes can still be copied off before or instead of a repair.
-  const damage = pool.metadata.degraded;
+  const damage = pool.degraded;
   if (damage) options.log(`warning: ${damage.message}; serving every volume read-only`);
 
   // Logged when data use first reaches the threshold, and again after it has dropped below.

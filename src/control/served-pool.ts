@@ -164,7 +164,7 @@ export class ServedPool implements ExportCatalog, PoolOperations {
    */
   private assertWritable(): void {
     // A damaged space map is the graver reason, and the one with a way out: say it first.
-    this.pool.metadata.assertNotDegraded("the pool");
+    this.pool.transactions.inspect((metadata) => metadata.assertNotDegraded("the pool"));
     if (this.pool.readOnly) throw new ServedReadOnlyError(this.pool.metaPath, this.readOnlyReason);
   }
 

@@ -28,7 +28,7 @@ interface Run {
 /** Yields the XML a line at a time; `onDevice` hears which volume each dev_id is. */
 export async function* dmThinXml(pool: Pool, onDevice: (device: DumpedDevice) => void = () => undefined): AsyncGenerator<string> {
   const status = pool.status();
-  const { snapshotTime } = pool.metadata;
+  const snapshotTime = pool.transactions.inspect((metadata) => metadata.snapshotTime);
   const volumes = await pool.listVolumes();
   for (const volume of volumes) {
     if (volume.id > DM_THIN_DEV_ID_MAX) {
@@ -39,15 +39,15 @@ export async function* dmThinXml(pool: Pool, onDevice: (device: DumpedDevice) =>
     `data_block_size="${DATA_BLOCK_BYTES / SECTOR_BYTES}" nr_data_blocks="${status.dataBlocksTotal}">\n`;
   for (const volume of volumes) {
     onDevice({ devId: volume.id, name: volume.name, sizeBytes: volume.sizeBytes });
-    const times = await pool.readMetadata(async () => pool.metadata.stateById(volume.id)?.record.snapshotTime ?? 0);
+    const times = pool.transactions.inspect((metadata) => metadata.stateById(volume.id)?.record.snapshotTime ?? 0);
     yield `  <device dev_id="${volume.id}" mapped_blocks="${volume.mappedBlocks}" transaction="0" creation_time="${times}" snap_time="${times}">\n`;
     let run: Run | null = null;
     for (let from = 0; ; ) {
-      const batch = await pool.readMetadata(async () => {
-        const state = pool.metadata.stateById(volume.id);
+      const batch = await pool.transactions.read(async (metadata) => {
+        const state = metadata.stateById(volume.id);
         const found: Run[] = [];
         if (!state) return found;
-        await pool.metadata.forEachMappingWithTime(state, from, Number.MAX_SAFE_INTEGER, MAPPINGS_PER_STEP, (virtualBlock, dataBlock, time) =>
+        await metadata.forEachMappingWithTime(state, from, Number.MAX_SAFE_INTEGER, MAPPINGS_PER_STEP, (virtualBlock, dataBlock, time) =>
           void found.push({ virtualBlock, dataBlock, length: 1, time }),
         );
         return found;

@@ -1,6 +1,6 @@
 // A thin pool: a data file of 64 KiB blocks and a metadata file of copy-on-write trees.
-// Every metadata change runs under one mutex; data reads and writes of different blocks
-// run concurrently around it (see volume.ts).
+// Its metadata is reached only through sections of its transactions (transactions.ts);
+// data reads and writes of different blocks run concurrently around them (volume.ts).
 
 import { realpath, unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
@@ -27,10 +27,11 @@ import type { StorageFile } from "../io/storage-file.js";
 import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
 import type { PoolStatus, VolumeInfo, VolumeUsage } from "./api.js";
 import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BYTES_MAX, SECTOR_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
-import { KeyedLocks, Mutex, SharedGate } from "./locks.js";
+import { KeyedLocks, SharedGate } from "./locks.js";
 import { validateVolumeName } from "./names.js";
 import { PoolMetadata, type VolumeState } from "./pool-metadata.js";
-import { Volume } from "./volume.js";
+import { PoolTransactions } from "./transactions.js";
+import { Volume, type VolumeLocks } from "./volume.js";
 import { claimDataFile, DataFileIdentityStore, type DataFileIdentity, type MetadataClaim } from "./data-file-identity.js";
 import { lockModeFor, openLockedDataFile, openLockedMetadataFile, openModeFor } from "./pool-files.js";
 import { pathExists } from "../io/path-exists.js";
@@ -49,28 +50,39 @@ export interface PoolOpenOptions {
 }
 
 export class Pool {
-  private readonly metadataMutex = new Mutex();
-  /** Writes and discards of one virtual block, keyed by volume id and block. */
-  readonly blockLocks = new KeyedLocks();
-  private readonly gates = new Map<number, SharedGate>();
-  /** Reads between their lookup and the end of their data read (see releaseDataFrees). */
-  private readonly readsInFlight = new Set<Promise<unknown>>();
+  /** The only way to the metadata: sections that read, reserve data blocks, or change. */
+  readonly transactions: PoolTransactions;
+  private readonly volumeLocks = new Map<number, VolumeLocks>();
   private readonly openHandles = new Map<number, number>();
-  private closed = false;
-  /** Data written in place since the last commit, which only a sync makes durable. */
-  private dataWrittenSinceCommit = false;
+  /** The data file's identity record as last written, which each commit advances. */
+  private identityRecord: DataFileIdentity | null = null;
 
   private constructor(
     readonly metaPath: string,
     readonly dataPath: string,
     readonly dataFile: StorageFile,
-    private metadataValue: PoolMetadata,
+    metadata: PoolMetadata,
     /** Where the data file records that this pool owns it; null for files tests provide. */
     private readonly identity: DataFileIdentityStore | null,
-    readonly readOnly: boolean,
+    readOnly: boolean,
+    cacheBlocks?: number,
   ) {
-    // A pool whose space maps did not load can be read, never changed (PoolMetadata.open).
-    if (metadataValue.degraded) this.readOnly = true;
+    this.transactions = new PoolTransactions(metadata, dataFile, {
+      metaPath,
+      // A pool whose space maps did not load can be read, never changed (PoolMetadata.open).
+      readOnly: readOnly || metadata.degraded !== null,
+      cacheBlocks,
+      afterCommit: (committed) => this.recordCommitInDataFile(committed),
+    });
+  }
+
+  get readOnly(): boolean {
+    return this.transactions.readOnly;
+  }
+
+  /** The damage that keeps the pool read-only, or null. */
+  get degraded(): PoolMetadata["degraded"] {
+    return this.transactions.inspect((metadata) => metadata.degraded);
   }
 
   static async create(dataPath: string, metaPath: string, options: PoolCreateOptions): Promise<Pool> {
@@ -136,27 +148,14 @@ export class Pool {
     const dataBlockCount = validatePoolSize(options.sizeBytes);
     await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
     const metadata = await PoolMetadata.format(metaFile, dataBlockCount, "data", dataFile, options.cacheBlocks);
-    const pool = new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
-    pool.cacheBlocks = options.cacheBlocks;
-    return pool;
+    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false, options.cacheBlocks);
   }
 
   static async openFiles(metaFile: StorageFile, dataFile: StorageFile, tuning: PoolTuning = {}): Promise<Pool> {
     const metadata = await PoolMetadata.open(metaFile, metaFile.path, tuning.cacheBlocks);
-    const pool = new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false);
-    pool.cacheBlocks = tuning.cacheBlocks;
-    return pool;
+    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false, tuning.cacheBlocks);
   }
 
-
-  /** The current transaction's metadata; replaced when a failed transaction is rolled back. */
-  get metadata(): PoolMetadata {
-    return this.metadataValue;
-  }
-
-  private set metadata(metadata: PoolMetadata) {
-    this.metadataValue = metadata;
-  }
 
   // ---- volumes -------------------------------------------------------------------------
 
@@ -164,32 +163,32 @@ export class Pool {
     this.assertWritable("the pool");
     validateVolumeName(name);
     validateVolumeSize(sizeBytes);
-    return this.withMetadata(async () => this.describe(await this.metadata.createVolume(name, sizeBytes, Date.now())));
+    return this.transactions.change(async (metadata) => describe(metadata, await metadata.createVolume(name, sizeBytes, Date.now())));
   }
 
   async snapshot(originName: string, name: string, options: { readOnly?: boolean } = {}): Promise<VolumeInfo> {
     this.assertWritable("the pool");
     validateVolumeName(name);
-    const origin = await this.readMetadata(() => this.requireVolume(originName));
+    const origin = await this.transactions.read((metadata) => requireVolume(metadata, originName));
     // Writes in flight to the origin finish first, so the snapshot holds every write
     // acknowledged before it and none acknowledged after.
-    return this.gateFor(origin.id).exclusive(() =>
-      this.withMetadata(async () => {
-        const current = await this.requireVolume(originName);
-        return this.describe(await this.metadata.snapshot(current, name, options.readOnly ?? false, Date.now()));
+    return this.locksFor(origin.id).gate.exclusive(() =>
+      this.transactions.change(async (metadata) => {
+        const current = await requireVolume(metadata, originName);
+        return describe(metadata, await metadata.snapshot(current, name, options.readOnly ?? false, Date.now()));
       }),
     );
   }
 
   async deleteVolume(name: string): Promise<void> {
     this.assertWritable("the pool");
-    const state = await this.readMetadata(() => this.requireVolume(name));
+    const state = await this.transactions.read((metadata) => requireVolume(metadata, name));
     const handles = this.openHandles.get(state.id) ?? 0;
     if (handles > 0) throw new VolumeBusyError(name, `${handles} client${handles === 1 ? " has" : "s have"} it open`);
-    await this.gateFor(state.id).exclusive(() =>
-      this.withMetadata(async () => {
-        await this.metadata.deleteVolume(await this.requireVolume(name));
-        this.gates.delete(state.id);
+    await this.locksFor(state.id).gate.exclusive(() =>
+      this.transactions.change(async (metadata) => {
+        await metadata.deleteVolume(await requireVolume(metadata, name));
+        this.volumeLocks.delete(state.id);
       }),
     );
   }
@@ -198,18 +197,19 @@ export class Pool {
   async resizeVolume(name: string, sizeBytes: number, options: { force?: boolean } = {}): Promise<VolumeInfo> {
     this.assertWritable("the pool");
     validateVolumeSize(sizeBytes);
-    const state = await this.readMetadata(() => this.requireVolume(name));
-    const handles = this.openHandles.get(state.id) ?? 0;
-    if (sizeBytes < state.record.sizeBytes && handles > 0 && options.force !== true) {
+    const found = await this.transactions.read((metadata) => requireVolume(metadata, name));
+    const handles = this.openHandles.get(found.id) ?? 0;
+    if (sizeBytes < found.record.sizeBytes && handles > 0 && options.force !== true) {
       throw new VolumeBusyError(name, `${handles} client${handles === 1 ? " has" : "s have"} it open and would see errors past the new end`);
     }
-    const oldSizeBytes = state.record.sizeBytes;
-    const info = await this.gateFor(state.id).exclusive(() =>
-      this.withMetadata(async () => {
+    const oldSizeBytes = found.record.sizeBytes;
+    const info = await this.locksFor(found.id).gate.exclusive(() =>
+      this.transactions.change(async (metadata) => {
+        const state = await requireVolume(metadata, name);
         if (sizeBytes < state.record.sizeBytes) {
           let lastMapped = -1;
           const firstCut = Math.ceil(sizeBytes / DATA_BLOCK_BYTES);
-          await this.metadata.forEachMapping(state, firstCut, Number.MAX_SAFE_INTEGER, (virtualBlock) => {
+          await metadata.forEachMapping(state, firstCut, Number.MAX_SAFE_INTEGER, (virtualBlock) => {
             lastMapped = virtualBlock;
           });
           if (lastMapped >= 0) {
@@ -218,8 +218,8 @@ export class Pool {
           }
         }
         state.record.sizeBytes = sizeBytes;
-        this.metadata.markDirty(state);
-        return this.describe(state);
+        metadata.markDirty(state);
+        return describe(metadata, state);
       }),
     );
     // Bytes past the old end may hold data from before an earlier shrink: they must read as zeros.
@@ -235,159 +235,68 @@ export class Pool {
   async resize(sizeBytes: number): Promise<PoolStatus> {
     this.assertWritable("the pool");
     const dataBlockCount = validatePoolSize(sizeBytes);
-    return this.withMetadata(async () => {
-      const current = this.metadata.dataRefs.blockCount;
+    return this.transactions.change(async (metadata) => {
+      const current = metadata.dataRefs.blockCount;
       if (dataBlockCount < current) {
         throw new InvalidSizeError(`a pool cannot shrink: it has ${formatByteCount(current * DATA_BLOCK_BYTES)}; choose a size of at least that`);
       }
       await this.dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
-      this.metadata.growData(dataBlockCount);
-      return this.status();
+      metadata.growData(dataBlockCount);
+      return this.statusOf(metadata);
     });
   }
 
   async volume(name: string): Promise<Volume> {
-    const state = await this.readMetadata(() => this.requireVolume(name));
-    return new Volume(this, state, this.gateFor(state.id));
+    const state = await this.transactions.read((metadata) => requireVolume(metadata, name));
+    return new Volume(this.transactions, state, this.locksFor(state.id));
   }
 
   async listVolumes(): Promise<VolumeInfo[]> {
-    return this.readMetadata(async () => {
-      const states = await this.metadata.listVolumes();
+    return this.transactions.read(async (metadata) => {
+      const states = await metadata.listVolumes();
       const infos: VolumeInfo[] = [];
-      for (const state of states) infos.push(await this.describe(state));
+      for (const state of states) infos.push(await describe(metadata, state));
       return infos;
     });
   }
 
   async usage(name: string): Promise<VolumeUsage> {
-    return this.readMetadata(async () => {
-      const state = await this.requireVolume(name);
+    return this.transactions.read(async (metadata) => {
+      const state = await requireVolume(metadata, name);
       let exclusiveBlocks = 0;
       let sharedBlocks = 0;
-      await this.metadata.forEachMapping(state, 0, Number.MAX_SAFE_INTEGER, (_virtualBlock, _dataBlock, sharedNow) => {
+      await metadata.forEachMapping(state, 0, Number.MAX_SAFE_INTEGER, (_virtualBlock, _dataBlock, sharedNow) => {
         if (sharedNow) sharedBlocks++;
         else exclusiveBlocks++;
       });
       const mappedBlocks = exclusiveBlocks + sharedBlocks;
       // Without both space maps, which blocks are shared is not known: say so rather than guess.
-      if (this.metadata.degraded) return { mappedBlocks, exclusiveBlocks: null, sharedBlocks: null };
+      if (metadata.degraded) return { mappedBlocks, exclusiveBlocks: null, sharedBlocks: null };
       return { mappedBlocks, exclusiveBlocks, sharedBlocks };
     });
   }
 
   status(): PoolStatus {
-    const { dataRefs, tm } = this.metadata;
-    const damage = this.metadata.degraded;
-    return {
-      dataBlockBytes: DATA_BLOCK_BYTES,
-      dataBlocksUsed: this.metadata.dataBlocksUsed,
-      dataBlocksTotal: dataRefs.blockCount,
-      metadataBlockBytes: METADATA_BLOCK_BYTES,
-      metadataBlocksUsed: this.metadata.metadataBlocksUsed,
-      metadataBlocksTotal: tm.metadataRefs.blockCount,
-      transactionId: this.metadata.transactionId,
-      volumeCount: this.metadata.volumeCount,
-      uuid: this.metadata.uuid,
-      dataPath: this.dataPath,
-      metaPath: this.metaPath,
-      degraded: damage && { blockIndex: damage.blockIndex, message: damage.message },
-    };
+    return this.transactions.inspect((metadata) => this.statusOf(metadata));
   }
 
   // ---- transactions --------------------------------------------------------------------
 
-  async commit(): Promise<void> {
-    if (this.readOnly) return;
-    await this.withMetadata(() => this.commitLocked());
+  commit(): Promise<void> {
+    return this.transactions.commit();
   }
 
   /** Drops the uncommitted transaction, as a crash would, and releases the pool. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.metadataMutex.run(async () => {
-      await Promise.allSettled([...this.readsInFlight]);
-      await this.dataFile.close();
-      // Closing the files drops their OS locks.
-      await this.metadata.tm.file.close();
-    });
+  close(): Promise<void> {
+    return this.transactions.close();
   }
 
-  // ---- for Volume ----------------------------------------------------------------------
-
-  /**
-   * Runs a section that changes metadata; nothing else touches the metadata meanwhile. If it
-   * fails for any reason but a refusal checked before anything changed (an I/O error, a
-   * corrupt block met halfway through a tree change), the in-memory transaction can no
-   * longer be trusted: it is dropped, and the next section reloads the last commit, as if
-   * the process had restarted. Writes acknowledged since that commit and never flushed may
-   * be lost, as after a crash; a client that flushes learns of it from the failed flush.
-   */
-  withMetadata<T>(section: () => Promise<T>): Promise<T> {
-    return this.metadataSection(section, true);
+  /** Something a commit would make durable: metadata changes or data written in place. */
+  get hasUncommittedWork(): boolean {
+    return this.transactions.hasUncommittedWork;
   }
 
-  /** Runs a section that only reads metadata (or undoes its own allocations on failure). */
-  readMetadata<T>(section: () => Promise<T>): Promise<T> {
-    return this.metadataSection(section, false);
-  }
-
-  /** Counts transactions rolled back after a failure, so callers can tell their plans are stale. */
-  get generation(): number {
-    return this.generationValue;
-  }
-
-  private generationValue = 0;
-  /** The data file's identity record as last written, which each commit advances. */
-  private identityRecord: DataFileIdentity | null = null;
-  private cacheBlocks: number | undefined;
-  private failure: Error | null = null;
-
-  private metadataSection<T>(section: () => Promise<T>, changes: boolean): Promise<T> {
-    return this.metadataMutex.run(async () => {
-      assert(!this.closed, "pool used after close");
-      if (this.failure) await this.rollBackLocked();
-      try {
-        await this.metadata.tm.trimDirty();
-        const result = await section();
-        return result;
-      } catch (error) {
-        if (changes && !isRefusal(error)) this.failure = error as Error;
-        throw error;
-      }
-    });
-  }
-
-  /** Reloads the last commit after a failed transaction; throws while the fault persists. */
-  private async rollBackLocked(): Promise<void> {
-    await Promise.allSettled([...this.readsInFlight]);
-    this.metadata = await PoolMetadata.open(this.metadata.tm.file, this.metaPath, this.cacheBlocks);
-    this.failure = null;
-    this.generationValue++;
-    this.dataWrittenSinceCommit = false;
-  }
-
-  /** Inside a metadata section: a free data block, committing first if frees are pending. */
-  async allocateDataBlockLocked(): Promise<number> {
-    let block = this.metadata.allocateDataBlock();
-    if (block === null && this.metadata.dataRefs.allocatableCount < this.metadata.dataRefs.free) {
-      await this.commitLocked();
-      block = this.metadata.allocateDataBlock();
-    }
-    if (block === null) {
-      throw new PoolFullError(this.metadata.dataRefs.used, this.metadata.dataRefs.blockCount, DATA_BLOCK_BYTES);
-    }
-    return block;
-  }
-
-  /** Registers a read that looked up data blocks, until its data read ends. */
-  trackRead<T>(read: Promise<T>): Promise<T> {
-    this.readsInFlight.add(read);
-    const done = () => void this.readsInFlight.delete(read);
-    read.then(done, done);
-    return read;
-  }
+  // ---- for the server ------------------------------------------------------------------
 
   openHandle(volumeId: number): void {
     this.openHandles.set(volumeId, (this.openHandles.get(volumeId) ?? 0) + 1);
@@ -401,39 +310,25 @@ export class Pool {
   }
 
   assertWritable(what: string): void {
-    this.metadata.assertNotDegraded(what);
-    if (this.readOnly) throw new ReadOnlyError(`${what} (opened read-only)`);
+    this.transactions.assertWritable(what);
   }
 
-  async requireVolume(name: string): Promise<VolumeState> {
-    const state = await this.metadata.findVolume(name);
-    if (!state) throw new NoSuchVolumeError(name);
-    return state;
-  }
-
-  /** Something a commit would make durable: metadata changes or data written in place. */
-  get hasUncommittedWork(): boolean {
-    return this.dataWrittenSinceCommit || this.metadata.hasUncommittedChanges;
-  }
-
-  noteDataWritten(): void {
-    this.dataWrittenSinceCommit = true;
-  }
-
-  private async commitLocked(): Promise<void> {
-    this.dataWrittenSinceCommit = false;
-    try {
-      await this.metadata.commit(this.dataFile);
-    } catch (error) {
-      // After a failed sync the page cache may have dropped the writes it held: roll back to
-      // the last commit rather than retry and report success over lost data.
-      this.failure = error as Error;
-      throw error;
-    }
-    await this.recordCommitInDataFile();
-    // A read that looked up a block before it was freed may still be reading it.
-    await Promise.allSettled([...this.readsInFlight]);
-    this.metadata.releaseDataFrees();
+  private statusOf(metadata: PoolMetadata): PoolStatus {
+    const damage = metadata.degraded;
+    return {
+      dataBlockBytes: DATA_BLOCK_BYTES,
+      dataBlocksUsed: metadata.dataBlocksUsed,
+      dataBlocksTotal: metadata.dataRefs.blockCount,
+      metadataBlockBytes: METADATA_BLOCK_BYTES,
+      metadataBlocksUsed: metadata.metadataBlocksUsed,
+      metadataBlocksTotal: metadata.tm.metadataRefs.blockCount,
+      transactionId: metadata.transactionId,
+      volumeCount: metadata.volumeCount,
+      uuid: metadata.uuid,
+      dataPath: this.dataPath,
+      metaPath: this.metaPath,
+      degraded: damage && { blockIndex: damage.blockIndex, message: damage.message },
+    };
   }
 
   /**
@@ -441,9 +336,9 @@ export class Pool {
    * file is refused from now on. It follows the durable superblock: a crash between the two
    * leaves the record one commit behind, which only narrows what it refuses.
    */
-  private async recordCommitInDataFile(): Promise<void> {
+  private async recordCommitInDataFile(committed: PoolMetadata): Promise<void> {
     if (this.identity === null || this.identityRecord === null) return;
-    const record = { ...this.identityRecord, commit: this.metadata.transactionId };
+    const record = { ...this.identityRecord, commit: committed.transactionId };
     try {
       await this.identity.write(record);
       this.identityRecord = record;
@@ -453,34 +348,41 @@ export class Pool {
     }
   }
 
-  private gateFor(volumeId: number): SharedGate {
-    let gate = this.gates.get(volumeId);
-    if (!gate) {
-      gate = new SharedGate();
-      this.gates.set(volumeId, gate);
+  /** One set per volume id, so every handle on a volume serializes with every other. */
+  private locksFor(volumeId: number): VolumeLocks {
+    let locks = this.volumeLocks.get(volumeId);
+    if (!locks) {
+      locks = { gate: new SharedGate(), blocks: new KeyedLocks() };
+      this.volumeLocks.set(volumeId, locks);
     }
-    return gate;
-  }
-
-  private async describe(state: VolumeState): Promise<VolumeInfo> {
-    const origin = state.record.originId === null ? null : await this.metadata.volumeById(state.record.originId);
-    return {
-      id: state.id,
-      name: state.record.name,
-      sizeBytes: state.record.sizeBytes,
-      mappedBlocks: state.record.mappedBlocks,
-      originName: origin?.record.name ?? null,
-      readOnly: state.record.readOnly,
-      createdAt: state.record.createdAt,
-      snapshotAt: state.record.snapshotAt,
-    };
+    return locks;
   }
 
   private async verifyDataFileSize(): Promise<void> {
-    const needed = this.metadata.dataRefs.blockCount * DATA_BLOCK_BYTES;
+    const needed = this.transactions.inspect((metadata) => metadata.dataRefs.blockCount) * DATA_BLOCK_BYTES;
     const actual = await this.dataFile.byteLength();
     if (actual < needed) throw new DataFileTruncatedError(this.dataPath, actual, needed);
   }
+}
+
+async function requireVolume(metadata: PoolMetadata, name: string): Promise<VolumeState> {
+  const state = await metadata.findVolume(name);
+  if (!state) throw new NoSuchVolumeError(name);
+  return state;
+}
+
+async function describe(metadata: PoolMetadata, state: VolumeState): Promise<VolumeInfo> {
+  const origin = state.record.originId === null ? null : await metadata.volumeById(state.record.originId);
+  return {
+    id: state.id,
+    name: state.record.name,
+    sizeBytes: state.record.sizeBytes,
+    mappedBlocks: state.record.mappedBlocks,
+    originName: origin?.record.name ?? null,
+    readOnly: state.record.readOnly,
+    createdAt: state.record.createdAt,
+    snapshotAt: state.record.snapshotAt,
+  };
 }
 
 /** "64 KiB (65536-byte)": the block size as the size messages name it. */
@@ -511,22 +413,4 @@ function validateVolumeSize(sizeBytes: number): void {
   if (sizeBytes > VOLUME_BYTES_MAX) {
     throw new InvalidSizeError(`volume size ${formatByteCount(sizeBytes)} exceeds the limit of ${formatByteCount(VOLUME_BYTES_MAX)}`);
   }
-}
-
-/** Refusals are checked before anything changes, so they leave the transaction sound. */
-const REFUSAL_CODES = new Set<ErrorCode>([
-  "NO_SUCH_VOLUME",
-  "VOLUME_EXISTS",
-  "INVALID_NAME",
-  "INVALID_SIZE",
-  "SHRINK_BELOW_MAPPED",
-  "POOL_FULL",
-  "LIMIT_EXCEEDED",
-  "OUT_OF_RANGE",
-  "READ_ONLY",
-  "VOLUME_BUSY",
-]);
-
-function isRefusal(error: unknown): boolean {
-  return error instanceof ThinpError && REFUSAL_CODES.has(error.code);
 }

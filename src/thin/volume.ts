@@ -4,20 +4,26 @@
 // old contents), which is then mapped in; a write to a block this volume alone owns goes
 // in place.
 
-import { IoError, NoSuchVolumeError, OutOfRangeError, ReadOnlyError } from "../errors.js";
+import { NoSuchVolumeError, OutOfRangeError, ReadOnlyError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import type { Extent, ReadRun, VolumeHandle } from "./api.js";
 import { DATA_BLOCK_BYTES } from "./limits.js";
-import type { SharedGate } from "./locks.js";
-import type { Pool } from "./pool.js";
-import type { VolumeState } from "./pool-metadata.js";
+import type { KeyedLocks, SharedGate } from "./locks.js";
+import type { PoolMetadata, VolumeState } from "./pool-metadata.js";
+import type { PoolTransactions } from "./transactions.js";
 
 /** Whole-range operations (discard, zeroing, extents) walk this many blocks at a time. */
 const RANGE_STEP_BLOCKS = 65536;
 /** Zeroes written for NO_HOLE zeroing, per write. */
 const ZERO_WRITE_BYTES = 1 << 20;
-/** Keys of block locks: volume id in the high bits, virtual block below 2^37. */
-const VOLUME_KEY_STRIDE = 2 ** 37;
+
+/** What serializes a volume's I/O, one set per volume id, shared by every handle on it. */
+export interface VolumeLocks {
+  /** Writes in flight share it; a snapshot of the volume takes it exclusively. */
+  readonly gate: SharedGate;
+  /** Writes and discards of one virtual block, keyed by the block. */
+  readonly blocks: KeyedLocks;
+}
 
 interface Piece {
   virtualBlock: number;
@@ -36,19 +42,19 @@ export class Volume implements VolumeHandle {
   private lastKnown: VolumeState;
 
   constructor(
-    private readonly pool: Pool,
+    private readonly tx: PoolTransactions,
     state: VolumeState,
-    private readonly gate: SharedGate,
+    private readonly locks: VolumeLocks,
   ) {
     this.lastKnown = state;
   }
 
   /**
-   * The volume's live state, found by id each time: a transaction the pool rolled back
-   * after an I/O error reloads every state. After deletion, the last one known.
+   * The volume's state in the live transaction (a rollback reloads every state), found by
+   * id; after deletion, the last one known.
    */
   private get state(): VolumeState {
-    const current = this.pool.metadata.stateById(this.lastKnown.id);
+    const current = this.tx.inspect((metadata) => metadata.stateById(this.lastKnown.id));
     if (current) this.lastKnown = current;
     return this.lastKnown;
   }
@@ -63,7 +69,7 @@ export class Volume implements VolumeHandle {
     return this.state.record.sizeBytes;
   }
   get readOnly(): boolean {
-    return this.state.record.readOnly || this.pool.readOnly;
+    return this.state.record.readOnly || this.tx.readOnly;
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -89,10 +95,10 @@ export class Volume implements VolumeHandle {
     const first = pieces[0]!.virtualBlock;
     const end = pieces[pieces.length - 1]!.virtualBlock + 1;
     const reads: Promise<void>[] = [];
-    await this.pool.readMetadata(async () => {
-      this.assertExists();
+    await this.tx.read(async (metadata) => {
+      const state = this.liveState(metadata);
       const mapped = new Map<number, number>();
-      await this.pool.metadata.forEachMapping(this.state, first, end, (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock));
+      await metadata.forEachMapping(state, first, end, (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock));
       for (const piece of pieces) {
         const isMapped = mapped.has(piece.virtualBlock);
         const last = runs[runs.length - 1];
@@ -103,7 +109,7 @@ export class Volume implements VolumeHandle {
       for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
         const target = bytes.subarray(run.inRequest, run.inRequest + run.byteLength);
         // Registered inside the metadata section, so a commit cannot free these blocks for reuse first.
-        reads.push(this.pool.trackRead(this.pool.dataFile.read(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)));
+        reads.push(this.tx.trackRead(this.tx.dataFile.read(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)));
       }
     });
     await Promise.all(reads);
@@ -115,8 +121,8 @@ export class Volume implements VolumeHandle {
     this.checkRange(offset, bytes.length);
     if (bytes.length === 0) return;
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    this.pool.noteDataWritten();
-    await this.gate.shared(() => this.writeLocked(splitIntoPieces(offset, bytes.length), data));
+    this.tx.noteDataWritten();
+    await this.locks.gate.shared(() => this.writeLocked(splitIntoPieces(offset, bytes.length), data));
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -155,9 +161,8 @@ export class Volume implements VolumeHandle {
     for (let from = firstBlock; from < endBlock; from += RANGE_STEP_BLOCKS) {
       const to = Math.min(endBlock, from + RANGE_STEP_BLOCKS);
       const mapped: { virtualBlock: number; copyOnWrite: boolean }[] = [];
-      await this.pool.readMetadata(async () => {
-        this.assertExists();
-        await this.pool.metadata.forEachMapping(this.state, from, to, (virtualBlock, _dataBlock, _sharedNow, copyOnWrite) =>
+      await this.tx.read(async (metadata) => {
+        await metadata.forEachMapping(this.liveState(metadata), from, to, (virtualBlock, _dataBlock, _sharedNow, copyOnWrite) =>
           void mapped.push({ virtualBlock, copyOnWrite }),
         );
       });
@@ -176,56 +181,36 @@ export class Volume implements VolumeHandle {
   // ---- writes --------------------------------------------------------------------------
 
   private async writeLocked(pieces: Piece[], data: Buffer): Promise<void> {
-    const keys = pieces.map((piece) => this.lockKey(piece.virtualBlock));
-    await this.pool.blockLocks.runAll(keys, async () => {
-      const generation = this.pool.generation;
-      const plans = await this.planWrites(pieces);
-      const fresh = plans.filter((plan) => plan.kind === "fresh");
+    await this.locks.blocks.runAll(pieces.map((piece) => piece.virtualBlock), async () => {
+      const { value: plans, reservation } = await this.tx.reserve((metadata, allocate) => this.planWrites(metadata, pieces, allocate));
       try {
         await this.writeAll(plans, data);
       } catch (error) {
-        if (fresh.length > 0) {
-          await this.pool.withMetadata(async () => {
-            if (this.pool.generation !== generation) return; // the rollback took the allocations back
-            for (const plan of fresh) this.pool.metadata.releaseDataBlock(plan.dataBlock);
-          });
-        }
+        await this.tx.abandon(reservation);
         throw error;
       }
-      if (fresh.length === 0) return;
-      await this.pool.withMetadata(async () => {
-        if (this.pool.generation !== generation) {
-          // The blocks were allocated in a transaction that has since been rolled back.
-          throw new IoError(this.pool.metaPath, new Error("the pool rolled back to its last commit after an I/O error during this write"));
-        }
-        this.assertExists();
-        for (const plan of fresh) await this.pool.metadata.mapBlock(this.state, plan.piece.virtualBlock, plan.dataBlock);
+      await this.tx.settle(reservation, async (metadata) => {
+        const state = this.liveState(metadata);
+        for (const plan of plans) if (plan.kind === "fresh") await metadata.mapBlock(state, plan.piece.virtualBlock, plan.dataBlock);
       });
     });
   }
 
   /** Decides, per block, between writing in place and provisioning a fresh data block. */
-  private async planWrites(pieces: Piece[]): Promise<WritePlan[]> {
-    return this.pool.readMetadata(async () => {
-      this.assertExists();
-      const plans: WritePlan[] = [];
-      try {
-        for (const piece of pieces) {
-          const current = await this.pool.metadata.lookupMapping(this.state, piece.virtualBlock);
-          if (current && !current.shared) {
-            plans.push({ piece, kind: "in-place", dataBlock: current.dataBlock });
-            continue;
-          }
-          const dataBlock = await this.pool.allocateDataBlockLocked();
-          const wholeBlock = piece.byteLength === DATA_BLOCK_BYTES;
-          plans.push({ piece, kind: "fresh", dataBlock, copyFrom: current && !wholeBlock ? current.dataBlock : null });
-        }
-      } catch (error) {
-        for (const plan of plans) if (plan.kind === "fresh") this.pool.metadata.releaseDataBlock(plan.dataBlock);
-        throw error;
+  private async planWrites(metadata: PoolMetadata, pieces: Piece[], allocate: () => Promise<number>): Promise<WritePlan[]> {
+    const state = this.liveState(metadata);
+    const plans: WritePlan[] = [];
+    for (const piece of pieces) {
+      const current = await metadata.lookupMapping(state, piece.virtualBlock);
+      if (current && !current.shared) {
+        plans.push({ piece, kind: "in-place", dataBlock: current.dataBlock });
+        continue;
       }
-      return plans;
-    });
+      const dataBlock = await allocate();
+      const wholeBlock = piece.byteLength === DATA_BLOCK_BYTES;
+      plans.push({ piece, kind: "fresh", dataBlock, copyFrom: current && !wholeBlock ? current.dataBlock : null });
+    }
+    return plans;
   }
 
   /**
@@ -250,7 +235,7 @@ export class Volume implements VolumeHandle {
         direct.push({ position, inRequest: piece.inRequest, byteLength: piece.byteLength });
       }
     }
-    const dataFile = this.pool.dataFile;
+    const dataFile = this.tx.dataFile;
     await Promise.all([
       ...merged,
       ...direct.map((run) => dataFile.write(data.subarray(run.inRequest, run.inRequest + run.byteLength), run.position)),
@@ -260,7 +245,7 @@ export class Volume implements VolumeHandle {
   /** A partial write to a fresh block: the rest is the shared block's old contents, or zeros. */
   private async writeMergedBlock(plan: Extract<WritePlan, { kind: "fresh" }>, data: Buffer): Promise<void> {
     const { piece } = plan;
-    const dataFile = this.pool.dataFile;
+    const dataFile = this.tx.dataFile;
     // The old block's read fills every byte (zeros past the file's end); without one, zeros.
     const block = plan.copyFrom !== null ? Buffer.allocUnsafe(DATA_BLOCK_BYTES) : Buffer.alloc(DATA_BLOCK_BYTES);
     if (plan.copyFrom !== null) await dataFile.read(block, plan.copyFrom * DATA_BLOCK_BYTES);
@@ -287,13 +272,13 @@ export class Volume implements VolumeHandle {
     await this.zeroPartial(endWhole * DATA_BLOCK_BYTES, end);
     for (let from = firstWhole; from < endWhole; from += RANGE_STEP_BLOCKS) {
       const to = Math.min(endWhole, from + RANGE_STEP_BLOCKS);
-      await this.gate.shared(async () => {
+      await this.locks.gate.shared(async () => {
         const mapped = await this.mappedBlocksIn(from, to);
         if (mapped.length === 0) return;
-        await this.pool.blockLocks.runAll(mapped.map((virtualBlock) => this.lockKey(virtualBlock)), () =>
-          this.pool.withMetadata(async () => {
-            this.assertExists();
-            for (const virtualBlock of mapped) await this.pool.metadata.unmapBlock(this.state, virtualBlock);
+        await this.locks.blocks.runAll(mapped, () =>
+          this.tx.change(async (metadata) => {
+            const state = this.liveState(metadata);
+            for (const virtualBlock of mapped) await metadata.unmapBlock(state, virtualBlock);
           }),
         );
       });
@@ -310,10 +295,9 @@ export class Volume implements VolumeHandle {
   }
 
   private async mappedBlocksIn(from: number, to: number): Promise<number[]> {
-    return this.pool.readMetadata(async () => {
-      this.assertExists();
+    return this.tx.read(async (metadata) => {
       const mapped: number[] = [];
-      await this.pool.metadata.forEachMapping(this.state, from, to, (virtualBlock) => void mapped.push(virtualBlock));
+      await metadata.forEachMapping(this.liveState(metadata), from, to, (virtualBlock) => void mapped.push(virtualBlock));
       return mapped;
     });
   }
@@ -329,15 +313,15 @@ export class Volume implements VolumeHandle {
 
   private checkWritable(): void {
     if (this.state.record.readOnly) throw new ReadOnlyError(`volume '${this.name}'`);
-    this.pool.assertWritable(`volume '${this.name}'`);
+    this.tx.assertWritable(`volume '${this.name}'`);
   }
 
-  private assertExists(): void {
-    if (!this.pool.metadata.stateById(this.lastKnown.id)) throw new NoSuchVolumeError(this.name);
-  }
-
-  private lockKey(virtualBlock: number): number {
-    return this.state.id * VOLUME_KEY_STRIDE + virtualBlock;
+  /** Inside a section: this volume's state in that transaction, or NO_SUCH_VOLUME once deleted. */
+  private liveState(metadata: PoolMetadata): VolumeState {
+    const state = metadata.stateById(this.lastKnown.id);
+    if (!state) throw new NoSuchVolumeError(this.lastKnown.record.name);
+    this.lastKnown = state;
+    return state;
   }
 }
 

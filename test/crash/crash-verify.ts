@@ -26,7 +26,7 @@ export async function verifyCrashState(workload: CrashWorkload, state: CrashStat
   } catch (error) {
     return `does not reopen: ${(error as Error).message}`;
   }
-  const transactionId = pool.metadata.transactionId;
+  const transactionId = pool.status().transactionId;
   const completed = workload.commits[lastIndexAtOrBelow(workload.commits, (commit) => commit.logEnd, state.crashPoint)]!;
   let expected: CommitRecord;
   if (transactionId === completed.transactionId) {

@@ -56,7 +56,7 @@ export async function runCrashWorkload(seed: number, shape: WorkloadShape): Prom
 
   const model = new Map<string, Buffer>();
   const touchedBlocks = new Map<string, Set<number>>();
-  const commits: CommitRecord[] = [{ transactionId: pool.metadata.transactionId, logStart: 0, logEnd: 0, volumes: new Map() }];
+  const commits: CommitRecord[] = [{ transactionId: pool.status().transactionId, logStart: 0, logEnd: 0, volumes: new Map() }];
   const writes: WriteRecord[] = [];
   const steps: string[] = [];
   let nextName = 0;
@@ -122,7 +122,7 @@ export async function runCrashWorkload(seed: number, shape: WorkloadShape): Prom
         const logStart = log.operations.length;
         await pool.commit();
         commits.push({
-          transactionId: pool.metadata.transactionId,
+          transactionId: pool.status().transactionId,
           logStart,
           logEnd: log.operations.length,
           volumes: new Map([...model].map(([name, bytes]) => [name, Buffer.from(bytes)])),

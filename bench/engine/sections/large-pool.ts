@@ -55,7 +55,7 @@ export async function buildLargePool(scratch: ScratchDir, order: KeyOrder, seed:
       mappingCount: LARGE_MAPPINGS,
       buildMs,
       // A pool just built has both space maps: the count is known.
-      metadataBlocksUsed: pool.metadata.tm.metadataRefs.used,
+      metadataBlocksUsed: pool.status().metadataBlocksUsed!,
       dataFileBytes: dataStat.size,
       dataFileAllocatedBytes: dataStat.blocks * 512,
     };

@@ -4,6 +4,7 @@
 
 import { assert } from "../../../src/io/assert.js";
 import type { Pool } from "../../../src/thin/pool.js";
+import type { PoolMetadata, VolumeState } from "../../../src/thin/pool-metadata.js";
 
 /**
  * mapBlock calls per metadata section. The pool trims dirty metadata blocks only between
@@ -35,21 +36,21 @@ export async function mapFreshBlocks(pool: Pool, volumeName: string, keys: reado
 /** One metadata section: keys[start..end) each get a fresh data block. Existing mappings are replaced. */
 export async function mapKeys(pool: Pool, volumeName: string, keys: readonly number[], start: number, end: number): Promise<void> {
   assert(end - start <= MAPPINGS_PER_SECTION, `a section maps at most ${MAPPINGS_PER_SECTION} keys`);
-  await pool.withMetadata(async () => {
-    const state = await pool.requireVolume(volumeName);
+  await pool.transactions.change(async (metadata) => {
+    const state = await requireVolume(metadata, volumeName);
     for (let i = start; i < end; i++) {
-      const dataBlock = pool.metadata.allocateDataBlock();
+      const dataBlock = metadata.allocateDataBlock();
       assert(dataBlock !== null, "the bench sized its pool too small");
-      await pool.metadata.mapBlock(state, keys[i]!, dataBlock);
+      await metadata.mapBlock(state, keys[i]!, dataBlock);
     }
   });
 }
 
 export async function unmapKeys(pool: Pool, volumeName: string, keys: readonly number[], start: number, end: number): Promise<void> {
-  await pool.withMetadata(async () => {
-    const state = await pool.requireVolume(volumeName);
+  await pool.transactions.change(async (metadata) => {
+    const state = await requireVolume(metadata, volumeName);
     for (let i = start; i < end; i++) {
-      const removed = await pool.metadata.unmapBlock(state, keys[i]!);
+      const removed = await metadata.unmapBlock(state, keys[i]!);
       assert(removed, `key ${keys[i]} was not mapped`);
     }
   });
@@ -57,11 +58,17 @@ export async function unmapKeys(pool: Pool, volumeName: string, keys: readonly n
 
 /** Looks keys up in one metadata section; asserts each is mapped, so a lookup is never a cheap miss. */
 export async function lookupKeys(pool: Pool, volumeName: string, keys: readonly number[], start: number, end: number): Promise<void> {
-  await pool.withMetadata(async () => {
-    const state = await pool.requireVolume(volumeName);
+  await pool.transactions.read(async (metadata) => {
+    const state = await requireVolume(metadata, volumeName);
     for (let i = start; i < end; i++) {
-      const found = await pool.metadata.lookupMapping(state, keys[i]!);
+      const found = await metadata.lookupMapping(state, keys[i]!);
       assert(found !== null, `key ${keys[i]} should be mapped`);
     }
   });
+}
+
+async function requireVolume(metadata: PoolMetadata, name: string): Promise<VolumeState> {
+  const state = await metadata.findVolume(name);
+  assert(state !== null, `the bench's volume '${name}' exists`);
+  return state;
 }
