@@ -2,17 +2,20 @@
 // volume's mapping tree, and both space maps. Callers serialize access (Pool's metadata
 // mutex); nothing here is safe to interleave.
 
-import { CorruptBlockError, LimitExceededError, NotAPoolError, PoolDegradedError, VolumeExistsError, type SpaceMapDamage } from "../errors.js";
+import { CorruptBlockError, LimitExceededError, PoolDegradedError, VolumeExistsError, type SpaceMapDamage } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { readU64, writeU64 } from "../io/integers.js";
 import type { StorageFile } from "../io/storage-file.js";
-import { BlockType, METADATA_BLOCK_BYTES, verifyBlock } from "../pdata/block-format.js";
+import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
+import { verifiedBlockReader } from "../pdata/block-reader.js";
 import { BTree } from "../pdata/btree/btree.js";
+import { KEY_END } from "../pdata/btree/walker.js";
 import { plainValues, type ValueType } from "../pdata/btree/value-type.js";
 import { RefcountTable } from "../pdata/refcount-table.js";
 import { BITMAP_ENTRIES } from "../pdata/space-map-format.js";
 import { SpaceMapLayout, loadSpaceMap, persistIncrementally, persistWhole, type BlockReader, type SpaceMapRoot } from "../pdata/space-map-store.js";
 import { INITIAL_METADATA_BLOCKS } from "../pdata/limits.js";
+import { chooseSuperblock } from "../pdata/superblock-choice.js";
 import { TransactionManager } from "../pdata/transaction-manager.js";
 import { DATA_PATH_BYTES_MAX, NAME_PROBES_MAX, SNAPSHOT_TIME_MAX, VOLUMES_MAX } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping, encodeMapping } from "./mapping-value.js";
@@ -57,6 +60,7 @@ export class PoolMetadata {
   private readonly nameIndex: BTree;
   private readonly states = new Map<number, VolumeState>();
   private changed = false;
+  private retired = false;
 
   private constructor(
     readonly tm: TransactionManager,
@@ -121,16 +125,9 @@ export class PoolMetadata {
   }
 
   static async open(metaFile: StorageFile, metaPath: string, cacheBlocks?: number): Promise<PoolMetadata> {
-    const superblock = await readNewestSuperblock(metaFile, metaPath);
-    const readRaw: BlockReader = async (blockIndex, type) => {
-      if (!(blockIndex < superblock.metadataSpaceMap.blockCount)) {
-        throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `points beyond the metadata file's ${superblock.metadataSpaceMap.blockCount} blocks`, metaPath);
-      }
-      const block = Buffer.alloc(METADATA_BLOCK_BYTES);
-      await metaFile.read(block, blockIndex * METADATA_BLOCK_BYTES);
-      verifyBlock(block, type, blockIndex);
-      return block;
-    };
+    const { superblock } = await chooseSuperblock(metaFile, metaPath, SUPERBLOCK_SLOTS, (block, slot) => decodeSuperblock(block, slot, metaPath));
+    // Before the space maps load, the superblock is the only word on the file's size.
+    const readRaw = verifiedBlockReader(metaFile, superblock.metadataSpaceMap.blockCount, metaPath);
     // A damaged space map does not stop the pool opening: reads need only the trees, whose
     // blocks verify on their own. Its counts are unknown, so nothing may change until repair.
     const damage: SpaceMapDamage[] = [];
@@ -144,7 +141,7 @@ export class PoolMetadata {
 
   /** Every volume's record is held in memory (at most VOLUMES_MAX of them), so handles resolve at once. */
   private async loadVolumes(): Promise<void> {
-    await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, Number.MAX_SAFE_INTEGER, (id, value, _shared, leafIndex) => {
+    await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, KEY_END, (id, value, _shared, leafIndex) => {
       this.states.set(id, { id, record: decodeVolumeRecord(value, leafIndex), dirty: false });
     });
   }
@@ -285,13 +282,28 @@ export class PoolMetadata {
   }
 
   markDirty(state: VolumeState): void {
+    this.assertLive(state);
     state.dirty = true;
     this.changed = true;
+  }
+
+  /**
+   * A transaction dropped by a rollback is never used again, and a volume's state belongs to
+   * the transaction that loaded it: a caller holding either across a rollback is a bug.
+   */
+  retire(): void {
+    this.retired = true;
+  }
+
+  private assertLive(state: VolumeState): void {
+    assert(!this.retired, "metadata of a transaction that was rolled back");
+    assert(this.states.get(state.id) === state, `state of volume ${state.id} from another transaction`);
   }
 
   // ---- mappings ------------------------------------------------------------------------
 
   async lookupMapping(state: VolumeState, virtualBlock: number): Promise<MappingLookup | null> {
+    this.assertLive(state);
     const found = await this.mappings.lookup(state.record.mappingRoot, virtualBlock);
     if (!found) return null;
     const { dataBlock, time } = decodeMapping(found.value);
@@ -321,6 +333,7 @@ export class PoolMetadata {
     to: number,
     visit: (virtualBlock: number, dataBlock: number, sharedNow: boolean, copyOnWrite: boolean) => void,
   ): Promise<void> {
+    this.assertLive(state);
     const dataBlockCount = this.dataRefs.blockCount;
     await this.mappings.forEachInRange(state.record.mappingRoot, from, to, (key, value, sharedPath, nodeIndex) => {
       const { dataBlock, time } = decodeMapping(value);
@@ -340,6 +353,7 @@ export class PoolMetadata {
     limit: number,
     visit: (virtualBlock: number, dataBlock: number, time: number) => void,
   ): Promise<void> {
+    this.assertLive(state);
     let seen = 0;
     await this.mappings.forEachInRange(state.record.mappingRoot, from, to, (key, value) => {
       const { dataBlock, time } = decodeMapping(value);
@@ -350,6 +364,7 @@ export class PoolMetadata {
 
   /** Maps a virtual block to a data block the caller allocated; the old data block loses a reference. */
   async mapBlock(state: VolumeState, virtualBlock: number, dataBlock: number): Promise<void> {
+    this.assertLive(state);
     assert(this.dataRefs.get(dataBlock) >= 1, `mapping unallocated data block ${dataBlock}`);
     const change = await this.mappings.insert(state.record.mappingRoot, virtualBlock, encodeMapping({ dataBlock, time: this.superblock.snapshotTime }));
     state.record.mappingRoot = change.root;
@@ -360,6 +375,7 @@ export class PoolMetadata {
   }
 
   async unmapBlock(state: VolumeState, virtualBlock: number): Promise<boolean> {
+    this.assertLive(state);
     const change = await this.mappings.remove(state.record.mappingRoot, virtualBlock);
     if (!change.previous) return false;
     state.record.mappingRoot = change.root;
@@ -524,25 +540,4 @@ async function loadSpaceMapOrNote(
     layout.root = { ...root };
     return { table: new RefcountTable(root.blockCount, BITMAP_ENTRIES), layout };
   }
-}
-
-async function readNewestSuperblock(metaFile: StorageFile, metaPath: string): Promise<Superblock> {
-  const candidates: Superblock[] = [];
-  const failures: Error[] = [];
-  for (const slot of SUPERBLOCK_SLOTS) {
-    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
-    await metaFile.read(block, slot * METADATA_BLOCK_BYTES);
-    try {
-      candidates.push(decodeSuperblock(block, slot, metaPath));
-    } catch (error) {
-      if (!(error instanceof CorruptBlockError || error instanceof NotAPoolError)) throw error;
-      failures.push(error);
-    }
-  }
-  if (candidates.length === 0) {
-    if (failures.every((failure) => failure instanceof NotAPoolError)) throw failures[0]!;
-    throw failures.find((failure) => failure instanceof CorruptBlockError)!;
-  }
-  candidates.sort((a, b) => b.transactionId - a.transactionId);
-  return candidates[0]!;
 }

@@ -191,6 +191,7 @@ export class PoolTransactions {
     await Promise.allSettled([...this.readsInFlight]);
     const dropped = this.metadata;
     this.metadata = await PoolMetadata.open(dropped.tm.file, this.metaPath, this.settings.cacheBlocks);
+    dropped.retire();
     this.failure = null;
     this.generation++;
     this.dataWrittenSinceCommit = false;
