@@ -5,19 +5,56 @@
 import { randomUUID } from "node:crypto";
 import { CorruptBlockError, NotAPoolError } from "../errors.js";
 import { assert } from "../io/assert.js";
-import { readU64, writeU64 } from "../io/integers.js";
-import { BlockType, METADATA_BLOCK_BYTES, sealBlock, verifyBlock } from "../pdata/block-format.js";
+import { defineLayout, fieldBytes, readUint, writeUint } from "../io/byte-layout.js";
+import { BLOCK_HEADER, BLOCK_HEADER_BYTES, BlockType, METADATA_BLOCK_BYTES, sealBlock, verifyBlock } from "../pdata/block-format.js";
+import { METADATA_BLOCKS_MAX } from "../pdata/limits.js";
 import type { SpaceMapRoot } from "../pdata/space-map-store.js";
-import { METADATA_BLOCKS_MAX } from "../pdata/transaction-manager.js";
-import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BYTES_MAX, SNAPSHOT_TIME_MAX } from "./limits.js";
+import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BLOCKS_MAX, SNAPSHOT_TIME_MAX } from "./limits.js";
 
 export const SUPERBLOCK_MAGIC = "THINPOOL";
 export const FORMAT_VERSION = 1;
 export const SUPERBLOCK_SLOTS = [0, 1] as const;
 
-/** Superblock flag bits (offset 28). */
+/** Superblock flag bits (the `flags` field). */
 export const SUPERBLOCK_FLAG_REPAIRED_COPY = 1;
 const SUPERBLOCK_FLAGS_KNOWN = SUPERBLOCK_FLAG_REPAIRED_COPY;
+
+const SPACE_MAP_ROOT_BYTES = 32;
+/** What the superblock records about one space map. */
+export const SPACE_MAP_ROOT_LAYOUT = defineLayout("space-map root", SPACE_MAP_ROOT_BYTES, {
+  blockCount: { offset: 0, bytes: 8 },
+  indexHead: { offset: 8, bytes: 8 },
+  /** 0 = none. */
+  overflowHead: { offset: 16, bytes: 8 },
+  overflowCount: { offset: 24, bytes: 8 },
+});
+
+export const SUPERBLOCK_LAYOUT = defineLayout("superblock", METADATA_BLOCK_BYTES, {
+  blockHeader: { offset: 0, bytes: BLOCK_HEADER_BYTES },
+  magic: { offset: 16, bytes: 8 },
+  version: { offset: 24, bytes: 4 },
+  flags: { offset: 28, bytes: 4 },
+  uuid: { offset: 32, bytes: 16 },
+  transactionId: { offset: 48, bytes: 8 },
+  snapshotTime: { offset: 56, bytes: 4 },
+  reserved60: { offset: 60, bytes: 4 },
+  metadataBlockBytes: { offset: 64, bytes: 4 },
+  dataBlockBytes: { offset: 68, bytes: 4 },
+  reserved72: { offset: 72, bytes: 8 },
+  volumeTableRoot: { offset: 80, bytes: 8 },
+  nameIndexRoot: { offset: 88, bytes: 8 },
+  nextVolumeId: { offset: 96, bytes: 8 },
+  createdAt: { offset: 104, bytes: 8 },
+  dataSpaceMap: { offset: 112, bytes: SPACE_MAP_ROOT_BYTES },
+  metadataSpaceMap: { offset: 144, bytes: SPACE_MAP_ROOT_BYTES },
+  dataPathLength: { offset: 176, bytes: 2 },
+  /** Variable: `dataPathLength` bytes of UTF-8, at most DATA_PATH_BYTES_MAX. */
+  dataPath: { offset: 178, bytes: DATA_PATH_BYTES_MAX },
+});
+const F = SUPERBLOCK_LAYOUT;
+assert(Buffer.byteLength(SUPERBLOCK_MAGIC, "latin1") === F.magic.bytes, "magic fills its field");
+assert(DATA_PATH_BYTES_MAX < 2 ** (8 * F.dataPathLength.bytes), "data path length fits its field");
+assert(SNAPSHOT_TIME_MAX < 2 ** (8 * F.snapshotTime.bytes), "snapshot time fits its field");
 
 export interface Superblock {
   uuid: string;
@@ -41,61 +78,61 @@ export function newPoolUuid(): string {
 
 export function encodeSuperblock(superblock: Superblock, slot: number): Buffer {
   const block = Buffer.alloc(METADATA_BLOCK_BYTES);
-  block.write(SUPERBLOCK_MAGIC, 16, "latin1");
-  block.writeUInt32LE(FORMAT_VERSION, 24);
-  block.writeUInt32LE(superblock.repairedCopy ? SUPERBLOCK_FLAG_REPAIRED_COPY : 0, 28);
-  Buffer.from(superblock.uuid.replaceAll("-", ""), "hex").copy(block, 32);
-  writeU64(block, 48, superblock.transactionId);
-  block.writeUInt32LE(superblock.snapshotTime, 56);
-  block.writeUInt32LE(METADATA_BLOCK_BYTES, 64);
-  block.writeUInt32LE(DATA_BLOCK_BYTES, 68);
-  writeU64(block, 80, superblock.volumeTableRoot);
-  writeU64(block, 88, superblock.nameIndexRoot);
-  writeU64(block, 96, superblock.nextVolumeId);
-  writeU64(block, 104, superblock.createdAt);
-  encodeSpaceMapRoot(block, 112, superblock.dataSpaceMap);
-  encodeSpaceMapRoot(block, 144, superblock.metadataSpaceMap);
+  block.write(SUPERBLOCK_MAGIC, F.magic.offset, "latin1");
+  writeUint(block, F.version, FORMAT_VERSION);
+  writeUint(block, F.flags, superblock.repairedCopy ? SUPERBLOCK_FLAG_REPAIRED_COPY : 0);
+  Buffer.from(superblock.uuid.replaceAll("-", ""), "hex").copy(block, F.uuid.offset);
+  writeUint(block, F.transactionId, superblock.transactionId);
+  writeUint(block, F.snapshotTime, superblock.snapshotTime);
+  writeUint(block, F.metadataBlockBytes, METADATA_BLOCK_BYTES);
+  writeUint(block, F.dataBlockBytes, DATA_BLOCK_BYTES);
+  writeUint(block, F.volumeTableRoot, superblock.volumeTableRoot);
+  writeUint(block, F.nameIndexRoot, superblock.nameIndexRoot);
+  writeUint(block, F.nextVolumeId, superblock.nextVolumeId);
+  writeUint(block, F.createdAt, superblock.createdAt);
+  encodeSpaceMapRoot(fieldBytes(block, F.dataSpaceMap), superblock.dataSpaceMap);
+  encodeSpaceMapRoot(fieldBytes(block, F.metadataSpaceMap), superblock.metadataSpaceMap);
   const path = Buffer.from(superblock.dataPath, "utf8");
   assert(path.length <= DATA_PATH_BYTES_MAX, `data path of ${path.length} bytes`);
-  block.writeUInt16LE(path.length, 176);
-  path.copy(block, 178);
+  writeUint(block, F.dataPathLength, path.length);
+  path.copy(block, F.dataPath.offset);
   sealBlock(block, BlockType.Superblock, slot);
   return block;
 }
 
 /** Decodes one superblock slot; `metaPath` names the file in errors. */
 export function decodeSuperblock(block: Buffer, slot: number, metaPath: string): Superblock {
-  if (block.toString("latin1", 16, 24) !== SUPERBLOCK_MAGIC) {
-    if (block.readUInt32LE(4) === BlockType.Superblock) throw new CorruptBlockError(slot, "bad-superblock", "superblock magic is wrong", metaPath);
+  if (fieldBytes(block, F.magic).toString("latin1") !== SUPERBLOCK_MAGIC) {
+    if (readUint(block, BLOCK_HEADER.blockType) === BlockType.Superblock) throw new CorruptBlockError(slot, "bad-superblock", "superblock magic is wrong", metaPath);
     throw new NotAPoolError(metaPath, `block ${slot} has no thinp superblock magic`);
   }
   verifyBlock(block, BlockType.Superblock, slot);
-  const version = block.readUInt32LE(24);
+  const version = readUint(block, F.version);
   if (version !== FORMAT_VERSION) throw new NotAPoolError(metaPath, `format version ${version}; this thinp reads version ${FORMAT_VERSION}`);
-  const metadataBlockBytes = block.readUInt32LE(64);
-  const dataBlockBytes = block.readUInt32LE(68);
+  const metadataBlockBytes = readUint(block, F.metadataBlockBytes);
+  const dataBlockBytes = readUint(block, F.dataBlockBytes);
   if (metadataBlockBytes !== METADATA_BLOCK_BYTES || dataBlockBytes !== DATA_BLOCK_BYTES) {
     throw new CorruptBlockError(slot, "bad-superblock", `block sizes ${metadataBlockBytes}/${dataBlockBytes} are not ${METADATA_BLOCK_BYTES}/${DATA_BLOCK_BYTES}`, metaPath);
   }
-  const flags = block.readUInt32LE(28);
+  const flags = readUint(block, F.flags);
   if ((flags & ~SUPERBLOCK_FLAGS_KNOWN) !== 0) {
     throw new NotAPoolError(metaPath, `superblock flags 0x${flags.toString(16)} include some this thinp does not know; a newer thinp wrote it`);
   }
-  const pathLength = block.readUInt16LE(176);
+  const pathLength = readUint(block, F.dataPathLength);
   if (pathLength > DATA_PATH_BYTES_MAX) throw new CorruptBlockError(slot, "bad-superblock", `data path length ${pathLength}`, metaPath);
-  const hex = block.toString("hex", 32, 48);
+  const hex = fieldBytes(block, F.uuid).toString("hex");
   const superblock: Superblock = {
     repairedCopy: (flags & SUPERBLOCK_FLAG_REPAIRED_COPY) !== 0,
     uuid: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
-    transactionId: readU64(block, 48),
-    snapshotTime: block.readUInt32LE(56),
-    volumeTableRoot: readU64(block, 80),
-    nameIndexRoot: readU64(block, 88),
-    nextVolumeId: readU64(block, 96),
-    createdAt: readU64(block, 104),
-    dataSpaceMap: decodeSpaceMapRoot(block, 112),
-    metadataSpaceMap: decodeSpaceMapRoot(block, 144),
-    dataPath: block.toString("utf8", 178, 178 + pathLength),
+    transactionId: readUint(block, F.transactionId),
+    snapshotTime: readUint(block, F.snapshotTime),
+    volumeTableRoot: readUint(block, F.volumeTableRoot),
+    nameIndexRoot: readUint(block, F.nameIndexRoot),
+    nextVolumeId: readUint(block, F.nextVolumeId),
+    createdAt: readUint(block, F.createdAt),
+    dataSpaceMap: decodeSpaceMapRoot(fieldBytes(block, F.dataSpaceMap)),
+    metadataSpaceMap: decodeSpaceMapRoot(fieldBytes(block, F.metadataSpaceMap)),
+    dataPath: block.toString("utf8", F.dataPath.offset, F.dataPath.offset + pathLength),
   };
   const metadataBlocks = superblock.metadataSpaceMap.blockCount;
   const pointers = [superblock.volumeTableRoot, superblock.nameIndexRoot, superblock.dataSpaceMap.indexHead, superblock.metadataSpaceMap.indexHead];
@@ -105,7 +142,7 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
   const dataBlocks = superblock.dataSpaceMap.blockCount;
   if (
     !Number.isSafeInteger(superblock.transactionId) || !Number.isSafeInteger(superblock.nextVolumeId) ||
-    !Number.isSafeInteger(dataBlocks) || dataBlocks === 0 || dataBlocks > POOL_BYTES_MAX / DATA_BLOCK_BYTES ||
+    !Number.isSafeInteger(dataBlocks) || dataBlocks === 0 || dataBlocks > POOL_BLOCKS_MAX ||
     !Number.isSafeInteger(metadataBlocks) || metadataBlocks > METADATA_BLOCKS_MAX ||
     superblock.snapshotTime > SNAPSHOT_TIME_MAX ||
     pointers.some((p) => !Number.isSafeInteger(p) || p < SUPERBLOCK_SLOTS.length || p >= metadataBlocks)
@@ -115,18 +152,18 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
   return superblock;
 }
 
-function encodeSpaceMapRoot(block: Buffer, at: number, root: SpaceMapRoot): void {
-  writeU64(block, at, root.blockCount);
-  writeU64(block, at + 8, root.indexHead);
-  writeU64(block, at + 16, root.overflowHead);
-  writeU64(block, at + 24, root.overflowCount);
+function encodeSpaceMapRoot(field: Buffer, root: SpaceMapRoot): void {
+  writeUint(field, SPACE_MAP_ROOT_LAYOUT.blockCount, root.blockCount);
+  writeUint(field, SPACE_MAP_ROOT_LAYOUT.indexHead, root.indexHead);
+  writeUint(field, SPACE_MAP_ROOT_LAYOUT.overflowHead, root.overflowHead);
+  writeUint(field, SPACE_MAP_ROOT_LAYOUT.overflowCount, root.overflowCount);
 }
 
-function decodeSpaceMapRoot(block: Buffer, at: number): SpaceMapRoot {
+function decodeSpaceMapRoot(field: Buffer): SpaceMapRoot {
   return {
-    blockCount: readU64(block, at),
-    indexHead: readU64(block, at + 8),
-    overflowHead: readU64(block, at + 16),
-    overflowCount: readU64(block, at + 24),
+    blockCount: readUint(field, SPACE_MAP_ROOT_LAYOUT.blockCount),
+    indexHead: readUint(field, SPACE_MAP_ROOT_LAYOUT.indexHead),
+    overflowHead: readUint(field, SPACE_MAP_ROOT_LAYOUT.overflowHead),
+    overflowCount: readUint(field, SPACE_MAP_ROOT_LAYOUT.overflowCount),
   };
 }

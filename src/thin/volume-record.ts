@@ -5,8 +5,18 @@
 import { decode, encode } from "@msgpack/msgpack";
 import { CorruptBlockError } from "../errors.js";
 import { assert } from "../io/assert.js";
+import { defineLayout, fieldBytes, readUint, writeUint } from "../io/byte-layout.js";
+import { NODE_VALUE_BYTES_MAX } from "../pdata/limits.js";
 
 export const VOLUME_RECORD_BYTES = 256;
+assert(VOLUME_RECORD_BYTES <= NODE_VALUE_BYTES_MAX, "a volume record is a leaf value");
+
+export const VOLUME_RECORD_LAYOUT = defineLayout("volume record", VOLUME_RECORD_BYTES, {
+  bodyLength: { offset: 0, bytes: 2 },
+  /** Variable: `bodyLength` bytes of MessagePack, then zeros to the end. */
+  body: { offset: 2, bytes: VOLUME_RECORD_BYTES - 2 },
+});
+const BODY_BYTES_MAX = VOLUME_RECORD_LAYOUT.body.bytes;
 
 export interface VolumeRecord {
   name: string;
@@ -34,19 +44,19 @@ export function encodeVolumeRecord(record: VolumeRecord): Buffer {
     t: record.snapshotAt,
     st: record.snapshotTime,
   });
-  assert(body.length + 2 <= VOLUME_RECORD_BYTES, `volume record of ${body.length} bytes`);
+  assert(body.length <= BODY_BYTES_MAX, `volume record of ${body.length} bytes`);
   const value = Buffer.alloc(VOLUME_RECORD_BYTES);
-  value.writeUInt16LE(body.length, 0);
-  value.set(body, 2);
+  writeUint(value, VOLUME_RECORD_LAYOUT.bodyLength, body.length);
+  value.set(body, VOLUME_RECORD_LAYOUT.body.offset);
   return value;
 }
 
 export function decodeVolumeRecord(value: Buffer, nodeIndex: number): VolumeRecord {
-  const length = value.readUInt16LE(0);
-  if (length === 0 || length + 2 > VOLUME_RECORD_BYTES) throw new CorruptBlockError(nodeIndex, "bad-record", `volume record length ${length}`);
+  const length = readUint(value, VOLUME_RECORD_LAYOUT.bodyLength);
+  if (length === 0 || length > BODY_BYTES_MAX) throw new CorruptBlockError(nodeIndex, "bad-record", `volume record length ${length}`);
   let raw: unknown;
   try {
-    raw = decode(value.subarray(2, 2 + length));
+    raw = decode(fieldBytes(value, VOLUME_RECORD_LAYOUT.body).subarray(0, length));
   } catch (error) {
     throw new CorruptBlockError(nodeIndex, "bad-record", `volume record does not decode: ${(error as Error).message}`);
   }

@@ -1,19 +1,34 @@
-// A B+tree node in one metadata block (formats/metadata.md, "B-tree nodes"):
-//   0  block header (checksum, type, self index)
-//   16 u32 kind (1 internal, 2 leaf)   20 u32 entry count
-//   24 u32 max entries                 28 u32 value bytes
-//   32 keys: max entries x u64, then values: max entries x value bytes
-// Keys are strictly increasing. An internal node's values are child block indexes, and
-// its key i is no greater than every key below child i.
+// A B+tree node in one metadata block (formats/metadata.md, "B-tree nodes"): the block
+// header, then kind, entry count, capacity and value size (NODE_HEADER below), then
+// max-entries u64 keys, then max-entries values. Keys are strictly increasing. An internal
+// node's values are child block indexes, and its key i is no greater than every key below
+// child i.
 
 import { CorruptBlockError } from "../../errors.js";
 import { assert } from "../../io/assert.js";
+import { defineLayout } from "../../io/byte-layout.js";
 import { readU64, writeU64 } from "../../io/integers.js";
-import { METADATA_BLOCK_BYTES } from "../block-format.js";
+import { BLOCK_HEADER_BYTES, METADATA_BLOCK_BYTES } from "../block-format.js";
+import { NODE_ENTRIES_MIN, NODE_VALUE_BYTES_MAX } from "../limits.js";
 
 export const NODE_HEADER_BYTES = 32;
 export const KEY_BYTES = 8;
 export const CHILD_VALUE_BYTES = 8;
+
+/** The fixed part of a node; its keys start at NODE_HEADER_BYTES. */
+export const NODE_HEADER = defineLayout("node header", NODE_HEADER_BYTES, {
+  blockHeader: { offset: 0, bytes: BLOCK_HEADER_BYTES },
+  kind: { offset: 16, bytes: 4 },
+  count: { offset: 20, bytes: 4 },
+  maxEntries: { offset: 24, bytes: 4 },
+  valueBytes: { offset: 28, bytes: 4 },
+});
+// Read on every step of every tree walk: plain numbers, read as u32s below.
+const KIND_AT = NODE_HEADER.kind.offset;
+const COUNT_AT = NODE_HEADER.count.offset;
+const MAX_ENTRIES_AT = NODE_HEADER.maxEntries.offset;
+const VALUE_BYTES_AT = NODE_HEADER.valueBytes.offset;
+assert([NODE_HEADER.kind, NODE_HEADER.count, NODE_HEADER.maxEntries, NODE_HEADER.valueBytes].every((field) => field.bytes === 4), "node header fields are u32s");
 
 export enum NodeKind {
   Internal = 1,
@@ -24,6 +39,16 @@ export function maxEntriesFor(valueBytes: number): number {
   return Math.floor((METADATA_BLOCK_BYTES - NODE_HEADER_BYTES) / (KEY_BYTES + valueBytes));
 }
 
+/** Where a node's values start: after its keys, whose number is its capacity. */
+export function nodeValuesOffset(maxEntries: number): number {
+  return NODE_HEADER_BYTES + KEY_BYTES * maxEntries;
+}
+
+// Every tree this engine keeps, down to the volume table's 256-byte records, gets nodes its
+// splits and merges work in.
+assert(maxEntriesFor(NODE_VALUE_BYTES_MAX) >= NODE_ENTRIES_MIN, "nodes of the largest value hold enough entries");
+assert(maxEntriesFor(CHILD_VALUE_BYTES) >= NODE_ENTRIES_MIN, "internal nodes hold enough children");
+
 /** A typed view over a node's block; reading it never copies, writing changes the block. */
 export class NodeView {
   constructor(
@@ -32,18 +57,19 @@ export class NodeView {
   ) {}
 
   static format(block: Buffer, blockIndex: number, kind: NodeKind, valueBytes: number): NodeView {
-    block.fill(0, 16);
-    block.writeUInt32LE(kind, 16);
-    block.writeUInt32LE(0, 20);
-    block.writeUInt32LE(maxEntriesFor(valueBytes), 24);
-    block.writeUInt32LE(valueBytes, 28);
+    assert(valueBytes > 0 && valueBytes <= NODE_VALUE_BYTES_MAX, `node of ${valueBytes}-byte values`);
+    block.fill(0, BLOCK_HEADER_BYTES);
+    block.writeUInt32LE(kind, KIND_AT);
+    block.writeUInt32LE(0, COUNT_AT);
+    block.writeUInt32LE(maxEntriesFor(valueBytes), MAX_ENTRIES_AT);
+    block.writeUInt32LE(valueBytes, VALUE_BYTES_AT);
     return new NodeView(block, blockIndex);
   }
 
   /** Checks the header of a node just read; the checksum was verified already. */
   static open(block: Buffer, blockIndex: number, expectedValueBytes: number): NodeView {
     const node = new NodeView(block, blockIndex);
-    const kind = block.readUInt32LE(16);
+    const kind = block.readUInt32LE(KIND_AT);
     if (kind !== NodeKind.Internal && kind !== NodeKind.Leaf) throw new CorruptBlockError(blockIndex, "bad-node", `node kind ${kind}`);
     const valueBytes = kind === NodeKind.Internal ? CHILD_VALUE_BYTES : expectedValueBytes;
     if (node.valueBytes !== valueBytes) {
@@ -55,30 +81,30 @@ export class NodeView {
   }
 
   get kind(): NodeKind {
-    return this.block.readUInt32LE(16);
+    return this.block.readUInt32LE(KIND_AT);
   }
   get isLeaf(): boolean {
     return this.kind === NodeKind.Leaf;
   }
   get count(): number {
-    return this.block.readUInt32LE(20);
+    return this.block.readUInt32LE(COUNT_AT);
   }
   set count(value: number) {
     assert(value >= 0 && value <= this.maxEntries, `node ${this.blockIndex} count ${value}`);
-    this.block.writeUInt32LE(value, 20);
+    this.block.writeUInt32LE(value, COUNT_AT);
   }
   get maxEntries(): number {
-    return this.block.readUInt32LE(24);
+    return this.block.readUInt32LE(MAX_ENTRIES_AT);
   }
   get valueBytes(): number {
-    return this.block.readUInt32LE(28);
+    return this.block.readUInt32LE(VALUE_BYTES_AT);
   }
   get isFull(): boolean {
     return this.count === this.maxEntries;
   }
 
   private valuesOffset(): number {
-    return NODE_HEADER_BYTES + KEY_BYTES * this.maxEntries;
+    return nodeValuesOffset(this.maxEntries);
   }
 
   keyAt(index: number): number {
