@@ -24,19 +24,6 @@ export async function onUserFile<T>(filePath: string, what: string, step: () => 
   }
 }
 
-export async function openInputFile(filePath: string): Promise<fs.FileHandle> {
-  return onUserFile(filePath, "input file", async () => {
-    const handle = await fs.open(filePath, "r");
-    const stats = await handle.stat();
-    if (!stats.isFile()) {
-      await handle.close();
-      // Pipes and devices have no size to check against the volume up front.
-      throw new IoError(filePath, new Error("not a regular file"));
-    }
-    return handle;
-  });
-}
-
 /** Creates the output file; an existing file is replaced only when `overwrite` is set. */
 export async function createOutputFile(filePath: string, overwrite: boolean): Promise<fs.FileHandle> {
   return onUserFile(filePath, "output directory for", () => fs.open(filePath, overwrite ? "w" : "wx"));

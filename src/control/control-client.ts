@@ -33,6 +33,8 @@ export class ControlClient implements PoolOperations {
     readonly nbdAddresses: readonly NbdServerAddress[],
     /** The served pool's space map is damaged, so it is read-only; null when it is whole. */
     readonly degraded: PoolDegradation | null = null,
+    /** Null for `thinp serve`; else what the long command holding the pool is doing (HelloReply.busyWith). */
+    readonly busyWith: string | null = null,
   ) {}
 
   /** Connects to a running server, or returns null when none answers on the socket. */
@@ -48,7 +50,8 @@ export class ControlClient implements PoolOperations {
     socket.on("error", () => undefined);
     const client = new ControlClient(socketPath, socket, 0, []);
     const hello = (await client.request({ op: "hello", version: 1 })) as HelloReply;
-    return new ControlClient(socketPath, socket, hello.pid, hello.nbd ?? [], hello.degraded ?? null);
+    const busyWith = typeof hello.busyWith === "string" ? hello.busyWith : null;
+    return new ControlClient(socketPath, socket, hello.pid, hello.nbd ?? [], hello.degraded ?? null, busyWith);
   }
 
   close(): void {

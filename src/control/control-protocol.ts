@@ -29,6 +29,12 @@ export interface HelloReply {
   nbd: NbdServerAddress[];
   /** The served pool's space map is damaged: it is read-only until `thinp repair` (older servers omit it). */
   degraded?: PoolDegradation | null;
+  /**
+   * Set when the process holding the pool is not `thinp serve` but a long command that
+   * answers only the read-only requests meanwhile: what it is doing, for messages
+   * ("an import into 'base'").
+   */
+  busyWith?: string;
 }
 
 export type ControlReply =

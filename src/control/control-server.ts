@@ -27,6 +27,8 @@ export async function startControlServer(
   operations: PoolOperations,
   log: (message: string) => void,
   nbdAddresses: readonly NbdServerAddress[] = [],
+  /** For a process that is not `thinp serve`: what it is busy with, told in `hello` (HelloReply.busyWith). */
+  busyWith?: string,
 ): Promise<ControlServer> {
   await removeStaleSocket(socketPath);
   const sockets = new Set<net.Socket>();
@@ -51,7 +53,7 @@ export async function startControlServer(
       }
       for (const message of messages) {
         queue = queue.then(async () => {
-          const reply = await answer(message, operations, nbdAddresses);
+          const reply = await answer(message, operations, nbdAddresses, busyWith);
           if (!socket.destroyed) socket.write(frameMessage(reply));
         });
       }
@@ -76,16 +78,26 @@ export async function startControlServer(
   };
 }
 
-async function answer(message: unknown, operations: PoolOperations, nbdAddresses: readonly NbdServerAddress[]): Promise<ControlReply> {
+async function answer(
+  message: unknown,
+  operations: PoolOperations,
+  nbdAddresses: readonly NbdServerAddress[],
+  busyWith: string | undefined,
+): Promise<ControlReply> {
   try {
-    return { ok: true, result: await dispatch(message as ControlRequest, operations, nbdAddresses) };
+    return { ok: true, result: await dispatch(message as ControlRequest, operations, nbdAddresses, busyWith) };
   } catch (error) {
     if (error instanceof ThinpError) return { ok: false, error: { code: error.code, message: error.message } };
     return { ok: false, error: { code: "INTERNAL", message: (error as Error)?.message ?? String(error) } };
   }
 }
 
-async function dispatch(request: ControlRequest, operations: PoolOperations, nbdAddresses: readonly NbdServerAddress[]): Promise<unknown> {
+async function dispatch(
+  request: ControlRequest,
+  operations: PoolOperations,
+  nbdAddresses: readonly NbdServerAddress[],
+  busyWith: string | undefined,
+): Promise<unknown> {
   if (typeof request !== "object" || request === null || typeof request.op !== "string") throw new Error("a request needs an op");
   switch (request.op) {
     case "hello":
@@ -94,6 +106,7 @@ async function dispatch(request: ControlRequest, operations: PoolOperations, nbd
         pid: process.pid,
         nbd: [...nbdAddresses],
         degraded: (await operations.status()).degraded,
+        ...(busyWith === undefined ? {} : { busyWith }),
       } satisfies HelloReply;
     case "create":
       return operations.createVolume(String(request.name), Number(request.sizeBytes));
