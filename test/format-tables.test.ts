@@ -1,7 +1,8 @@
 // The byte tables in formats/ are the spec; the layouts in the code are what reads and writes
 // the bytes. This test parses every `| offset | size | field |` table in formats/*.md and
 // holds each row against the code's layout for that struct, so neither can change alone.
-// A failure names the document, the line and the row that disagrees.
+// A failure names the document, the line and the row that disagrees. The limit tables
+// (`| name | value |`, `| limit | value | ... |`) are held against the limits modules too.
 
 import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -10,7 +11,10 @@ import type { Field, Layout } from "../src/io/byte-layout.js";
 import { BLOCK_HEADER, METADATA_BLOCK_BYTES } from "../src/pdata/block-format.js";
 import { CHILD_VALUE_BYTES, KEY_BYTES, NODE_HEADER, NODE_HEADER_BYTES, maxEntriesFor, nodeValuesOffset } from "../src/pdata/btree/node.js";
 import { BITMAP_LAYOUT, INDEX_LAYOUT, OVERFLOW_ENTRY, OVERFLOW_LAYOUT } from "../src/pdata/space-map-format.js";
-import { DATA_PATH_BYTES_MAX } from "../src/thin/limits.js";
+import * as nbdLimits from "../src/nbd/limits.js";
+import * as pdataLimits from "../src/pdata/limits.js";
+import * as thinLimits from "../src/thin/limits.js";
+import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX } from "../src/thin/limits.js";
 import { MAPPING_DATA_BLOCK_BITS, MAPPING_VALUE_BYTES } from "../src/thin/mapping-value.js";
 import { NAME_INDEX_VALUE_BYTES } from "../src/thin/names.js";
 import { SPACE_MAP_ROOT_LAYOUT, SUPERBLOCK_LAYOUT } from "../src/thin/superblock.js";
@@ -242,5 +246,68 @@ describe("formats/metadata.md prose matches the code", () => {
     const bits = /Bits 0\.\.(\d+): the data block index\. Bits (\d+)\.\.(\d+):/.exec(metadata);
     expect(bits, "the mapping values section").not.toBeNull();
     expect(bits!.slice(1, 4).map(Number)).toEqual([MAPPING_DATA_BLOCK_BITS - 1, MAPPING_DATA_BLOCK_BITS, 8 * MAPPING_VALUE_BYTES - 1]);
+  });
+});
+
+/** A limit table's rows: the names in the first cell, the value text in the second. */
+function parseLimitTables(text: string): { line: number; names: string[]; value: string }[] {
+  const lines = text.split("\n");
+  const rows = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (!/^\|\s*(name|limit)\s*\|\s*value\s*\|/.test(lines[i] ?? "")) continue;
+    for (let j = i + 2; j < lines.length && (lines[j] ?? "").startsWith("|"); j++) {
+      const cells = (lines[j] ?? "").split("|").slice(1, -1).map((cell) => cell.trim());
+      const names = [...(cells[0] ?? "").matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((match) => match[1] ?? "");
+      rows.push({ line: j + 1, names, value: cells[1] ?? "" });
+    }
+  }
+  return rows;
+}
+
+const UNIT_BYTES: Record<string, number> = { KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30, TiB: 2 ** 40, PiB: 2 ** 50 };
+
+/** The number a value cell starts with: `65536`, `2^24 − 1 snapshots`, `32 MiB for READ`, `2^32 data blocks`. */
+function leadingValue(text: string): number | null {
+  const match = /^(\d+(?:\^\d+)?(?:\s*[×+−]\s*\d+(?:\^\d+)?)*)\s*(KiB|MiB|GiB|TiB|PiB)?\s*(data blocks)?/.exec(text.trim());
+  if (!match) return null;
+  const expression = (match[1] ?? "").replace(/(\d+)\^(\d+)/g, (_, base: string, power: string) => String(Number(base) ** Number(power)));
+  const unit = match[2] ? (UNIT_BYTES[match[2]] ?? 1) : 1;
+  return evaluateCell(expression, {}) * unit * (match[3] ? DATA_BLOCK_BYTES : 1);
+}
+
+/** The limits a document's table may name, from the modules of the layers it describes. */
+const LIMITS_BY_DOCUMENT: Record<string, Record<string, unknown>> = {
+  "formats/metadata.md": { ...pdataLimits, ...thinLimits },
+  "formats/nbd-protocol.md": { ...nbdLimits },
+};
+
+describe("formats/ limit tables match the limits modules", () => {
+  for (const { file, text } of documents) {
+    const rows = parseLimitTables(text);
+    if (rows.length === 0) continue;
+    it(`every limit ${file} lists has the value the code gives it`, () => {
+      const limits = LIMITS_BY_DOCUMENT[file];
+      expect(limits, `${file} has a limit table; say which modules it describes`).toBeDefined();
+      const problems: string[] = [];
+      for (const row of rows) {
+        if (row.names.length === 0) problems.push(`${file}:${row.line}: a limit row that names no limit`);
+        const values = row.names.length > 1 ? row.value.split(/,\s*/) : [row.value];
+        row.names.forEach((name, i) => {
+          const documented = leadingValue(values[i] ?? "");
+          const actual = limits![name];
+          if (typeof actual !== "number") problems.push(`${file}:${row.line}: ${name} is not a limit the code exports`);
+          else if (documented !== actual) problems.push(`${file}:${row.line}: ${name} is "${values[i]}" (${documented}); the code says ${actual}`);
+        });
+      }
+      expect(problems).toEqual([]);
+    });
+  }
+
+  it("the metadata file's growth is described with the code's numbers", () => {
+    const metadata = documents.find(({ file }) => file === "formats/metadata.md")!.text.replace(/\s+/g, " ");
+    const growth = /The file starts at (\d+) blocks .*? fewer than (\d+) blocks \(the \*reserve\*, `METADATA_RESERVE_BLOCKS`\) .*? by max\((\d+) blocks, a quarter of the file/.exec(metadata);
+    expect(growth, "the growth paragraph at the top of formats/metadata.md").not.toBeNull();
+    expect(growth!.slice(1, 4).map(Number)).toEqual([pdataLimits.INITIAL_METADATA_BLOCKS, pdataLimits.METADATA_RESERVE_BLOCKS, pdataLimits.METADATA_GROWTH_BLOCKS_MIN]);
+    expect(pdataLimits.METADATA_GROWTH_FILE_DIVISOR, "a quarter of the file").toBe(4);
   });
 });
