@@ -6,10 +6,11 @@ import { decode, encode } from "@msgpack/msgpack";
 import type { ErrorCode } from "../errors.js";
 import type { NbdServerAddress } from "../nbd/index.js";
 import type { PoolDegradation } from "../thin/api.js";
+import { CONTROL_MESSAGE_BYTES_MAX, CONTROL_REQUEST_TIMEOUT_MS } from "./limits.js";
 
 export const CONTROL_PROTOCOL_VERSION = 1;
-export const CONTROL_MESSAGE_BYTES_MAX = 1 << 20;
-export const CONTROL_REQUEST_TIMEOUT_MS = 120_000;
+// Their home is limits.ts; the names stay here for the modules that import them from here.
+export { CONTROL_MESSAGE_BYTES_MAX, CONTROL_REQUEST_TIMEOUT_MS };
 
 export type ControlRequest =
   | { op: "hello"; version: number }

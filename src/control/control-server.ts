@@ -13,9 +13,11 @@ import {
   type ControlRequest,
   type HelloReply,
 } from "./control-protocol.js";
+import { CONTROL_CONNECTIONS_MAX } from "./limits.js";
 import type { PoolOperations } from "./pool-operations.js";
 
-export const CONTROL_CONNECTIONS_MAX = 32;
+// Its home is limits.ts; the name stays here for the modules that import it from here.
+export { CONTROL_CONNECTIONS_MAX };
 
 export interface ControlServer {
   readonly socketPath: string;

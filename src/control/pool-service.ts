@@ -3,14 +3,15 @@
 
 import { Pool } from "../thin/pool.js";
 import { dataUseWarning } from "../thin/space-warning.js";
-import { startNbdServer, type NbdServer } from "../nbd/index.js";
+import { NBD_DEFAULT_PORT, startNbdServer, type NbdServer } from "../nbd/index.js";
 import type { NbdLog } from "../nbd/nbd-log.js";
 import { controlSocketPath } from "./control-protocol.js";
 import { startControlServer, type ControlServer } from "./control-server.js";
+import { BACKGROUND_COMMIT_INTERVAL_MS } from "./limits.js";
 import { ServedPool } from "./served-pool.js";
 
-/** Acknowledged writes become durable within this long even if no client flushes. */
-export const BACKGROUND_COMMIT_INTERVAL_MS = 1000;
+// Its home is limits.ts; the name stays here for the modules that import it from here.
+export { BACKGROUND_COMMIT_INTERVAL_MS };
 
 export interface PoolServiceOptions {
   metaPath: string;
@@ -41,7 +42,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     served = await ServedPool.start(pool, options.log, options.readOnlyReason);
     const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
     if (options.listen || !options.socketPath) {
-      servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: 10809 } }));
+      servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT } }));
     }
     if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
     control = await startControlServer(
