@@ -31,6 +31,13 @@ export const SPACE_MAP_CHAIN_BLOCKS_MAX = 2 ** 20;
 /** Attempts to size the metadata space map before the file's growth must have settled it. */
 export const SPACE_MAP_SIZE_ROUNDS_MAX = 8;
 
+/**
+ * The deepest a B-tree may be; a node deeper than this is reached only through pointers
+ * that loop. Far deeper than any tree this engine builds: a mapping tree's nodes hold 254
+ * entries, so even a few levels cover a volume of VOLUME_BYTES_MAX.
+ */
+export const TREE_DEPTH_MAX = 16;
+
 /** The largest value a B-tree leaf holds: a volume record (src/thin/volume-record.ts). */
 export const NODE_VALUE_BYTES_MAX = 256;
 /**

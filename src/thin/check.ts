@@ -6,14 +6,17 @@
 
 import { stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
-import { CorruptBlockError, DataFileTruncatedError, NotAPoolError } from "../errors.js";
+import { CorruptBlockError, DataFileTruncatedError } from "../errors.js";
 import { readU64 } from "../io/integers.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
 import { openLockedMetadataFile } from "./pool-files.js";
 import type { StorageFile } from "../io/storage-file.js";
-import { BlockType, METADATA_BLOCK_BYTES, verifyBlock } from "../pdata/block-format.js";
-import { NodeView } from "../pdata/btree/node.js";
-import { loadSpaceMap, type BlockReader } from "../pdata/space-map-store.js";
+import { BlockType } from "../pdata/block-format.js";
+import { verifiedBlockReader, type VerifiedBlockReader } from "../pdata/block-reader.js";
+import type { NodeView } from "../pdata/btree/node.js";
+import { TreeWalker, type KeyRange, type NodeVisitor } from "../pdata/btree/walker.js";
+import { loadSpaceMap } from "../pdata/space-map-store.js";
+import { chooseSuperblock } from "../pdata/superblock-choice.js";
 import type { RefcountTable } from "../pdata/refcount-table.js";
 import { DATA_BLOCK_BYTES, NAME_PROBES_MAX, PROBLEMS_LISTED_MAX, SECTOR_BYTES } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
@@ -69,7 +72,6 @@ interface SubtreeSummary {
   maxKey: number;
 }
 
-const DEPTH_MAX = 16;
 
 export async function checkPool(metaPath: string): Promise<CheckReport> {
   // Shared, as any reader's: a process writing the pool holds it exclusively and is refused here.
@@ -107,6 +109,9 @@ class Checker {
   private dataRefs = new Uint32Array(0);
   /** What each node's subtree holds, so a subtree shared by snapshots is walked once. */
   private readonly subtrees = new Map<number, SubtreeSummary>();
+  /** One walker for every tree: it remembers each node, so a node shared between trees is walked once. */
+  private walker!: TreeWalker;
+  private readBlock!: VerifiedBlockReader;
   private superblock!: Superblock;
   private dataFile: CheckedDataFile | null = null;
   private readonly verified = { transactionId: 0, metadataBlocks: 0, volumes: 0, mappings: 0, dataBlocksReferenced: 0, treeNodes: 0 };
@@ -120,6 +125,8 @@ class Checker {
   async run(): Promise<CheckReport> {
     this.superblock = await this.readSuperblock();
     const metadataBlocks = this.superblock.metadataSpaceMap.blockCount;
+    this.readBlock = verifiedBlockReader(this.metaFile, metadataBlocks);
+    this.walker = new TreeWalker((blockIndex) => this.readBlock(blockIndex, BlockType.BTreeNode), true);
     const dataBlocks = this.superblock.dataSpaceMap.blockCount;
     this.verified.transactionId = this.superblock.transactionId;
     this.verified.metadataBlocks = metadataBlocks;
@@ -207,32 +214,12 @@ class Checker {
   }
 
   private async readSuperblock(): Promise<Superblock> {
-    const candidates: Superblock[] = [];
-    let failure: Error | null = null;
-    for (const slot of SUPERBLOCK_SLOTS) {
-      const block = Buffer.alloc(METADATA_BLOCK_BYTES);
-      await this.metaFile.read(block, slot * METADATA_BLOCK_BYTES);
-      try {
-        candidates.push(decodeSuperblock(block, slot, this.metaPath));
-      } catch (error) {
-        if (!(error instanceof CorruptBlockError || error instanceof NotAPoolError)) throw error;
-        failure = error;
-      }
+    const chosen = await chooseSuperblock(this.metaFile, this.metaPath, SUPERBLOCK_SLOTS, (block, slot) => decodeSuperblock(block, slot, this.metaPath));
+    if ("unreadable" in chosen.otherSlot) {
+      this.notes.push(`one superblock copy is unreadable (${chosen.otherSlot.unreadable}); an interrupted commit leaves this and the next commit rewrites it`);
     }
-    if (candidates.length === 0) throw failure!;
-    if (failure) this.notes.push(`one superblock copy is unreadable (${failure.message}); an interrupted commit leaves this and the next commit rewrites it`);
-    return candidates.sort((a, b) => b.transactionId - a.transactionId)[0]!;
+    return chosen.superblock;
   }
-
-  private readBlock: BlockReader = async (blockIndex, type) => {
-    if (!(blockIndex >= SUPERBLOCK_SLOTS.length && blockIndex < this.metadataRefs.length)) {
-      throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `reference outside the metadata file's ${this.metadataRefs.length} blocks`);
-    }
-    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
-    await this.metaFile.read(block, blockIndex * METADATA_BLOCK_BYTES);
-    verifyBlock(block, type, blockIndex);
-    return block;
-  };
 
   private async loadMap(which: string, root: Superblock["dataSpaceMap"]) {
     try {
@@ -245,7 +232,8 @@ class Checker {
     }
   }
 
-  private countMetadataRef(blockIndex: number, what: string): boolean {
+  /** @internal */
+  countMetadataRef(blockIndex: number, what: string): boolean {
     if (!(blockIndex >= SUPERBLOCK_SLOTS.length && blockIndex < this.metadataRefs.length)) {
       this.problem(blockIndex, `${what} points outside the metadata file`);
       this.structureDamaged = true;
@@ -262,98 +250,33 @@ class Checker {
    * largest key are remembered), so a pool with many snapshots checks in the time its
    * distinct nodes take.
    */
-  private async walkTree(
-    root: number,
-    valueBytes: number,
-    what: string,
-    visit: (key: number, value: Buffer, leafIndex: number) => void | Promise<void>,
-  ): Promise<SubtreeSummary> {
+  private async walkTree(root: number, valueBytes: number, what: string, visit: CheckedEntryVisit): Promise<SubtreeSummary> {
     if (!this.countMetadataRef(root, `root of the ${what}`)) return { entries: 0, maxKey: -1 };
-    const leafDepths = new Set<number>();
-    const summary = await this.walkNode(root, valueBytes, what, visit, 0, Number.MAX_SAFE_INTEGER + 1, 0, leafDepths, true);
-    if (leafDepths.size > 1) this.problem(root, `leaves of the ${what} are at different depths`);
-    return summary;
+    const tree = new CheckedTree(this, what, visit);
+    await this.walker.walk(root, valueBytes, tree);
+    if (tree.leafDepths.size > 1) this.problem(root, `leaves of the ${what} are at different depths`);
+    return tree.total;
   }
 
-  private async walkNode(
-    blockIndex: number,
-    valueBytes: number,
-    what: string,
-    visit: (key: number, value: Buffer, leafIndex: number) => void | Promise<void>,
-    low: number,
-    high: number,
-    depth: number,
-    leafDepths: Set<number>,
-    isRoot: boolean,
-  ): Promise<SubtreeSummary> {
-    const empty = { entries: 0, maxKey: -1 };
-    const remembered = this.subtrees.get(blockIndex);
-    if (remembered) return remembered;
-    if (depth > DEPTH_MAX) {
-      this.problem(blockIndex, `${what} is deeper than ${DEPTH_MAX} levels`);
-      return empty;
-    }
-    let node: NodeView;
-    try {
-      node = NodeView.open(await this.readBlock(blockIndex, BlockType.BTreeNode), blockIndex, valueBytes);
-    } catch (error) {
-      if (!(error instanceof CorruptBlockError)) throw error;
-      this.problem(error.blockIndex, `${what}: ${error.message}`);
-      this.structureDamaged = true;
-      return empty;
-    }
-    this.verified.treeNodes++;
-    const count = node.count;
-    if (count === 0 && !isRoot) this.problem(blockIndex, `${what}: empty node below the root`);
-    let previous = -1;
-    const keys: number[] = [];
-    for (let i = 0; i < count; i++) {
-      let key: number;
-      try {
-        key = node.keyAt(i);
-      } catch (error) {
-        this.problem(blockIndex, `${what}: ${(error as Error).message}`);
-        this.structureDamaged = true;
-        return empty;
-      }
-      if (key <= previous) this.problem(blockIndex, `${what}: keys out of order at entry ${i}`);
-      if (key < low || key >= high) this.problem(blockIndex, `${what}: key ${key} outside its parent's range [${low}, ${high})`);
-      previous = key;
-      keys.push(key);
-    }
-    let summary: SubtreeSummary;
-    if (node.isLeaf) {
-      leafDepths.add(depth);
-      for (let i = 0; i < count; i++) await visit(keys[i]!, node.valueAt(i), blockIndex);
-      summary = { entries: count, maxKey: count > 0 ? keys[count - 1]! : -1 };
-    } else {
-      const children: number[] = [];
-      for (let i = 0; i < count; i++) {
-        let child: number;
-        try {
-          child = node.childAt(i);
-        } catch (error) {
-          // A pointer past 2^53 in a node that verifies: one problem to list, not the end of the check.
-          if (!(error instanceof CorruptBlockError)) throw error;
-          this.problem(blockIndex, `${what}: ${error.reason}`);
-          this.structureDamaged = true;
-          children.push(-1);
-          continue;
-        }
-        children.push(this.countMetadataRef(child, `${what} child pointer`) ? child : -1);
-      }
-      summary = { entries: 0, maxKey: -1 };
-      for (let i = 0; i < count; i++) {
-        if (children[i]! < 0) continue;
-        const childLow = i === 0 ? low : keys[i]!;
-        const childHigh = i + 1 < count ? keys[i + 1]! : high;
-        const below = await this.walkNode(children[i]!, valueBytes, what, visit, childLow, childHigh, depth + 1, leafDepths, false);
-        summary.entries += below.entries;
-        summary.maxKey = Math.max(summary.maxKey, below.maxKey);
-      }
-    }
+  /** @internal For CheckedTree: one node's subtree, once walked. */
+  remembered(blockIndex: number): SubtreeSummary | undefined {
+    return this.subtrees.get(blockIndex);
+  }
+
+  /** @internal */
+  remember(blockIndex: number, summary: SubtreeSummary): void {
     this.subtrees.set(blockIndex, summary);
-    return summary;
+  }
+
+  /** @internal */
+  nodeChecked(): void {
+    this.verified.treeNodes++;
+  }
+
+  /** @internal A problem that leaves the references below it uncounted. */
+  damagedProblem(blockIndex: number, message: string): void {
+    this.problem(blockIndex, message);
+    this.structureDamaged = true;
   }
 
   private compareCounts(which: string, stored: RefcountTable, found: Uint32Array): void {
@@ -372,8 +295,87 @@ class Checker {
     }
   }
 
-  private problem(blockIndex: number | undefined, message: string): void {
+  /** @internal */
+  problem(blockIndex: number | undefined, message: string): void {
     this.problemCount++;
     if (this.problems.length < PROBLEMS_LISTED_MAX) this.problems.push(blockIndex === undefined ? { message } : { blockIndex, message });
+  }
+}
+
+type CheckedEntryVisit = (key: number, value: Buffer, leafIndex: number) => void | Promise<void>;
+
+/**
+ * Check's policy for one tree: every problem is listed and the walk goes on; keys must
+ * increase and lie in the range the parent gives, leaves must all be at one depth, only the
+ * root may be empty. Each node's entry count and largest key are summed bottom-up and
+ * remembered, for the trees that share it.
+ */
+class CheckedTree implements NodeVisitor {
+  readonly leafDepths = new Set<number>();
+  readonly total: SubtreeSummary = { entries: 0, maxKey: -1 };
+  /** The summary being built for the node at each depth of the current path. */
+  private readonly path: SubtreeSummary[] = [];
+
+  constructor(
+    private readonly checker: Checker,
+    private readonly what: string,
+    private readonly visitEntry: CheckedEntryVisit,
+  ) {}
+
+  async visit(node: NodeView, low: number, high: number, depth: number): Promise<"skip" | void> {
+    const { checker, what } = this;
+    const blockIndex = node.blockIndex;
+    const summary: SubtreeSummary = { entries: 0, maxKey: -1 };
+    this.path[depth] = summary;
+    checker.nodeChecked();
+    const count = node.count;
+    if (count === 0 && depth > 0) checker.problem(blockIndex, `${what}: empty node below the root`);
+    let previous = -1;
+    const keys: number[] = [];
+    for (let i = 0; i < count; i++) {
+      let key: number;
+      try {
+        key = node.keyAt(i);
+      } catch (error) {
+        checker.damagedProblem(blockIndex, `${what}: ${(error as Error).message}`);
+        return "skip";
+      }
+      if (key <= previous) checker.problem(blockIndex, `${what}: keys out of order at entry ${i}`);
+      if (key < low || key >= high) checker.problem(blockIndex, `${what}: key ${key} outside its parent's range [${low}, ${high})`);
+      previous = key;
+      keys.push(key);
+    }
+    if (!node.isLeaf) return;
+    this.leafDepths.add(depth);
+    for (let i = 0; i < count; i++) await this.visitEntry(keys[i]!, node.valueAt(i), blockIndex);
+    summary.entries = count;
+    summary.maxKey = count > 0 ? keys[count - 1]! : -1;
+  }
+
+  acceptChild(_parent: NodeView, _index: number, child: number): boolean {
+    return this.checker.countMetadataRef(child, `${this.what} child pointer`);
+  }
+
+  leave(node: NodeView, depth: number): void {
+    const summary = this.path[depth]!;
+    this.checker.remember(node.blockIndex, summary);
+    this.addBelow(depth, summary);
+  }
+
+  visitAgain(blockIndex: number, _first: number, _end: number, depth: number): void {
+    const summary = this.checker.remembered(blockIndex);
+    if (summary) this.addBelow(depth, summary);
+  }
+
+  failed(error: CorruptBlockError, keys: KeyRange | null): void {
+    // A bad entry (keys null) is named by its node, and its reason says which entry.
+    this.checker.damagedProblem(error.blockIndex, `${this.what}: ${keys === null ? error.reason : error.message}`);
+  }
+
+  /** Adds a finished subtree at `depth` into its parent's summary, or the tree's. */
+  private addBelow(depth: number, summary: SubtreeSummary): void {
+    const into = depth === 0 ? this.total : this.path[depth - 1]!;
+    into.entries += summary.entries;
+    into.maxKey = Math.max(into.maxKey, summary.maxKey);
   }
 }

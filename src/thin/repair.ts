@@ -14,13 +14,14 @@ import { NodeStorageFile } from "../io/node-storage-file.js";
 import type { StorageFile } from "../io/storage-file.js";
 import type { RefcountTable } from "../pdata/refcount-table.js";
 import { loadSpaceMap, type SpaceMapRoot } from "../pdata/space-map-store.js";
+import { chooseSuperblock, type ChosenSuperblock } from "../pdata/superblock-choice.js";
 import { checkMetadataFile } from "./check.js";
 import { DataFileIdentityStore } from "./data-file-identity.js";
 import { openLockedDataFile, openLockedMetadataFile } from "./pool-files.js";
 import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, RENAME_ATTEMPTS_MAX, SECTOR_BYTES } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
 import { NAME_INDEX_VALUE_BYTES, validateVolumeName } from "./names.js";
-import { chooseSuperblock, DamagedMetadata } from "./repair/damaged-metadata.js";
+import { DamagedMetadata } from "./repair/damaged-metadata.js";
 import { RebuiltPool } from "./repair/rebuilt-pool.js";
 import {
   REPORT_ITEMS_MAX,
@@ -30,6 +31,7 @@ import {
   type VolumeOutcome,
 } from "./repair/repair-report.js";
 import { KEY_END, salvageTree, type TreeDamage } from "./repair/salvage-tree.js";
+import { SUPERBLOCK_SLOTS, decodeSuperblock, type Superblock } from "./superblock.js";
 import { VOLUME_RECORD_BYTES, decodeVolumeRecord, type VolumeRecord } from "./volume-record.js";
 import { pathExists } from "../io/path-exists.js";
 
@@ -58,7 +60,7 @@ export async function repairMetadataFile(
   targetDataPath?: string,
   placement: RepairPlacement = {},
 ): Promise<RepairReport> {
-  const chosen = await chooseSuperblock(source, sourcePath);
+  const chosen = await chooseSourceSuperblock(source, sourcePath);
   const { superblock } = chosen;
   const damaged = new DamagedMetadata(source, sourcePath, superblock);
   const notes: string[] = [];
@@ -135,6 +137,11 @@ export async function repairMetadataFile(
     notes,
     lostData: volumesLost.length > 0 || volumes.some((volume) => volume.mappingsLost > 0 || volume.lostSubtrees.length > 0),
   };
+}
+
+/** The newest valid superblock, as opening the pool chooses it (formats/metadata.md, "Repair"). */
+function chooseSourceSuperblock(source: StorageFile, path: string): Promise<ChosenSuperblock<Superblock>> {
+  return chooseSuperblock(source, path, SUPERBLOCK_SLOTS, (block, slot) => decodeSuperblock(block, slot, path));
 }
 
 async function loadOldSpaceMap(
@@ -355,7 +362,7 @@ export async function repairPool(metaPath: string, options: RepairPoolOptions = 
   // Held as a writer holds them, so no process has the pool open while it is rebuilt.
   const source = await openLockedMetadataFile(metaPath, "read-only", "exclusive");
   try {
-    const { superblock } = await chooseSuperblock(source, metaPath);
+    const { superblock } = await chooseSourceSuperblock(source, metaPath);
     const dataPath = resolve(dirname(await realpath(metaPath)), superblock.dataPath);
     // A copy not yet in place names the data file absolutely, so it still finds it once
     // moved into place; its first commit there makes the path relative again.

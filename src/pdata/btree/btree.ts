@@ -10,6 +10,7 @@ import { BlockType } from "../block-format.js";
 import type { TransactionManager } from "../transaction-manager.js";
 import { CHILD_VALUE_BYTES, NodeKind, NodeView } from "./node.js";
 import type { ValueType } from "./value-type.js";
+import { TREE_DEPTH_MAX, TreeWalker, type NodeVisitor, type WalkStep } from "./walker.js";
 
 export interface LookupResult {
   value: Buffer;
@@ -25,19 +26,24 @@ export interface Change {
 
 /** Merging starts when a node falls below this fraction of its capacity. */
 const MERGE_BELOW_FRACTION = 0.25;
-/** Far deeper than any tree this engine builds (254 entries a node): only a loop gets here. */
-const DEPTH_MAX = 16;
-
 /** Depth comes from pointers on disk: a loop among blocks that verify is corruption, not a bug here. */
 function checkDepth(root: number, depth: number): void {
-  if (depth >= DEPTH_MAX) throw new CorruptBlockError(root, "loop", `the tree is deeper than ${DEPTH_MAX} levels: its nodes point in a loop`);
+  if (depth >= TREE_DEPTH_MAX) throw new CorruptBlockError(root, "loop", `the tree is deeper than ${TREE_DEPTH_MAX} levels: its nodes point in a loop`);
 }
 
+/** Called for each entry of a range walk; false ends the walk. */
+export type RangeVisit = (key: number, value: Buffer, sharedPath: boolean, leafIndex: number) => boolean | void;
+
 export class BTree {
+  /** Remembers nothing between walks: reads may walk concurrently, and each fails on its first bad block. */
+  private readonly walker: TreeWalker;
+
   constructor(
     private readonly tm: TransactionManager,
     readonly valueType: ValueType,
-  ) {}
+  ) {
+    this.walker = new TreeWalker((blockIndex) => tm.read(blockIndex, BlockType.BTreeNode));
+  }
 
   createEmpty(): number {
     const { blockIndex, block } = this.tm.newBlock(BlockType.BTreeNode);
@@ -129,58 +135,15 @@ export class BTree {
    * path to it is shared with another tree and which leaf holds it. A visit that returns
    * false ends the walk; so does the method's result, false, tell a caller it was stopped.
    */
-  async forEachInRange(
-    root: number,
-    from: number,
-    to: number,
-    visit: (key: number, value: Buffer, sharedPath: boolean, leafIndex: number) => boolean | void,
-    sharedAbove = false,
-    depth = 0,
-  ): Promise<boolean> {
-    checkDepth(root, depth);
-    const node = await this.readNode(root);
-    const sharedPath = sharedAbove || this.tm.refCount(root) > 1;
-    if (node.isLeaf) {
-      for (let i = node.lowerBound(from); i < node.count; i++) {
-        const key = node.keyAt(i);
-        if (key >= to) break;
-        if (visit(key, node.valueAt(i), sharedPath, root) === false) return false;
-      }
-      return true;
-    }
-    const count = node.count;
-    const children: number[] = [];
-    for (let i = count === 0 ? 0 : node.childIndexFor(from); i < count; i++) {
-      if (i > 0 && node.keyAt(i) >= to) break;
-      children.push(node.childAt(i));
-    }
-    for (const child of children) {
-      if (!(await this.forEachInRange(child, from, to, visit, sharedPath, depth + 1))) return false;
-    }
-    return true;
+  async forEachInRange(root: number, from: number, to: number, visit: RangeVisit): Promise<boolean> {
+    return this.walker.walk(root, this.valueType.valueBytes, new RangeVisitor(this.tm, from, to, visit), from, to);
   }
 
   /** The tree loses one referrer; nodes (and their values) no longer referenced are freed. */
-  async deleteTree(root: number, depth = 0): Promise<void> {
-    checkDepth(root, depth);
-    const references = this.tm.refCount(root);
-    // A live tree's nodes are referenced; one this walk has already freed is met again only
-    // through a pointer that loops back up the tree.
-    if (references === 0) throw new CorruptBlockError(root, "loop", "is reached again after it was freed: the tree's pointers loop");
-    if (references > 1) {
-      this.tm.decRef(root);
-      return;
-    }
-    const node = await this.readNode(root);
-    const children: number[] = [];
-    const values: Buffer[] = [];
-    for (let i = 0; i < node.count; i++) {
-      if (node.isLeaf) values.push(Buffer.from(node.valueAt(i)));
-      else children.push(node.childAt(i));
-    }
-    this.tm.decRef(root);
-    for (const value of values) await this.valueType.decrement(value);
-    for (const child of children) await this.deleteTree(child, depth + 1);
+  async deleteTree(root: number): Promise<void> {
+    const deletion = new DeleteVisitor(this.tm, this.valueType);
+    if (deletion.keeps(root)) return;
+    await this.walker.walk(root, this.valueType.valueBytes, deletion);
   }
 
   private async shadowNode(blockIndex: number): Promise<NodeView> {
@@ -243,7 +206,7 @@ export class BTree {
 
   /** An internal root with one child hands the tree to that child; an empty one becomes a leaf. */
   private async collapseRoot(root: number): Promise<number> {
-    for (let depth = 0; depth < DEPTH_MAX; depth++) {
+    for (let depth = 0; depth < TREE_DEPTH_MAX; depth++) {
       const node = await this.readNode(root);
       if (node.isLeaf) return root;
       if (node.count === 0) {
@@ -257,6 +220,69 @@ export class BTree {
       root = child;
     }
     return root;
+  }
+}
+
+/**
+ * The engine's range read: every entry from <= key < to, saying whether any node on its path
+ * is referenced more than once. Sharing only spreads downwards, so the walk keeps the
+ * shallowest shared depth on the current path instead of a flag per level.
+ */
+class RangeVisitor implements NodeVisitor {
+  /** The depth of the shallowest shared node on the current path, or Infinity. */
+  private sharedDepth = Infinity;
+
+  constructor(
+    private readonly tm: TransactionManager,
+    private readonly from: number,
+    private readonly to: number,
+    private readonly visitEntry: RangeVisit,
+  ) {}
+
+  visit(node: NodeView, _first: number, _end: number, depth: number): WalkStep {
+    // Set at this depth or below, the mark belongs to a subtree the walk has left.
+    if (this.sharedDepth >= depth) this.sharedDepth = this.tm.refCount(node.blockIndex) > 1 ? depth : Infinity;
+    if (!node.isLeaf) return;
+    const sharedPath = this.sharedDepth <= depth;
+    for (let i = node.lowerBound(this.from); i < node.count; i++) {
+      const key = node.keyAt(i);
+      if (key >= this.to) break;
+      if (this.visitEntry(key, node.valueAt(i), sharedPath, node.blockIndex) === false) return "stop";
+    }
+  }
+}
+
+/**
+ * Frees what only this tree references: a node referenced elsewhere (a snapshot's) loses one
+ * reference and is not read; one referenced once is freed with its values, then its children
+ * are walked. A live tree's nodes are referenced, so a node already freed is met again only
+ * through a pointer that loops back up the tree.
+ */
+class DeleteVisitor implements NodeVisitor {
+  constructor(
+    private readonly tm: TransactionManager,
+    private readonly valueType: ValueType,
+  ) {}
+
+  /** True when the node is shared and only lost a reference: nothing below it is walked. */
+  keeps(blockIndex: number): boolean {
+    const references = this.tm.refCount(blockIndex);
+    if (references === 0) throw new CorruptBlockError(blockIndex, "loop", "is reached again after it was freed: the tree's pointers loop");
+    if (references === 1) return false;
+    this.tm.decRef(blockIndex);
+    return true;
+  }
+
+  acceptChild(_parent: NodeView, _index: number, child: number): boolean {
+    return !this.keeps(child);
+  }
+
+  async visit(node: NodeView): Promise<WalkStep> {
+    // Copied out first: freeing a block made in this transaction drops it from the cache.
+    const values: Buffer[] = [];
+    if (node.isLeaf) for (let i = 0; i < node.count; i++) values.push(Buffer.from(node.valueAt(i)));
+    this.tm.decRef(node.blockIndex);
+    for (const value of values) await this.valueType.decrement(value);
   }
 }
 

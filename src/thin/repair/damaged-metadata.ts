@@ -3,55 +3,11 @@
 // more than the engine would trust it; what differs is that a failure costs only the part
 // of the pool below the failed block instead of the whole operation.
 
-import { CorruptBlockError, NotAPoolError } from "../../errors.js";
 import { assert } from "../../io/assert.js";
 import type { StorageFile } from "../../io/storage-file.js";
-import { BlockType, METADATA_BLOCK_BYTES, verifyBlock } from "../../pdata/block-format.js";
-import type { BlockReader } from "../../pdata/space-map-store.js";
-import { SUPERBLOCK_SLOTS, decodeSuperblock, type Superblock } from "../superblock.js";
-
-export interface ChosenSuperblock {
-  superblock: Superblock;
-  slot: number;
-  /** What became of the other copy: its transaction id, or why it could not be read. */
-  otherSlot: { slot: number; transactionId: number } | { slot: number; unreadable: string };
-}
-
-/**
- * The newest valid superblock, as opening the pool would choose it. The older copy is never
- * used even when the newer one's trees are damaged: blocks that only the older commit
- * reaches may have been reused since, and a reused block verifies as a valid block of the
- * wrong tree, so reading through it could return another volume's data.
- */
-export async function chooseSuperblock(file: StorageFile, path: string): Promise<ChosenSuperblock> {
-  const found: { slot: number; superblock?: Superblock; failure?: Error }[] = [];
-  for (const slot of SUPERBLOCK_SLOTS) {
-    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
-    await file.read(block, slot * METADATA_BLOCK_BYTES);
-    try {
-      found.push({ slot, superblock: decodeSuperblock(block, slot, path) });
-    } catch (error) {
-      if (!(error instanceof CorruptBlockError || error instanceof NotAPoolError)) throw error;
-      found.push({ slot, failure: error });
-    }
-  }
-  const valid = found.filter((entry) => entry.superblock !== undefined);
-  if (valid.length === 0) {
-    if (found.every((entry) => entry.failure instanceof NotAPoolError)) throw found[0]!.failure!;
-    const reasons = found.map((entry) => `block ${entry.slot}: ${entry.failure!.message}`).join("; ");
-    throw new CorruptBlockError(0, "bad-superblock", `both superblock copies are unreadable, so there is nothing to repair from (${reasons})`, path);
-  }
-  valid.sort((a, b) => b.superblock!.transactionId - a.superblock!.transactionId);
-  const chosen = valid[0]!;
-  const other = found.find((entry) => entry.slot !== chosen.slot)!;
-  return {
-    superblock: chosen.superblock!,
-    slot: chosen.slot,
-    otherSlot: other.superblock
-      ? { slot: other.slot, transactionId: other.superblock.transactionId }
-      : { slot: other.slot, unreadable: other.failure!.message },
-  };
-}
+import { BlockType } from "../../pdata/block-format.js";
+import { readVerifiedBlock, type VerifiedBlockReader } from "../../pdata/block-reader.js";
+import { SUPERBLOCK_SLOTS, type Superblock } from "../superblock.js";
 
 /**
  * Verified block reads from the damaged file, and the references to each metadata and data
@@ -80,15 +36,7 @@ export class DamagedMetadata {
     return this.references.length;
   }
 
-  readBlock: BlockReader = async (blockIndex, type) => {
-    if (!this.isInside(blockIndex)) {
-      throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `reference outside the metadata file's ${this.blockCount} blocks`, this.path);
-    }
-    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
-    await this.file.read(block, blockIndex * METADATA_BLOCK_BYTES);
-    verifyBlock(block, type, blockIndex);
-    return block;
-  };
+  readBlock: VerifiedBlockReader = (blockIndex, type) => readVerifiedBlock(this.file, blockIndex, type, this.blockCount, this.path);
 
   readNode(blockIndex: number): Promise<Buffer> {
     return this.readBlock(blockIndex, BlockType.BTreeNode);

@@ -6,16 +6,14 @@
 // deeper than any real tree, is refused too.
 
 import { CorruptBlockError } from "../../errors.js";
-import { NodeView } from "../../pdata/btree/node.js";
+import { KEY_END, TreeWalker, type KeyRange as WalkedKeyRange, type NodeVisitor } from "../../pdata/btree/walker.js";
+import type { NodeView } from "../../pdata/btree/node.js";
 import type { DamagedMetadata } from "./damaged-metadata.js";
 
-/** Deeper than any tree the engine builds (its own bound): a loop in a damaged tree. */
-const DEPTH_MAX = 16;
-/** Exclusive upper bound of every key: keys are exact integers. */
-export const KEY_END = Number.MAX_SAFE_INTEGER + 1;
+export { KEY_END };
 
 /** Keys [first, end) that a refused subtree covered, by its parent's keys; null when the parent's keys were bad too. */
-export type KeyRange = { first: number; end: number } | null;
+export type KeyRange = WalkedKeyRange | null;
 
 export interface LostSubtree {
   blockIndex: number;
@@ -43,40 +41,60 @@ export type EntryVisitor = (key: number, value: Buffer, leafIndex: number, first
  * trusted entry in increasing key order; returns what was refused and why.
  */
 export async function salvageTree(metadata: DamagedMetadata, root: number, valueBytes: number, visit: EntryVisitor): Promise<TreeDamage> {
-  const walk = new TreeWalk(metadata, valueBytes, visit);
-  await walk.node(root, 0, KEY_END, 0);
-  return walk.damage;
+  // One walker a tree: a node met twice in one tree is refused, while a subtree that a
+  // snapshot shares is walked again for each volume, since each gets its own mappings.
+  const walker = new TreeWalker((blockIndex) => metadata.readNode(blockIndex), true);
+  const salvage = new Salvage(metadata, visit);
+  await walker.walk(root, valueBytes, salvage);
+  return salvage.damage;
 }
 
-class TreeWalk {
+/** Repair's policy: a failure costs the subtree below it, reported with the keys it covered. */
+class Salvage implements NodeVisitor {
   readonly damage: TreeDamage = { lostSubtrees: [], refusedEntries: [] };
-  private readonly inThisTree = new Set<number>();
   private lastKey = -1;
+  /** Of the node just visited, for its children: met for the first time in any tree, its range, its last child key. */
+  private firstVisit = false;
+  private low = 0;
+  private high = KEY_END;
+  private previousChildKey = -1;
 
   constructor(
     private readonly metadata: DamagedMetadata,
-    private readonly valueBytes: number,
-    private readonly visit: EntryVisitor,
+    private readonly visitEntry: EntryVisitor,
   ) {}
 
-  async node(blockIndex: number, low: number, high: number, depth: number): Promise<void> {
-    const keys = { first: low, end: high };
-    if (depth > DEPTH_MAX) return this.lose(blockIndex, `the tree is deeper than ${DEPTH_MAX} levels here`, keys);
-    if (this.inThisTree.has(blockIndex)) return this.lose(blockIndex, "the node is reached twice in one tree", keys);
-    this.inThisTree.add(blockIndex);
-    let node: NodeView;
-    try {
-      node = NodeView.open(await this.metadata.readNode(blockIndex), blockIndex, this.valueBytes);
-    } catch (error) {
-      if (!(error instanceof CorruptBlockError)) throw error;
-      return this.lose(blockIndex, error.reason, keys);
-    }
-    const firstVisit = this.metadata.markVisited(blockIndex);
-    if (node.isLeaf) await this.leaf(node, low, high, firstVisit);
-    else await this.internal(node, low, high, depth, firstVisit);
+  async visit(node: NodeView, first: number, end: number): Promise<void> {
+    this.firstVisit = this.metadata.markVisited(node.blockIndex);
+    if (node.isLeaf) return this.leaf(node, first, end);
+    this.low = first;
+    this.high = end;
+    this.previousChildKey = -1;
   }
 
-  private async leaf(node: NodeView, low: number, high: number, firstVisit: boolean): Promise<void> {
+  acceptChild(parent: NodeView, index: number, child: number, key: number): boolean {
+    // Counted as `thinp check` counts: every child pointer of a node, once per node.
+    if (this.firstVisit && !this.metadata.countReference(child)) {
+      this.lose(child, `child ${index} of node ${parent.blockIndex} points outside the metadata file`, null);
+      return false;
+    }
+    if (key <= this.previousChildKey || key < this.low || key >= this.high) {
+      this.lose(child, `its key ${key} in node ${parent.blockIndex} is out of order or outside the node's range [${this.low}, ${this.high})`, null);
+      return false;
+    }
+    this.previousChildKey = key;
+    return true;
+  }
+
+  visitAgain(blockIndex: number, first: number, end: number): void {
+    this.lose(blockIndex, "the node is reached twice in one tree", { first, end });
+  }
+
+  failed(error: CorruptBlockError, keys: KeyRange): void {
+    this.lose(error.blockIndex, error.reason, keys);
+  }
+
+  private async leaf(node: NodeView, low: number, high: number): Promise<void> {
     for (let i = 0; i < node.count; i++) {
       const key = this.keyOf(node, i);
       if (key === null) continue;
@@ -86,41 +104,7 @@ class TreeWalk {
         continue;
       }
       this.lastKey = key;
-      await this.visit(key, node.valueAt(i), node.blockIndex, firstVisit);
-    }
-  }
-
-  private async internal(node: NodeView, low: number, high: number, depth: number, firstVisit: boolean): Promise<void> {
-    const children: { child: number; key: number }[] = [];
-    let previousKey = -1;
-    for (let i = 0; i < node.count; i++) {
-      let child: number;
-      let key: number;
-      try {
-        child = node.childAt(i);
-        key = node.keyAt(i);
-      } catch (error) {
-        if (!(error instanceof CorruptBlockError)) throw error;
-        this.lose(node.blockIndex, `entry ${i}: ${error.reason}`, null);
-        continue;
-      }
-      // Counted as `thinp check` counts: every child pointer of a node, once per node.
-      if (firstVisit && !this.metadata.countReference(child)) {
-        this.lose(child, `child ${i} of node ${node.blockIndex} points outside the metadata file`, null);
-        continue;
-      }
-      if (key <= previousKey || key < low || key >= high) {
-        this.lose(child, `its key ${key} in node ${node.blockIndex} is out of order or outside the node's range [${low}, ${high})`, null);
-        continue;
-      }
-      previousKey = key;
-      children.push({ child, key });
-    }
-    for (let i = 0; i < children.length; i++) {
-      // The first child also holds keys below its own key (see formats/metadata.md).
-      const childLow = i === 0 ? low : children[i]!.key;
-      const childHigh = i + 1 < children.length ? children[i + 1]!.key : high;
-      await this.node(children[i]!.child, childLow, childHigh, depth + 1);
+      await this.visitEntry(key, node.valueAt(i), node.blockIndex, this.firstVisit);
     }
   }
 
