@@ -113,17 +113,17 @@ describe("thinp errors", () => {
     expect(result.stderr).toBe("thinp: input file absent.bin does not exist\n");
   });
 
-  it("an input that is not a regular file exits 1 naming it once", async () => {
+  it("a folder given as the input exits 1 saying it is a folder, once", async () => {
     const result = await failsWithoutChange(["import", "vol", "."]);
     expect(result.exitCode).toBe(1);
-    expect(result.stderr).toBe("thinp: I/O error on .: not a regular file\n");
+    expect(result.stderr).toBe("thinp: . is a directory; name a file to read\n");
   });
 
-  it("export refuses to overwrite a file unless --force", async () => {
+  it("export refuses to overwrite a file unless --force, and says so", async () => {
     await writeFile(path.join(dir, "out.raw"), "keep me");
     const result = await runCli(["export", "vol", "out.raw"], cwd());
     expect(result.exitCode).toBe(4);
-    expect(result.stderr).toBe(`thinp: out.raw already exists; refusing to overwrite it\n`);
+    expect(result.stderr).toBe(`thinp: out.raw already exists; add --force to replace it\n`);
     await runCliOk(["export", "vol", "out.raw", "--force"], cwd());
   });
 

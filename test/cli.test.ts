@@ -1,7 +1,7 @@
 // The CLI end to end, run as a user would run it: the built dist/cli/main.js in
 // a scratch directory, one process per command.
 
-import { open, stat, writeFile } from "node:fs/promises";
+import { open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { assertCliBuilt, makeTempDir, removeTempDir, runCli, runCliOk, seededBytes } from "./support/cli-run.js";
@@ -152,10 +152,12 @@ describe("thinp end to end: pool, volumes, snapshot, import, export, delete, che
     expect(checked.exitCode).toBe(6);
     expect(checked.stdout).toMatch(new RegExp(`block ${corrupted.blockIndex}\\b`));
     expect(checked.stderr).toMatch(/^thinp: check of .*meta\.img found \d+ problems?$/m);
+    await writeFile(path.join(dir, "web1-corrupt.raw"), "an earlier image");
     const exported = await runCli(["export", "web1", "web1-corrupt.raw", "--force"], cwd());
     expect(exported.exitCode).toBe(6);
-    // A failed export leaves no half-written image behind.
-    await expect(stat(path.join(dir, "web1-corrupt.raw"))).rejects.toThrow();
+    // A failed export leaves no half-written image behind, and the file it would have replaced as it was.
+    expect(await readFile(path.join(dir, "web1-corrupt.raw"), "utf8")).toBe("an earlier image");
+    expect((await readdir(dir)).filter((name) => name.includes("thinp-partial"))).toEqual([]);
   });
 });
 
