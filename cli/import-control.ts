@@ -6,18 +6,9 @@
 import { startControlServer, type ControlServer } from "../src/control/control-server.js";
 import { controlSocketPath } from "../src/control/control-protocol.js";
 import type { PoolOperations } from "../src/control/pool-operations.js";
-import { ThinpError, type ErrorCode } from "../src/errors.js";
 import type { PoolStatus, VolumeInfo, VolumeUsage } from "../src/thin/api.js";
 import type { Pool } from "../src/thin/pool.js";
-
-/** The pool is held by a long command that takes no other changes until it finishes. */
-export class PoolBusyError extends ThinpError {
-  // The status of any other holder of the pool: scripts test for one number.
-  readonly code: ErrorCode = "POOL_LOCKED";
-  constructor(metaPath: string, holderPid: number, busyWith: string) {
-    super(`pool ${metaPath} is busy with ${busyWith} by process ${holderPid}; retry when it finishes`);
-  }
-}
+import { PoolBusyError } from "./pool-session.js";
 
 export function describeImport(volumeName: string): string {
   return `an import into '${volumeName}'`;

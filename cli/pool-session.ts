@@ -113,17 +113,28 @@ export class PoolServedError extends ThinpError {
   }
 }
 
+/** The pool is held by a long command that takes no other changes until it finishes. */
+export class PoolBusyError extends ThinpError {
+  // The status of any other holder of the pool: scripts test for one number.
+  readonly code: ErrorCode = "POOL_LOCKED";
+  constructor(metaPath: string, holderPid: number, busyWith: string) {
+    super(`pool ${metaPath} is busy with ${busyWith} by process ${holderPid}; retry when it finishes`);
+  }
+}
+
 /**
- * Fails with PoolServedError when a server answers on the pool's control socket.
- * `alternative` says how to do the job through the server instead, given where its
- * NBD exports listen; "" when there is no such way.
+ * Fails when another process holds the pool and answers its control socket: `thinp serve`
+ * (PoolServedError, with `alternative`: how to do the job through the server instead,
+ * given where its NBD exports listen, or "" when there is no such way), or a long command
+ * such as an import, which takes no other work until it has finished (PoolBusyError).
  */
 export async function refuseWhileServed(
   metaPath: string,
   alternative: (nbdAddress: NbdServerAddress | undefined) => string,
 ): Promise<void> {
-  const server = await ControlClient.connect(controlSocketPath(metaPath));
-  if (server === null) return;
-  server.close();
-  throw new PoolServedError(metaPath, server.serverPid, alternative(server.nbdAddresses[0]));
+  const holder = await ControlClient.connect(controlSocketPath(metaPath));
+  if (holder === null) return;
+  holder.close();
+  if (holder.busyWith !== null) throw new PoolBusyError(metaPath, holder.serverPid, holder.busyWith);
+  throw new PoolServedError(metaPath, holder.serverPid, alternative(holder.nbdAddresses[0]));
 }

@@ -463,6 +463,9 @@ describe("while an import runs, the pool answers list and status", () => {
       ["resize-pool", "--size", "2G"],
       ["import", "base", "other.bin"],
       ["export", "base", "out.raw"],
+      ["check"],
+      ["dump"],
+      ["repair"],
     ]) {
       const refused = await runCli(args, cwd());
       expect(refused, args.join(" ")).toMatchObject({ exitCode: 7, stdout: "", stderr: busy });

@@ -5,22 +5,19 @@
 import type { Command } from "commander";
 import { stat } from "node:fs/promises";
 import path from "node:path";
-import { ControlClient } from "../../src/control/control-client.js";
 import type { ControlServer } from "../../src/control/control-server.js";
-import { controlSocketPath } from "../../src/control/control-protocol.js";
 import { ThinpError, type ErrorCode } from "../../src/errors.js";
 import { assert } from "../../src/io/assert.js";
-import type { NbdServerAddress } from "../../src/nbd/index.js";
 import type { VolumeHandle } from "../../src/thin/api.js";
 import { Pool } from "../../src/thin/pool.js";
 import { openExportTarget, planExportTarget, type ExportTarget, type ExportTargetPlan } from "../export-target.js";
 import { recogniseImageFormat, type ImageFormat } from "../image-formats.js";
-import { answerDuringImport, PoolBusyError } from "../import-control.js";
+import { answerDuringImport } from "../import-control.js";
 import { openImportSource, type ImportSource } from "../import-source.js";
 import { runInterruptible, type Interruption } from "../interruption.js";
 import { exportUri, shellQuote } from "../nbd-attach.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
-import { PoolServedError, resolvePoolPath, withPool } from "../pool-session.js";
+import { refuseWhileServed, resolvePoolPath, withPool } from "../pool-session.js";
 import { startProgress } from "../progress.js";
 import { formatSize, parseSize } from "../size.js";
 import { zeroBlockRuns } from "../zero-runs.js";
@@ -58,19 +55,6 @@ export function registerTransferCommands(program: Command): void {
       .argument("<file>", "image file to create, block device to overwrite, or - for stdout")
       .option("--force", "replace the file, or overwrite the block device, if it exists"),
   ).action(exportVolume);
-}
-
-/**
- * Fails when another process holds the pool and answers its control socket: `thinp serve`
- * (saying how to do the copy through it instead, given where its NBD exports listen), or
- * another import, which takes no other work until it has finished.
- */
-async function refuseWhileHeld(metaPath: string, alternative: (nbdAddress: NbdServerAddress | undefined) => string): Promise<void> {
-  const holder = await ControlClient.connect(controlSocketPath(metaPath));
-  if (holder === null) return;
-  holder.close();
-  if (holder.busyWith !== null) throw new PoolBusyError(metaPath, holder.serverPid, holder.busyWith);
-  throw new PoolServedError(metaPath, holder.serverPid, alternative(holder.nbdAddresses[0]));
 }
 
 // ---- import ------------------------------------------------------------------------------
@@ -124,7 +108,7 @@ async function importImage(volumeName: string, sourcePath: string, options: Impo
   const offset = parseSize(options.offset);
   const metaPath = resolvePoolPath(options.pool);
   // nbdcopy writes from the start of the export; at another offset there is no one-line way round.
-  await refuseWhileHeld(metaPath, (nbd) =>
+  await refuseWhileServed(metaPath, (nbd) =>
     nbd && offset === 0 ? `copy with nbdcopy ${shellQuote(sourcePath)} ${shellQuote(exportUri(nbd, volumeName))}` : "",
   );
   const retryArgs = (rawPath: string) =>
@@ -265,7 +249,7 @@ async function refuseOwnPoolFile(plan: ExportTargetPlan, pool: Pool): Promise<vo
 
 async function exportVolume(volumeName: string, targetPath: string, options: ExportOptions): Promise<void> {
   const metaPath = resolvePoolPath(options.pool);
-  await refuseWhileHeld(metaPath, (nbd) =>
+  await refuseWhileServed(metaPath, (nbd) =>
     nbd ? `copy with nbdcopy ${shellQuote(exportUri(nbd, volumeName))} ${shellQuote(targetPath)}` : "",
   );
   const plan = await planExportTarget(targetPath, options.force === true, volumeName);
