@@ -191,6 +191,30 @@ function readFormats(): { file: string; text: string }[] {
 }
 
 const documents = readFormats();
+
+/** The value a test needs, or a failure saying what the document lacks. */
+function required<T>(value: T | null | undefined, what: string): T {
+  if (value === null || value === undefined) throw new Error(`not found: ${what}`);
+  return value;
+}
+
+function documentText(file: string): string {
+  return required(documents.find((document) => document.file === file), file).text;
+}
+
+/** The numbers a pattern captures in a document, or a failure naming what was looked for. */
+function capturedNumbers(pattern: RegExp, text: string, what: string): number[] {
+  return required(pattern.exec(text), what).slice(1).map(Number);
+}
+
+function superblockTableOf(text: string): DocTable {
+  return required(
+    parseOffsetTables("formats/metadata.md", text).find((table) => table.title === "Superblock (blocks 0 and 1)"),
+    "the superblock table",
+  );
+}
+
+const SUPERBLOCK_CODE = required(LAYOUTS_BY_TABLE["metadata.md: Superblock (blocks 0 and 1)"]?.[0], "the superblock layout");
 const tables = documents.flatMap(({ file, text }) => parseOffsetTables(file, text));
 const tableKey = (table: DocTable) => `${table.file.replace("formats/", "")}: ${table.title}`;
 
@@ -210,42 +234,35 @@ describe("formats/ byte tables match the code's layouts", () => {
   }
 
   it("a row that disagrees is named by file, line and text", () => {
-    const doctored = documents
-      .find(({ file }) => file === "formats/metadata.md")!
-      .text.replace("| 48 | u64 | transaction id of this commit |", "| 48 | u32 | transaction id of this commit |");
-    const superblockTable = parseOffsetTables("formats/metadata.md", doctored).find((table) => table.title === "Superblock (blocks 0 and 1)")!;
-    const problems = compareTable(superblockTable, LAYOUTS_BY_TABLE["metadata.md: Superblock (blocks 0 and 1)"]![0]!);
+    const doctored = documentText("formats/metadata.md").replace("| 48 | u64 | transaction id of this commit |", "| 48 | u32 | transaction id of this commit |");
+    const problems = compareTable(superblockTableOf(doctored), SUPERBLOCK_CODE);
     expect(problems).toHaveLength(1);
     expect(problems[0]).toMatch(/^formats\/metadata\.md:\d+ \(Superblock \(blocks 0 and 1\)\): row `\| 48 \| u32 \| transaction id of this commit \|` gives 4 bytes at offset 48; SUPERBLOCK_LAYOUT\.transactionId has 8$/);
   });
 
   it("a field the document leaves out is named with its layout", () => {
-    const doctored = documents.find(({ file }) => file === "formats/metadata.md")!.text.replace("| 60 | u32 | reserved, 0 |\n", "");
-    const superblockTable = parseOffsetTables("formats/metadata.md", doctored).find((table) => table.title === "Superblock (blocks 0 and 1)")!;
-    const problems = compareTable(superblockTable, LAYOUTS_BY_TABLE["metadata.md: Superblock (blocks 0 and 1)"]![0]!);
+    const doctored = documentText("formats/metadata.md").replace("| 60 | u32 | reserved, 0 |\n", "");
+    const problems = compareTable(superblockTableOf(doctored), SUPERBLOCK_CODE);
     expect(problems).toEqual([expect.stringMatching(/no row for SUPERBLOCK_LAYOUT\.reserved60 \(offset 60, 4 bytes\)$/)]);
   });
 });
 
 describe("formats/metadata.md prose matches the code", () => {
-  const metadata = documents.find(({ file }) => file === "formats/metadata.md")!.text;
+  const metadata = documentText("formats/metadata.md");
 
   it("the checksum covers the block from the end of its own field", () => {
-    const covered = /CRC32C \(Castagnoli\) of bytes (\d+)\.\.(\d+)/.exec(metadata);
-    expect(covered, "the header table's checksum row").not.toBeNull();
-    expect([Number(covered![1]), Number(covered![2])]).toEqual([BLOCK_HEADER.checksum.offset + BLOCK_HEADER.checksum.bytes, METADATA_BLOCK_BYTES - 1]);
+    const covered = capturedNumbers(/CRC32C \(Castagnoli\) of bytes (\d+)\.\.(\d+)/, metadata, "the header table's checksum row");
+    expect(covered).toEqual([BLOCK_HEADER.checksum.offset + BLOCK_HEADER.checksum.bytes, METADATA_BLOCK_BYTES - 1]);
   });
 
   it("a node's capacity is the formula the node table gives", () => {
-    const formula = /max entries = ⌊\((\d+) − (\d+)\) \/ \((\d+) \+ value size\)⌋/.exec(metadata);
-    expect(formula, "the node table's max entries row").not.toBeNull();
-    expect(formula!.slice(1, 4).map(Number)).toEqual([METADATA_BLOCK_BYTES, NODE_HEADER_BYTES, KEY_BYTES]);
+    const formula = capturedNumbers(/max entries = ⌊\((\d+) − (\d+)\) \/ \((\d+) \+ value size\)⌋/, metadata, "the node table's max entries row");
+    expect(formula).toEqual([METADATA_BLOCK_BYTES, NODE_HEADER_BYTES, KEY_BYTES]);
   });
 
   it("a mapping value splits its bits where the code does", () => {
-    const bits = /Bits 0\.\.(\d+): the data block index\. Bits (\d+)\.\.(\d+):/.exec(metadata);
-    expect(bits, "the mapping values section").not.toBeNull();
-    expect(bits!.slice(1, 4).map(Number)).toEqual([MAPPING_DATA_BLOCK_BITS - 1, MAPPING_DATA_BLOCK_BITS, 8 * MAPPING_VALUE_BYTES - 1]);
+    const bits = capturedNumbers(/Bits 0\.\.(\d+): the data block index\. Bits (\d+)\.\.(\d+):/, metadata, "the mapping values section");
+    expect(bits).toEqual([MAPPING_DATA_BLOCK_BITS - 1, MAPPING_DATA_BLOCK_BITS, 8 * MAPPING_VALUE_BYTES - 1]);
   });
 });
 
@@ -286,15 +303,14 @@ describe("formats/ limit tables match the limits modules", () => {
     const rows = parseLimitTables(text);
     if (rows.length === 0) continue;
     it(`every limit ${file} lists has the value the code gives it`, () => {
-      const limits = LIMITS_BY_DOCUMENT[file];
-      expect(limits, `${file} has a limit table; say which modules it describes`).toBeDefined();
+      const limits = required(LIMITS_BY_DOCUMENT[file], `the limits modules ${file}'s limit table describes`);
       const problems: string[] = [];
       for (const row of rows) {
         if (row.names.length === 0) problems.push(`${file}:${row.line}: a limit row that names no limit`);
         const values = row.names.length > 1 ? row.value.split(/,\s*/) : [row.value];
         row.names.forEach((name, i) => {
           const documented = leadingValue(values[i] ?? "");
-          const actual = limits![name];
+          const actual = limits[name];
           if (typeof actual !== "number") problems.push(`${file}:${row.line}: ${name} is not a limit the code exports`);
           else if (documented !== actual) problems.push(`${file}:${row.line}: ${name} is "${values[i]}" (${documented}); the code says ${actual}`);
         });
@@ -304,10 +320,13 @@ describe("formats/ limit tables match the limits modules", () => {
   }
 
   it("the metadata file's growth is described with the code's numbers", () => {
-    const metadata = documents.find(({ file }) => file === "formats/metadata.md")!.text.replace(/\s+/g, " ");
-    const growth = /The file starts at (\d+) blocks .*? fewer than (\d+) blocks \(the \*reserve\*, `METADATA_RESERVE_BLOCKS`\) .*? by max\((\d+) blocks, a quarter of the file/.exec(metadata);
-    expect(growth, "the growth paragraph at the top of formats/metadata.md").not.toBeNull();
-    expect(growth!.slice(1, 4).map(Number)).toEqual([pdataLimits.INITIAL_METADATA_BLOCKS, pdataLimits.METADATA_RESERVE_BLOCKS, pdataLimits.METADATA_GROWTH_BLOCKS_MIN]);
+    const metadata = documentText("formats/metadata.md").replace(/\s+/g, " ");
+    const growth = capturedNumbers(
+      /The file starts at (\d+) blocks .*? fewer than (\d+) blocks \(the \*reserve\*, `METADATA_RESERVE_BLOCKS`\) .*? by max\((\d+) blocks, a quarter of the file/,
+      metadata,
+      "the growth paragraph at the top of formats/metadata.md",
+    );
+    expect(growth).toEqual([pdataLimits.INITIAL_METADATA_BLOCKS, pdataLimits.METADATA_RESERVE_BLOCKS, pdataLimits.METADATA_GROWTH_BLOCKS_MIN]);
     expect(pdataLimits.METADATA_GROWTH_FILE_DIVISOR, "a quarter of the file").toBe(4);
   });
 });

@@ -12,9 +12,11 @@ import { CorruptBlockError } from "../src/errors.js";
 import { MemoryStorageFile } from "../src/io/memory-storage-file.js";
 import { writeU64 } from "../src/io/integers.js";
 import { BlockType, METADATA_BLOCK_BYTES, sealBlock } from "../src/pdata/block-format.js";
+import { CHILD_VALUE_BYTES, maxEntriesFor, nodeValuesOffset } from "../src/pdata/btree/node.js";
 import { checkMetadataFile } from "../src/thin/check.js";
 import { SNAPSHOT_TIME_MAX } from "../src/thin/limits.js";
 import { decodeMapping, encodeMapping } from "../src/thin/mapping-value.js";
+import { SPACE_MAP_ROOT_LAYOUT, SUPERBLOCK_LAYOUT } from "../src/thin/superblock.js";
 import { Pool } from "../src/thin/pool.js";
 import { repairMetadataFile } from "../src/thin/repair.js";
 import { corrupt } from "./fuzz-metadata/corruptions.js";
@@ -102,7 +104,8 @@ describe("metadata that verifies but says the impossible is corrupt, not a crash
   }
 
   it("a superblock whose space maps claim more blocks than a pool can have", async () => {
-    for (const offset of [112, 144]) {
+    const blockCountFields = [SUPERBLOCK_LAYOUT.dataSpaceMap, SUPERBLOCK_LAYOUT.metadataSpaceMap].map((root) => root.offset + SPACE_MAP_ROOT_LAYOUT.blockCount.offset);
+    for (const offset of blockCountFields) {
       const { meta, data } = await smallPool();
       await editSuperblocks(meta, (block) => writeU64(block, offset, 2 ** 39));
       await expectCorruptEverywhere(meta, data, /superblock fields are out of range/);
@@ -123,12 +126,14 @@ describe("metadata that verifies but says the impossible is corrupt, not a crash
     return { meta, data, root };
   }
 
+  /** Where an internal node keeps its child pointers: after its keys. */
+  const CHILD_VALUES_AT = nodeValuesOffset(maxEntriesFor(CHILD_VALUE_BYTES));
+
   /** Points the second child of an internal node elsewhere and re-seals the node. */
   async function repointSecondChild(meta: MemoryStorageFile, node: number, target: number): Promise<void> {
     const block = Buffer.alloc(METADATA_BLOCK_BYTES);
     await meta.read(block, node * METADATA_BLOCK_BYTES);
-    const childValues = 32 + 8 * 254; // header, then 254 keys of a mapping tree's node
-    writeU64(block, childValues + 8, target);
+    writeU64(block, CHILD_VALUES_AT + CHILD_VALUE_BYTES, target);
     sealBlock(block, BlockType.BTreeNode, node);
     await meta.write(block, node * METADATA_BLOCK_BYTES);
   }
@@ -149,7 +154,7 @@ describe("metadata that verifies but says the impossible is corrupt, not a crash
     const { meta, root } = await twoLevelPool();
     const block = Buffer.alloc(METADATA_BLOCK_BYTES);
     await meta.read(block, root * METADATA_BLOCK_BYTES);
-    block.writeUInt32LE(0xffffffff, 32 + 8 * 254 + 8 + 4); // the high word of the second child pointer
+    block.writeUInt32LE(0xffffffff, CHILD_VALUES_AT + CHILD_VALUE_BYTES + 4); // the high word of the second child pointer
     sealBlock(block, BlockType.BTreeNode, root);
     await meta.write(block, root * METADATA_BLOCK_BYTES);
     const report = await checkMetadataFile(meta, "meta");
@@ -177,7 +182,7 @@ describe("metadata that verifies but says the impossible is corrupt, not a crash
 
   it("a superblock whose snapshot time is past the limit every mapping is written with", async () => {
     const { meta, data } = await smallPool();
-    await editSuperblocks(meta, (block) => block.writeUInt32LE(2 ** 24, 56));
+    await editSuperblocks(meta, (block) => block.writeUInt32LE(2 ** 24, SUPERBLOCK_LAYOUT.snapshotTime.offset));
     await expectCorruptEverywhere(meta, data, /superblock fields are out of range/);
   });
 });

@@ -9,7 +9,10 @@
 //   but it must still fail only with typed errors, never an assertion, and never hang.
 
 import { MemoryStorageFile } from "../../src/io/memory-storage-file.js";
-import { BlockType, METADATA_BLOCK_BYTES, sealBlock } from "../../src/pdata/block-format.js";
+import { BLOCK_HEADER, BlockType, METADATA_BLOCK_BYTES, sealBlock } from "../../src/pdata/block-format.js";
+import { NODE_HEADER, NodeKind, nodeValuesOffset } from "../../src/pdata/btree/node.js";
+import { INDEX_ENTRIES, INDEX_LAYOUT } from "../../src/pdata/space-map-format.js";
+import { SPACE_MAP_ROOT_LAYOUT, SUPERBLOCK_LAYOUT } from "../../src/thin/superblock.js";
 import type { SeededRandom } from "../support/random.js";
 import type { FuzzPool } from "./fuzz-pools.js";
 
@@ -120,16 +123,24 @@ const resealedEdit: Corruption = async (file, pool, random) => {
 
 /** Where a block of each type keeps block pointers: the fields a cross-link corrupts. */
 function pointerOffsets(block: Buffer): number[] {
-  switch (block.readUInt32LE(4)) {
-    case BlockType.Superblock:
-      return [80, 88, 120, 152]; // volume table, name index, the space maps' first index blocks
-    case BlockType.BTreeNode: {
-      const [kind, count, maxEntries] = [block.readUInt32LE(16), block.readUInt32LE(20), block.readUInt32LE(24)];
-      const values = 32 + 8 * maxEntries;
-      return kind === 1 ? Array.from({ length: Math.min(count, maxEntries) }, (_, i) => values + 8 * i) : [];
+  switch (block.readUInt32LE(BLOCK_HEADER.blockType.offset)) {
+    case BlockType.Superblock: {
+      // The volume table, the name index, the space maps' first index blocks.
+      const { volumeTableRoot, nameIndexRoot, dataSpaceMap, metadataSpaceMap } = SUPERBLOCK_LAYOUT;
+      const indexHead = SPACE_MAP_ROOT_LAYOUT.indexHead.offset;
+      return [volumeTableRoot.offset, nameIndexRoot.offset, dataSpaceMap.offset + indexHead, metadataSpaceMap.offset + indexHead];
     }
-    case BlockType.SpaceMapIndex:
-      return Array.from({ length: Math.min(block.readUInt32LE(24), 508) }, (_, i) => 32 + 8 * i);
+    case BlockType.BTreeNode: {
+      const kind = block.readUInt32LE(NODE_HEADER.kind.offset);
+      const count = block.readUInt32LE(NODE_HEADER.count.offset);
+      const maxEntries = block.readUInt32LE(NODE_HEADER.maxEntries.offset);
+      const values = nodeValuesOffset(maxEntries);
+      return kind === NodeKind.Internal ? Array.from({ length: Math.min(count, maxEntries) }, (_, i) => values + 8 * i) : [];
+    }
+    case BlockType.SpaceMapIndex: {
+      const entryCount = block.readUInt32LE(INDEX_LAYOUT.entryCount.offset);
+      return Array.from({ length: Math.min(entryCount, INDEX_ENTRIES) }, (_, i) => INDEX_LAYOUT.bitmapBlocks.offset + 8 * i);
+    }
     default:
       return [];
   }
