@@ -5,7 +5,7 @@
 // 128 + the signal's number, the status a shell gives a process the signal killed.
 
 import { constants } from "node:os";
-import { streamOperationsInFlight } from "./stream-io.js";
+import { blockingOperationsInFlight } from "./blocking-operations.js";
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
 type StopSignal = (typeof STOP_SIGNALS)[number];
@@ -80,7 +80,7 @@ export async function runInterruptible<T>(
   } catch (failure) {
     if (!(failure instanceof InterruptedError)) throw failure;
     process.stderr.write(`thinp: ${what} interrupted by ${failure.signal}; ${aftermath()}\n`);
-    if (streamOperationsInFlight() > 0) {
+    if (blockingOperationsInFlight() > 0) {
       // A read or write on a pipe is still blocked in the thread pool, and exit() would wait
       // for it until the other end acts. Dying of the signal itself ends the process at
       // once; a shell reports the same status, 128 + its number.

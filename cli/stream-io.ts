@@ -5,12 +5,13 @@
 // abandoned, the process's exit. Anything else (stdin or stdout redirected to a file, a
 // character device) is read or written on its descriptor in the thread pool, as files are.
 // An operation there that an interruption abandons may stay blocked, and exit() waits for
-// every thread-pool thread, so such operations are counted (streamOperationsInFlight).
+// every thread-pool thread, so such operations are counted (blocking-operations.ts).
 
 import { close as closeFd, fstat, open, read, write } from "node:fs";
 import net from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { promisify } from "node:util";
+import { blockingOperationsInFlight, trackBlocking } from "./blocking-operations.js";
 import type { Interruption } from "./interruption.js";
 
 const fstatOf = promisify(fstat);
@@ -40,18 +41,6 @@ export interface StreamWriter {
   abandon(): void;
 }
 
-let operationsInFlight = 0;
-
-/** Thread-pool reads, writes and opens on streams not yet settled; see runInterruptible. */
-export function streamOperationsInFlight(): number {
-  return operationsInFlight;
-}
-
-function tracked<T>(operation: Promise<T>): Promise<T> {
-  operationsInFlight++;
-  return operation.finally(() => operationsInFlight--);
-}
-
 async function isPipe(fd: number): Promise<boolean> {
   const stats = await fstatOf(fd);
   return stats.isFIFO() || stats.isSocket();
@@ -68,13 +57,13 @@ export async function stdoutWriter(): Promise<StreamWriter> {
 
 /** Opens a named pipe or character device; a pipe's open waits until its other end is opened. */
 export async function openStreamReader(filePath: string, interruption: Interruption): Promise<StreamReader> {
-  const fd = await interruption.race(tracked(openFd(filePath, "r")));
+  const fd = await interruption.race(trackBlocking(openFd(filePath, "r")));
   if (await isPipe(fd)) return new PipeReader(new net.Socket({ fd, readable: true, writable: false }));
   return new DescriptorReader(fd, true);
 }
 
 export async function openStreamWriter(filePath: string, interruption: Interruption): Promise<StreamWriter> {
-  const fd = await interruption.race(tracked(openFd(filePath, "w")));
+  const fd = await interruption.race(trackBlocking(openFd(filePath, "w")));
   if (await isPipe(fd)) return new PipeWriter(new net.Socket({ fd, readable: false, writable: true }), true);
   return new DescriptorWriter(fd, true);
 }
@@ -162,7 +151,7 @@ class DescriptorReader implements StreamReader {
     while (filled < target.length) {
       let bytesRead: number;
       try {
-        ({ bytesRead } = await interruption.race(tracked(readAt(this.fd, target, filled, target.length - filled, null))));
+        ({ bytesRead } = await interruption.race(trackBlocking(readAt(this.fd, target, filled, target.length - filled, null))));
       } catch (failure) {
         if (!isAgain(failure)) throw failure;
         await pause(interruption);
@@ -176,7 +165,7 @@ class DescriptorReader implements StreamReader {
 
   async close(): Promise<void> {
     // Not closed while a read may still be using it: the number could be reused under it.
-    if (this.owned && operationsInFlight === 0) await promisify(closeFd)(this.fd);
+    if (this.owned && blockingOperationsInFlight() === 0) await promisify(closeFd)(this.fd);
   }
 }
 
@@ -190,7 +179,7 @@ class DescriptorWriter implements StreamWriter {
     let done = 0;
     while (done < bytes.length) {
       try {
-        const { bytesWritten } = await interruption.race(tracked(writeAt(this.fd, bytes, done, bytes.length - done, null)));
+        const { bytesWritten } = await interruption.race(trackBlocking(writeAt(this.fd, bytes, done, bytes.length - done, null)));
         if (bytesWritten === 0) throw new Error(`no bytes written after ${done} of ${bytes.length}`);
         done += bytesWritten;
       } catch (failure) {
@@ -205,6 +194,6 @@ class DescriptorWriter implements StreamWriter {
   }
 
   abandon(): void {
-    if (this.owned && operationsInFlight === 0) closeFd(this.fd, () => undefined);
+    if (this.owned && blockingOperationsInFlight() === 0) closeFd(this.fd, () => undefined);
   }
 }
