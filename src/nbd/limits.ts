@@ -5,7 +5,7 @@
 
 import { assert } from "../io/assert.js";
 import { DATA_BLOCK_BYTES, NAME_BYTES_MAX as VOLUME_NAME_BYTES_MAX, VOLUMES_MAX } from "../thin/limits.js";
-import { REQUEST_HEADER_BYTES, STRUCTURED_REPLY_HEADER_BYTES } from "./protocol.js";
+import { BLOCK_STATUS_DESCRIPTOR_BYTES, LENGTH_FIELD_MAX, REQUEST_HEADER_BYTES, STRUCTURED_REPLY_HEADER_BYTES } from "./protocol.js";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -84,11 +84,6 @@ export const READ_AHEAD_BYTES_MAX = 256 * KiB;
 
 /** How long a closing connection waits for the client to hang up before dropping it. */
 export const SOCKET_CLOSE_TIMEOUT_MS = 5_000;
-
-/** The largest 32-bit length field: TRIM, WRITE_ZEROES and BLOCK_STATUS may use all of it. */
-const LENGTH_FIELD_MAX = 2 ** 32 - 1;
-/** Bytes of one BLOCK_STATUS descriptor: u32 length, u32 status flags. */
-const BLOCK_STATUS_DESCRIPTOR_BYTES = 8;
 
 // Every volume name is a valid export name.
 assert(VOLUME_NAME_BYTES_MAX <= NAME_BYTES_MAX, "volume names fit export names");

@@ -3,6 +3,8 @@
 import { assert } from "../io/assert.js";
 import {
   EXPORT_NAME_PADDING_BYTES,
+  GREETING,
+  GREETING_BYTES,
   NBD_FLAG_FIXED_NEWSTYLE,
   NBD_FLAG_NO_ZEROES,
   NBD_INFO_BLOCK_SIZE,
@@ -15,18 +17,22 @@ import {
   NBD_REP_META_CONTEXT,
   NBD_REP_SERVER,
   NBD_REP_INFO,
+  OPTION_HEADER,
+  OPTION_HEADER_BYTES,
+  OPTION_REPLY_HEADER,
+  OPTION_REPLY_HEADER_BYTES,
 } from "./protocol.js";
 import { MESSAGE_BYTES_MAX } from "./limits.js";
 import { decodeWireString, encodeTruncatedString } from "./wire-strings.js";
 
-/** magic(8) option(4) length(4). */
-export const OPTION_HEADER_BYTES = 16;
+// Its home is protocol.ts; the name stays here for the modules that import it from here.
+export { OPTION_HEADER_BYTES };
 
 export function encodeGreeting(): Buffer {
-  const out = Buffer.alloc(18);
-  out.writeBigUInt64BE(NBD_INIT_MAGIC, 0);
-  out.writeBigUInt64BE(NBD_OPTS_MAGIC, 8);
-  out.writeUInt16BE(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES, 16);
+  const out = Buffer.alloc(GREETING_BYTES);
+  out.writeBigUInt64BE(NBD_INIT_MAGIC, GREETING.initMagic.offset);
+  out.writeBigUInt64BE(NBD_OPTS_MAGIC, GREETING.optsMagic.offset);
+  out.writeUInt16BE(NBD_FLAG_FIXED_NEWSTYLE | NBD_FLAG_NO_ZEROES, GREETING.handshakeFlags.offset);
   return out;
 }
 
@@ -38,16 +44,20 @@ export interface OptionHeader {
 
 export function decodeOptionHeader(bytes: Buffer): OptionHeader {
   assert(bytes.length === OPTION_HEADER_BYTES, "option header length");
-  return { magic: bytes.readBigUInt64BE(0), option: bytes.readUInt32BE(8), dataByteLength: bytes.readUInt32BE(12) };
+  return {
+    magic: bytes.readBigUInt64BE(OPTION_HEADER.magic.offset),
+    option: bytes.readUInt32BE(OPTION_HEADER.option.offset),
+    dataByteLength: bytes.readUInt32BE(OPTION_HEADER.dataByteLength.offset),
+  };
 }
 
 export function encodeOptionReply(option: number, replyType: number, data: Uint8Array = Buffer.alloc(0)): Buffer {
-  const out = Buffer.alloc(20 + data.length);
-  out.writeBigUInt64BE(NBD_REP_MAGIC, 0);
-  out.writeUInt32BE(option, 8);
-  out.writeUInt32BE(replyType, 12);
-  out.writeUInt32BE(data.length, 16);
-  out.set(data, 20);
+  const out = Buffer.alloc(OPTION_REPLY_HEADER_BYTES + data.length);
+  out.writeBigUInt64BE(NBD_REP_MAGIC, OPTION_REPLY_HEADER.magic.offset);
+  out.writeUInt32BE(option, OPTION_REPLY_HEADER.option.offset);
+  out.writeUInt32BE(replyType, OPTION_REPLY_HEADER.replyType.offset);
+  out.writeUInt32BE(data.length, OPTION_REPLY_HEADER.dataByteLength.offset);
+  out.set(data, OPTION_REPLY_HEADER_BYTES);
   return out;
 }
 

@@ -1,5 +1,8 @@
 // Wire constants of the NBD protocol (NetworkBlockDevice/nbd doc/proto.md).
 // Values only; the rules for using them live next to the code that applies them.
+// Integers on the wire are big-endian.
+
+import { defineLayout } from "../io/byte-layout.js";
 
 // --- Handshake ---------------------------------------------------------------
 
@@ -9,6 +12,28 @@ export const NBD_INIT_MAGIC = 0x4e42444d41474943n;
 export const NBD_OPTS_MAGIC = 0x49484156454f5054n;
 /** Prefix of every fixed-newstyle option reply. */
 export const NBD_REP_MAGIC = 0x0003e889045565a9n;
+
+export const GREETING_BYTES = 18;
+export const GREETING = defineLayout("NBD greeting", GREETING_BYTES, {
+  initMagic: { offset: 0, bytes: 8 },
+  optsMagic: { offset: 8, bytes: 8 },
+  handshakeFlags: { offset: 16, bytes: 2 },
+});
+
+export const OPTION_HEADER_BYTES = 16;
+export const OPTION_HEADER = defineLayout("NBD option header", OPTION_HEADER_BYTES, {
+  magic: { offset: 0, bytes: 8 },
+  option: { offset: 8, bytes: 4 },
+  dataByteLength: { offset: 12, bytes: 4 },
+});
+
+export const OPTION_REPLY_HEADER_BYTES = 20;
+export const OPTION_REPLY_HEADER = defineLayout("NBD option reply header", OPTION_REPLY_HEADER_BYTES, {
+  magic: { offset: 0, bytes: 8 },
+  option: { offset: 8, bytes: 4 },
+  replyType: { offset: 12, bytes: 4 },
+  dataByteLength: { offset: 16, bytes: 4 },
+});
 
 // Handshake flags (server → client, 16 bits).
 export const NBD_FLAG_FIXED_NEWSTYLE = 1 << 0;
@@ -56,12 +81,36 @@ export const NBD_REQUEST_MAGIC = 0x25609513;
 export const NBD_SIMPLE_REPLY_MAGIC = 0x67446698;
 export const NBD_STRUCTURED_REPLY_MAGIC = 0x668e33ef;
 
-/** magic(4) flags(2) type(2) handle(8) offset(8) length(4). */
 export const REQUEST_HEADER_BYTES = 28;
-/** magic(4) error(4) handle(8). */
+export const REQUEST_HEADER = defineLayout("NBD request header", REQUEST_HEADER_BYTES, {
+  magic: { offset: 0, bytes: 4 },
+  commandFlags: { offset: 4, bytes: 2 },
+  command: { offset: 6, bytes: 2 },
+  cookie: { offset: 8, bytes: 8 },
+  offset: { offset: 16, bytes: 8 },
+  byteLength: { offset: 24, bytes: 4 },
+});
+
 export const SIMPLE_REPLY_HEADER_BYTES = 16;
-/** magic(4) flags(2) type(2) handle(8) length(4). */
+export const SIMPLE_REPLY_HEADER = defineLayout("NBD simple reply header", SIMPLE_REPLY_HEADER_BYTES, {
+  magic: { offset: 0, bytes: 4 },
+  error: { offset: 4, bytes: 4 },
+  cookie: { offset: 8, bytes: 8 },
+});
+
 export const STRUCTURED_REPLY_HEADER_BYTES = 20;
+export const STRUCTURED_REPLY_HEADER = defineLayout("NBD structured reply header", STRUCTURED_REPLY_HEADER_BYTES, {
+  magic: { offset: 0, bytes: 4 },
+  flags: { offset: 4, bytes: 2 },
+  replyType: { offset: 6, bytes: 2 },
+  cookie: { offset: 8, bytes: 8 },
+  payloadBytes: { offset: 16, bytes: 4 },
+});
+
+/** The most a 32-bit length field can say: a request's length, a chunk's, a descriptor's. */
+export const LENGTH_FIELD_MAX = 0xffff_ffff;
+/** A BLOCK_STATUS descriptor: u32 length, u32 status flags. */
+export const BLOCK_STATUS_DESCRIPTOR_BYTES = 8;
 
 // Transmission flags (16 bits, sent with the export's size).
 export const NBD_FLAG_HAS_FLAGS = 1 << 0;

@@ -4,6 +4,8 @@
 import { assert } from "../io/assert.js";
 import { MESSAGE_BYTES_MAX } from "./limits.js";
 import {
+  BLOCK_STATUS_DESCRIPTOR_BYTES,
+  LENGTH_FIELD_MAX,
   NBD_REPLY_FLAG_DONE,
   NBD_REPLY_TYPE_BLOCK_STATUS,
   NBD_REPLY_TYPE_ERROR,
@@ -12,8 +14,11 @@ import {
   NBD_REPLY_TYPE_OFFSET_HOLE,
   NBD_SIMPLE_REPLY_MAGIC,
   NBD_STRUCTURED_REPLY_MAGIC,
+  REQUEST_HEADER,
   REQUEST_HEADER_BYTES,
+  SIMPLE_REPLY_HEADER,
   SIMPLE_REPLY_HEADER_BYTES,
+  STRUCTURED_REPLY_HEADER,
   STRUCTURED_REPLY_HEADER_BYTES,
   type NbdErrno,
 } from "./protocol.js";
@@ -34,33 +39,33 @@ const TWO_POW_53 = 2n ** 53n;
 
 export function decodeRequestHeader(bytes: Buffer): RequestHeader {
   assert(bytes.length === REQUEST_HEADER_BYTES, "request header length");
-  const offset = bytes.readBigUInt64BE(16);
+  const offset = bytes.readBigUInt64BE(REQUEST_HEADER.offset.offset);
   return {
-    magic: bytes.readUInt32BE(0),
-    commandFlags: bytes.readUInt16BE(4),
-    command: bytes.readUInt16BE(6),
-    cookie: bytes.readBigUInt64BE(8),
+    magic: bytes.readUInt32BE(REQUEST_HEADER.magic.offset),
+    commandFlags: bytes.readUInt16BE(REQUEST_HEADER.commandFlags.offset),
+    command: bytes.readUInt16BE(REQUEST_HEADER.command.offset),
+    cookie: bytes.readBigUInt64BE(REQUEST_HEADER.cookie.offset),
     offset: offset < TWO_POW_53 ? Number(offset) : Number.NaN,
-    byteLength: bytes.readUInt32BE(24),
+    byteLength: bytes.readUInt32BE(REQUEST_HEADER.byteLength.offset),
   };
 }
 
 export function encodeSimpleReply(cookie: bigint, errno: NbdErrno | 0): Buffer {
   const out = Buffer.alloc(SIMPLE_REPLY_HEADER_BYTES);
-  out.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, 0);
-  out.writeUInt32BE(errno, 4);
-  out.writeBigUInt64BE(cookie, 8);
+  out.writeUInt32BE(NBD_SIMPLE_REPLY_MAGIC, SIMPLE_REPLY_HEADER.magic.offset);
+  out.writeUInt32BE(errno, SIMPLE_REPLY_HEADER.error.offset);
+  out.writeBigUInt64BE(cookie, SIMPLE_REPLY_HEADER.cookie.offset);
   return out;
 }
 
 function chunkHeader(cookie: bigint, done: boolean, replyType: number, payloadBytes: number, extraBytes = 0): Buffer {
-  assert(payloadBytes <= 0xffff_ffff, `chunk payload of ${payloadBytes} bytes`);
+  assert(payloadBytes <= LENGTH_FIELD_MAX, `chunk payload of ${payloadBytes} bytes`);
   const out = Buffer.alloc(STRUCTURED_REPLY_HEADER_BYTES + extraBytes);
-  out.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, 0);
-  out.writeUInt16BE(done ? NBD_REPLY_FLAG_DONE : 0, 4);
-  out.writeUInt16BE(replyType, 6);
-  out.writeBigUInt64BE(cookie, 8);
-  out.writeUInt32BE(payloadBytes, 16);
+  out.writeUInt32BE(NBD_STRUCTURED_REPLY_MAGIC, STRUCTURED_REPLY_HEADER.magic.offset);
+  out.writeUInt16BE(done ? NBD_REPLY_FLAG_DONE : 0, STRUCTURED_REPLY_HEADER.flags.offset);
+  out.writeUInt16BE(replyType, STRUCTURED_REPLY_HEADER.replyType.offset);
+  out.writeBigUInt64BE(cookie, STRUCTURED_REPLY_HEADER.cookie.offset);
+  out.writeUInt32BE(payloadBytes, STRUCTURED_REPLY_HEADER.payloadBytes.offset);
   return out;
 }
 
@@ -78,7 +83,7 @@ export function encodeDataChunk(cookie: bigint, done: boolean, offset: number, d
 }
 
 export function encodeHoleChunk(cookie: bigint, done: boolean, offset: number, holeBytes: number): Buffer {
-  assert(holeBytes > 0 && holeBytes <= 0xffff_ffff, `hole of ${holeBytes} bytes`);
+  assert(holeBytes > 0 && holeBytes <= LENGTH_FIELD_MAX, `hole of ${holeBytes} bytes`);
   const out = chunkHeader(cookie, done, NBD_REPLY_TYPE_OFFSET_HOLE, 12, 12);
   out.writeBigUInt64BE(BigInt(offset), STRUCTURED_REPLY_HEADER_BYTES);
   out.writeUInt32BE(holeBytes, STRUCTURED_REPLY_HEADER_BYTES + 8);
@@ -92,16 +97,16 @@ export interface StatusDescriptor {
 
 export function encodeBlockStatusChunk(cookie: bigint, done: boolean, contextId: number, descriptors: readonly StatusDescriptor[]): Buffer {
   assert(descriptors.length > 0, "block status needs at least one descriptor");
-  const payloadBytes = 4 + 8 * descriptors.length;
+  const payloadBytes = 4 + BLOCK_STATUS_DESCRIPTOR_BYTES * descriptors.length;
   const out = chunkHeader(cookie, done, NBD_REPLY_TYPE_BLOCK_STATUS, payloadBytes, payloadBytes);
   let cursor = STRUCTURED_REPLY_HEADER_BYTES;
   out.writeUInt32BE(contextId, cursor);
   cursor += 4;
   for (const descriptor of descriptors) {
-    assert(descriptor.byteLength > 0 && descriptor.byteLength <= 0xffff_ffff, `descriptor of ${descriptor.byteLength} bytes`);
+    assert(descriptor.byteLength > 0 && descriptor.byteLength <= LENGTH_FIELD_MAX, `descriptor of ${descriptor.byteLength} bytes`);
     out.writeUInt32BE(descriptor.byteLength, cursor);
     out.writeUInt32BE(descriptor.flags, cursor + 4);
-    cursor += 8;
+    cursor += BLOCK_STATUS_DESCRIPTOR_BYTES;
   }
   return out;
 }
