@@ -61,6 +61,7 @@ export class TreeWalker {
   private readonly seen: Set<number> | null;
   /** Nodes on the path being walked now: meeting one again is a loop. */
   private readonly onPath: Set<number> | null;
+  readonly remembers: boolean;
   /** Nodes that could not be walked and why; met again, they fail again without a read. */
   readonly failed = new Map<number, CorruptBlockError>();
 
@@ -74,6 +75,7 @@ export class TreeWalker {
     private readonly readBlock: NodeBlockReader,
     remember = false,
   ) {
+    this.remembers = remember;
     this.seen = remember ? new Set() : null;
     this.onPath = remember ? new Set() : null;
   }
@@ -103,13 +105,13 @@ export class TreeWalker {
 
   /** @internal */
   enter(blockIndex: number): void {
-    this.seen?.add(blockIndex);
-    this.onPath?.add(blockIndex);
+    this.seen!.add(blockIndex);
+    this.onPath!.add(blockIndex);
   }
 
   /** @internal */
   exit(blockIndex: number): void {
-    this.onPath?.delete(blockIndex);
+    this.onPath!.delete(blockIndex);
   }
 }
 
@@ -123,15 +125,21 @@ class Walk {
     private readonly to: number,
   ) {}
 
-  /** Walks one subtree; false when the visitor stopped the walk. */
+  /**
+   * Walks one subtree; false when the visitor stopped the walk. A walk that throws (an I/O
+   * error, a visitor's own error) ends there, and a remembering walker is not used again.
+   */
   async node(blockIndex: number, first: number, end: number, depth: number): Promise<boolean> {
-    const memory = this.walker.remembered(blockIndex);
-    if (memory === "failed") return this.fail(this.walker.failed.get(blockIndex)!, first, end, depth, false);
-    // The node itself read well: the pointer to it is what is wrong, so it is not remembered as failed.
-    if (memory === "loop") return this.fail(new CorruptBlockError(blockIndex, "loop", "the node is reached twice in one tree"), first, end, depth, false);
-    if (memory === "seen") {
-      if (this.visitor.visitAgain) await this.visitor.visitAgain(blockIndex, first, end, depth);
-      return true;
+    const walker = this.walker;
+    if (walker.remembers || walker.failed.size > 0) {
+      const memory = walker.remembered(blockIndex);
+      if (memory === "failed") return this.fail(walker.failed.get(blockIndex)!, first, end, depth, false);
+      // The node itself read well: the pointer to it is what is wrong, so it is not remembered as failed.
+      if (memory === "loop") return this.fail(new CorruptBlockError(blockIndex, "loop", "the node is reached twice in one tree"), first, end, depth, false);
+      if (memory === "seen") {
+        if (this.visitor.visitAgain) await this.visitor.visitAgain(blockIndex, first, end, depth);
+        return true;
+      }
     }
     // Depth comes from pointers on disk: a loop among blocks that verify is corruption, not a bug here.
     if (depth >= TREE_DEPTH_MAX) {
@@ -140,39 +148,49 @@ class Walk {
     }
     let node: NodeView;
     try {
-      node = await this.walker.read(blockIndex, this.valueBytes);
+      node = await walker.read(blockIndex, this.valueBytes);
     } catch (error) {
       if (!(error instanceof CorruptBlockError)) throw error;
       return this.fail(error, first, end, depth);
     }
-    this.walker.enter(blockIndex);
-    try {
-      let step = this.visitor.visit(node, first, end, depth);
-      if (step instanceof Promise) step = await step;
-      if (step === "stop") return false;
-      if (step !== "skip" && !node.isLeaf && !(await this.children(node, first, end, depth))) return false;
-    } finally {
-      this.walker.exit(blockIndex);
+    if (walker.remembers) walker.enter(blockIndex);
+    let step = this.visitor.visit(node, first, end, depth);
+    if (step instanceof Promise) step = await step;
+    if (step === "stop") return false;
+    if (step !== "skip" && !node.isLeaf) {
+      const finished = this.choosesChildren ? await this.chosenChildren(node, first, end, depth) : await this.childrenInRange(node, first, end, depth);
+      if (!finished) return false;
     }
+    if (walker.remembers) walker.exit(blockIndex);
     if (this.visitor.leave) await this.visitor.leave(node, depth);
     return true;
+  }
+
+  /** A visitor that takes failures or refuses children needs each node's children chosen before any is walked. */
+  private get choosesChildren(): boolean {
+    return this.visitor.acceptChild !== undefined || this.visitor.failed !== undefined;
+  }
+
+  /** The first child whose range meets [from, to). */
+  private firstChildInRange(node: NodeView, first: number): number {
+    return this.from > first && node.count > 0 ? node.childIndexFor(this.from) : 0;
   }
 
   /**
    * The children of an internal node whose ranges meet [from, to), each with the range its
    * neighbours' keys give it. They are chosen before any is walked, so what the visitor
-   * counts or refuses of one node is decided in one place.
+   * counts or refuses of one node is decided in one place, and a bad entry costs only itself.
    */
-  private async children(node: NodeView, first: number, end: number, depth: number): Promise<boolean> {
+  private async chosenChildren(node: NodeView, first: number, end: number, depth: number): Promise<boolean> {
     const count = node.count;
-    let start = 0;
-    const chosen: number[] = []; // child, key, child, key, ...
+    let start: number;
     try {
-      if (this.from > first && count > 0) start = node.childIndexFor(this.from);
+      start = this.firstChildInRange(node, first);
     } catch (error) {
       if (!(error instanceof CorruptBlockError)) throw error;
       return this.fail(error, null, null, depth);
     }
+    const chosen: number[] = []; // child, key, child, key, ...
     for (let i = start; i < count; i++) {
       let key: number;
       let child: number;
@@ -193,6 +211,25 @@ class Walk {
       const childFirst = j === 0 ? first : chosen[j + 1]!;
       const childEnd = j + 2 < chosen.length ? chosen[j + 3]! : end;
       if (!(await this.node(chosen[j]!, childFirst, childEnd, depth + 1))) return false;
+    }
+    return true;
+  }
+
+  /**
+   * The same children for a visitor that fails on the first bad block (the engine's reads):
+   * each is walked as it is found, with no list, since this is on the path of every read.
+   */
+  private async childrenInRange(node: NodeView, first: number, end: number, depth: number): Promise<boolean> {
+    const count = node.count;
+    const start = this.firstChildInRange(node, first);
+    // The first child also holds keys below its own key (formats/metadata.md).
+    let childFirst = first;
+    for (let i = start; i < count; i++) {
+      const child = node.childAt(i);
+      const childEnd = i + 1 < count ? node.keyAt(i + 1) : end;
+      if (!(await this.node(child, childFirst, childEnd, depth + 1))) return false;
+      if (childEnd >= this.to) break;
+      childFirst = childEnd;
     }
     return true;
   }
