@@ -4,7 +4,7 @@
 
 import { assert } from "../io/assert.js";
 import { METADATA_BLOCKS_MAX, SPACE_MAP_CHAIN_BLOCKS_MAX } from "../pdata/limits.js";
-import { BITMAP_ENTRIES, INDEX_ENTRIES } from "../pdata/space-map-format.js";
+import { BITMAP_ENTRIES, INDEX_ENTRIES, OVERFLOW_ENTRY } from "../pdata/space-map-format.js";
 
 /** Data is allocated in blocks of this size; a snapshot shares and copies whole blocks. */
 export const DATA_BLOCK_BYTES = 65536;
@@ -52,6 +52,10 @@ assert(DEFAULT_POOL_BYTES <= POOL_BYTES_MAX && DEFAULT_POOL_BYTES % DATA_BLOCK_B
 const POOL_BITMAPS_MAX = Math.ceil(POOL_BLOCKS_MAX / BITMAP_ENTRIES);
 assert(Math.ceil(POOL_BITMAPS_MAX / INDEX_ENTRIES) <= SPACE_MAP_CHAIN_BLOCKS_MAX, "data space-map index chain within the chain bound");
 assert(POOL_BITMAPS_MAX + Math.ceil(POOL_BITMAPS_MAX / INDEX_ENTRIES) < METADATA_BLOCKS_MAX, "data space map within the metadata file");
+// A block's count is one per referrer: a data block's, one per leaf that maps it; a metadata
+// block's, one per parent node plus one per volume record naming it as a root. Every leaf
+// and node is a metadata block, so no count exceeds what an overflow entry's count holds.
+assert(METADATA_BLOCKS_MAX + VOLUMES_MAX < 2 ** (8 * OVERFLOW_ENTRY.count.bytes), "every count fits an overflow entry");
 // Snapshot times are kept in the superblock's u32 field.
 assert(SNAPSHOT_TIME_MAX < 2 ** 32, "snapshot time fits its superblock field");
 assert(NAME_PROBES_MAX >= 1 && PROBLEMS_LISTED_MAX >= 1 && REPORT_ITEMS_MAX >= 1 && RENAME_ATTEMPTS_MAX >= 1, "list bounds");
