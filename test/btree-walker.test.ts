@@ -125,6 +125,14 @@ describe("the tree walker on damaged trees", () => {
     expect([...remembering.failed.keys()]).toEqual([beyond]);
   });
 
+  it("a pointer to a cached block of another type is a wrong-type error, not an assertion", async () => {
+    const { tm, tree } = newTree();
+    const root = await treeOf(tree, 2000);
+    const bitmap = tm.newBlock(BlockType.SpaceMapBitmap).blockIndex;
+    await repoint(tm, root, 0, bitmap);
+    await expect(tree.forEachInRange(root, 0, 1, () => undefined)).rejects.toMatchObject({ kind: "wrong-type", blockIndex: bitmap });
+  });
+
   it("a tree deeper than TREE_DEPTH_MAX levels is a loop error, one exactly that deep is walked", async () => {
     const { tm } = newTree();
     /** A chain of `levels` nodes: internal nodes with one child each, then an empty leaf. */

@@ -8,7 +8,8 @@ import { CorruptBlockError, MetadataFullError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { BlockCache, type CachedBlock } from "./block-cache.js";
-import { BlockType, METADATA_BLOCK_BYTES, sealBlock, verifyBlock } from "./block-format.js";
+import { BlockType, METADATA_BLOCK_BYTES, blockTypeName, sealBlock } from "./block-format.js";
+import { readVerifiedBlock, requireBlockInFile } from "./block-reader.js";
 import {
   DIRTY_BLOCKS_MAX,
   METADATA_BLOCKS_MAX,
@@ -48,13 +49,14 @@ export class TransactionManager {
   async read(blockIndex: number, type: BlockType): Promise<Buffer> {
     const cached = this.cache.get(blockIndex);
     if (cached) {
-      assert(cached.type === type, `block ${blockIndex} cached as ${cached.type}, read as ${type}`);
+      // The pointer that led here came off the disk: landing on a cached block of another
+      // type is the corruption verifyBlock reports for one read from the file.
+      if (cached.type !== type) {
+        throw new CorruptBlockError(blockIndex, "wrong-type", `expected a ${blockTypeName(type)} block, found type ${blockTypeName(cached.type)}`);
+      }
       return cached.block;
     }
-    this.requireInFile(blockIndex);
-    const block = Buffer.alloc(METADATA_BLOCK_BYTES);
-    await this.file.read(block, blockIndex * METADATA_BLOCK_BYTES);
-    verifyBlock(block, type, blockIndex);
+    const block = await readVerifiedBlock(this.file, blockIndex, type, this.metadataRefs.blockCount);
     this.cache.put(blockIndex, { block, type, dirty: false });
     return block;
   }
@@ -104,15 +106,8 @@ export class TransactionManager {
     return this.metadataRefs.get(blockIndex);
   }
 
-  /**
-   * Block indexes reach here from pointers read off the disk. A block that verifies can
-   * still point past the file (an engine bug, a stale block): that is corruption to
-   * report, not an invariant of this process to assert.
-   */
   private requireInFile(blockIndex: number): void {
-    if (!(Number.isSafeInteger(blockIndex) && blockIndex >= 0 && blockIndex < this.metadataRefs.blockCount)) {
-      throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `a pointer to it lies beyond the metadata file's ${this.metadataRefs.blockCount} blocks`);
-    }
+    requireBlockInFile(blockIndex, this.metadataRefs.blockCount);
   }
 
   isNewInTransaction(blockIndex: number): boolean {
