@@ -3,7 +3,7 @@
 
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { holdPool } from "./support/cli-pool-holder.js";
 import { assertCliBuilt, makeTempDir, removeTempDir, runCli, runCliOk, seededBytes, type CliResult } from "./support/cli-run.js";
 

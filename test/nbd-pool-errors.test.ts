@@ -83,7 +83,7 @@ describe("a corrupt metadata block under a served volume", () => {
     let leaf = -1;
     await pool.transactions.read(async (metadata) => {
       const state = (await metadata.findVolume("hurt"))!;
-      await new BTree(metadata.tm, plainValues(8)).forEachInRange(state.record.mappingRoot, 0, 1, (_k, _v, _s, leafIndex) => (leaf = leafIndex));
+      await new BTree(metadata.tm, plainValues(8)).forEachInRange(state.record.mappingRoot, 0, 1, (_k, _v, _s, leafIndex) => void (leaf = leafIndex));
     });
     await pool.close();
     const handle = await open(metaPath, "r+");

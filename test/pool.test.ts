@@ -174,7 +174,7 @@ describe("volumes", () => {
       const before = pool.status();
       await pool.snapshot(origin, name);
       const after = pool.status();
-      return [after.metadataBlocksUsed - before.metadataBlocksUsed, after.dataBlocksUsed - before.dataBlocksUsed];
+      return [after.metadataBlocksUsed! - before.metadataBlocksUsed!, after.dataBlocksUsed! - before.dataBlocksUsed!];
     };
     expect(await cost("large", "large-snap")).toEqual(await cost("small", "small-snap"));
   });
@@ -318,7 +318,7 @@ async function firstMappingLeaf(pool: Pool): Promise<number> {
     const { BTree } = await import("../src/pdata/btree/btree.js");
     const { plainValues } = await import("../src/pdata/btree/value-type.js");
     const tree = new BTree(metadata.tm, plainValues(8));
-    await tree.forEachInRange(state.record.mappingRoot, 0, 1, (_k, _v, _s, leafIndex) => (leaf = leafIndex));
+    await tree.forEachInRange(state.record.mappingRoot, 0, 1, (_k, _v, _s, leafIndex) => void (leaf = leafIndex));
   });
   expect(leaf).toBeGreaterThan(1);
   return leaf;

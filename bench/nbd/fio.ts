@@ -66,7 +66,7 @@ export async function runFio(job: FioJob, outputPath: string): Promise<FioResult
     await run("fio", args, { timeout: runtimeSeconds * 1000 + FIO_KILL_GRACE_MS });
   } catch (error) {
     const details = error as { stderr?: string; message: string };
-    throw new Error(`fio ${job.name} against ${job.uri} failed: ${details.stderr?.trim() || details.message}`);
+    throw new Error(`fio ${job.name} against ${job.uri} failed: ${details.stderr?.trim() || details.message}`, { cause: error });
   }
   const wallSeconds = (performance.now() - started) / 1000;
   const text = await readFile(outputPath, "utf8");

@@ -4,7 +4,6 @@
 
 import type { Command } from "commander";
 import { stat } from "node:fs/promises";
-import path from "node:path";
 import type { ControlServer } from "../../src/control/control-server.js";
 import { ThinpError, type ErrorCode } from "../../src/errors.js";
 import { assert } from "../../src/io/assert.js";

@@ -36,7 +36,7 @@ export interface PoolService {
 export async function startPoolService(options: PoolServiceOptions): Promise<PoolService> {
   const pool = await Pool.open(options.metaPath, { readOnly: options.readOnly });
   const servers: NbdServer[] = [];
-  let control: ControlServer | null = null;
+  let control: ControlServer;
   let served: ServedPool;
   try {
     served = await ServedPool.start(pool, options.log, options.readOnlyReason);

@@ -11,14 +11,9 @@ import {
   InvalidSizeError,
   NoSuchVolumeError,
   DataFileLockedError,
-  NotAPoolError,
   PoolLockedError,
-  PoolFullError,
-  ReadOnlyError,
   ShrinkBelowMappedError,
-  ThinpError,
   VolumeBusyError,
-  type ErrorCode,
 } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { formatByteCount, formatSize } from "../io/byte-units.js";

@@ -95,7 +95,7 @@ function* variantsFor(inFlight: PendingWrite[], options: CrashStateOptions, budg
     yield { writes: [], reversed: false, description: "nothing pending" };
     return;
   }
-  let produced = 0;
+  let produced: number;
   if (count <= EXHAUSTIVE_PENDING_MAX && 2 ** count <= budget) {
     for (let mask = 0; mask < 2 ** count; mask++) {
       const kept = inFlight.filter((_, i) => (mask >> i) & 1);
