@@ -62,7 +62,7 @@ export class TreeWalker {
   /** Nodes on the path being walked now: meeting one again is a loop. */
   private readonly onPath: Set<number> | null;
   readonly remembers: boolean;
-  /** Nodes that could not be walked and why; met again, they fail again without a read. */
+  /** Nodes that could not be walked and why, by a walker that remembers; met again, they fail again without a read. */
   readonly failed = new Map<number, CorruptBlockError>();
 
   /**
@@ -93,8 +93,8 @@ export class TreeWalker {
 
   /** @internal Walk's view of the walker's memory. */
   remembered(blockIndex: number): "failed" | "loop" | "seen" | null {
-    if (this.failed.size > 0 && this.failed.has(blockIndex)) return "failed";
-    if (this.seen === null || !this.seen.has(blockIndex)) return null;
+    if (this.failed.has(blockIndex)) return "failed";
+    if (!this.seen!.has(blockIndex)) return null;
     return this.onPath!.has(blockIndex) ? "loop" : "seen";
   }
 
@@ -131,7 +131,7 @@ class Walk {
    */
   async node(blockIndex: number, first: number, end: number, depth: number): Promise<boolean> {
     const walker = this.walker;
-    if (walker.remembers || walker.failed.size > 0) {
+    if (walker.remembers) {
       const memory = walker.remembered(blockIndex);
       if (memory === "failed") return this.fail(walker.failed.get(blockIndex)!, first, end, depth, false);
       // The node itself read well: the pointer to it is what is wrong, so it is not remembered as failed.
@@ -238,7 +238,7 @@ class Walk {
   private fail(error: CorruptBlockError, first: number | null, end: number | null, depth: number, remember = true): true {
     if (!this.visitor.failed) throw error;
     const keys = first === null || end === null ? null : { first, end };
-    if (keys !== null && remember) this.walker.failed.set(error.blockIndex, error);
+    if (keys !== null && remember && this.walker.remembers) this.walker.failed.set(error.blockIndex, error);
     this.visitor.failed(error, keys, depth);
     return true;
   }
