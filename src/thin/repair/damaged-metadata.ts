@@ -1,7 +1,7 @@
-// Reading a metadata file that may be damaged, for repair. Every block is verified exactly
-// as the engine verifies it (type, self index, checksum), so nothing read here is trusted
-// more than the engine would trust it; what differs is that a failure costs only the part
-// of the pool below the failed block instead of the whole operation.
+// Reading a metadata file that may be damaged, for repair. Every block is read through the
+// engine's own reader (pdata/block-reader.ts: range, type, self index, checksum), so nothing
+// read here is trusted more than the engine would trust it; what differs is that a failure
+// costs only the part of the pool below the failed block instead of the whole operation.
 
 import { assert } from "../../io/assert.js";
 import type { StorageFile } from "../../io/storage-file.js";
