@@ -112,8 +112,14 @@ describe("the tree walker on damaged trees", () => {
     const beyond = 2 ** 30;
     await repoint(tm, root, 1, beyond);
 
-    await expect(walker(false).walk(root, VALUE_BYTES, failFast)).rejects.toMatchObject({ kind: "pointer-out-of-range", blockIndex: beyond });
-    await expect(tree.forEachInRange(root, 0, KEY_END, () => undefined)).rejects.toMatchObject({ kind: "pointer-out-of-range", blockIndex: beyond });
+    await expect(walker(false).walk(root, VALUE_BYTES, failFast)).rejects.toMatchObject({
+      kind: "pointer-out-of-range",
+      blockIndex: beyond,
+    });
+    await expect(tree.forEachInRange(root, 0, KEY_END, () => undefined)).rejects.toMatchObject({
+      kind: "pointer-out-of-range",
+      blockIndex: beyond,
+    });
     // A read that does not pass through the bad pointer is not failed by it.
     await expect(tree.forEachInRange(root, 0, 1, () => undefined)).resolves.toBe(true);
 
@@ -159,7 +165,10 @@ describe("the tree walker on damaged trees", () => {
     expect(recording.visited).toEqual(deepest);
 
     const tooDeep = chain(TREE_DEPTH_MAX + 1);
-    await expect(walker.walk(tooDeep[0]!, VALUE_BYTES, failFast)).rejects.toMatchObject({ kind: "loop", blockIndex: tooDeep[TREE_DEPTH_MAX] });
+    await expect(walker.walk(tooDeep[0]!, VALUE_BYTES, failFast)).rejects.toMatchObject({
+      kind: "loop",
+      blockIndex: tooDeep[TREE_DEPTH_MAX],
+    });
   });
 });
 

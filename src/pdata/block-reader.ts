@@ -17,12 +17,23 @@ export type VerifiedBlockReader = (blockIndex: number, type: BlockType) => Promi
  */
 export function requireBlockInFile(blockIndex: number, blockCount: number, path?: string): void {
   if (!(Number.isSafeInteger(blockIndex) && blockIndex >= 0 && blockIndex < blockCount)) {
-    throw new CorruptBlockError(blockIndex, "pointer-out-of-range", `a pointer to it lies beyond the metadata file's ${blockCount} blocks`, path);
+    throw new CorruptBlockError(
+      blockIndex,
+      "pointer-out-of-range",
+      `a pointer to it lies beyond the metadata file's ${blockCount} blocks`,
+      path,
+    );
   }
 }
 
 /** Reads block `blockIndex` of a metadata file of `blockCount` blocks and verifies it is a `type` block. */
-export async function readVerifiedBlock(file: StorageFile, blockIndex: number, type: BlockType, blockCount: number, path?: string): Promise<Buffer> {
+export async function readVerifiedBlock(
+  file: StorageFile,
+  blockIndex: number,
+  type: BlockType,
+  blockCount: number,
+  path?: string,
+): Promise<Buffer> {
   requireBlockInFile(blockIndex, blockCount, path);
   const block = Buffer.alloc(METADATA_BLOCK_BYTES);
   await file.read(block, blockIndex * METADATA_BLOCK_BYTES);

@@ -55,6 +55,9 @@ export async function chooseSuperblock<S extends { transactionId: number }>(
   return {
     superblock: chosen.superblock,
     slot: chosen.slot,
-    otherSlot: "superblock" in other ? { slot: other.slot, transactionId: other.superblock.transactionId } : { slot: other.slot, unreadable: other.failure.message },
+    otherSlot:
+      "superblock" in other
+        ? { slot: other.slot, transactionId: other.superblock.transactionId }
+        : { slot: other.slot, unreadable: other.failure.message },
   };
 }

@@ -8,7 +8,6 @@ import { stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { CorruptBlockError, DataFileTruncatedError } from "../errors.js";
 import { readU64 } from "../io/integers.js";
-import { NodeStorageFile } from "../io/node-storage-file.js";
 import { openLockedMetadataFile } from "./pool-files.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { BlockType } from "../pdata/block-format.js";
@@ -71,7 +70,6 @@ interface SubtreeSummary {
   /** The largest key below, or -1 when empty. */
   maxKey: number;
 }
-
 
 export async function checkPool(metaPath: string): Promise<CheckReport> {
   // Shared, as any reader's: a process writing the pool holds it exclusively and is refused here.
@@ -152,24 +150,36 @@ class Checker {
       }
       this.verified.volumes++;
       volumeNames.set(volumeId, record.name);
-      if (record.sizeBytes % SECTOR_BYTES !== 0) this.problem(leafIndex, `volume '${record.name}' size ${record.sizeBytes} is not whole sectors`);
+      if (record.sizeBytes % SECTOR_BYTES !== 0)
+        this.problem(leafIndex, `volume '${record.name}' size ${record.sizeBytes} is not whole sectors`);
       const virtualBlocks = Math.ceil(record.sizeBytes / DATA_BLOCK_BYTES);
-      const walked = await this.walkTree(record.mappingRoot, MAPPING_VALUE_BYTES, `mapping tree of '${record.name}'`, (virtualBlock, mappingValue, mappingLeaf) => {
-        const { dataBlock } = decodeMapping(mappingValue);
-        if (dataBlock >= dataBlocks) {
-          this.problem(mappingLeaf, `volume '${record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool's ${dataBlocks}`);
-          this.structureDamaged = true;
-          return;
-        }
-        if (this.dataRefs[dataBlock] === 0) this.verified.dataBlocksReferenced++;
-        this.dataRefs[dataBlock]!++;
-      });
+      const walked = await this.walkTree(
+        record.mappingRoot,
+        MAPPING_VALUE_BYTES,
+        `mapping tree of '${record.name}'`,
+        (virtualBlock, mappingValue, mappingLeaf) => {
+          const { dataBlock } = decodeMapping(mappingValue);
+          if (dataBlock >= dataBlocks) {
+            this.problem(
+              mappingLeaf,
+              `volume '${record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool's ${dataBlocks}`,
+            );
+            this.structureDamaged = true;
+            return;
+          }
+          if (this.dataRefs[dataBlock] === 0) this.verified.dataBlocksReferenced++;
+          this.dataRefs[dataBlock]!++;
+        },
+      );
       this.verified.mappings += walked.entries;
       if (walked.maxKey >= virtualBlocks) {
         this.problem(record.mappingRoot, `volume '${record.name}' maps block ${walked.maxKey}, beyond its size of ${virtualBlocks} blocks`);
       }
       if (walked.entries !== record.mappedBlocks) {
-        this.problem(leafIndex, `volume '${record.name}' records ${record.mappedBlocks} mapped blocks but its tree holds ${walked.entries}`);
+        this.problem(
+          leafIndex,
+          `volume '${record.name}' records ${record.mappedBlocks} mapped blocks but its tree holds ${walked.entries}`,
+        );
       }
     });
 
@@ -177,7 +187,8 @@ class Checker {
       const volumeId = readU64(value, 0);
       const name = volumeNames.get(volumeId);
       if (name === undefined) this.problem(leafIndex, `name index entry ${key} points at missing volume ${volumeId}`);
-      else if (key < nameHash(name) || key >= nameHash(name) + NAME_PROBES_MAX) this.problem(leafIndex, `name index entry ${key} is not where '${name}' hashes`);
+      else if (key < nameHash(name) || key >= nameHash(name) + NAME_PROBES_MAX)
+        this.problem(leafIndex, `name index entry ${key} is not where '${name}' hashes`);
       volumeNames.delete(volumeId);
     });
     for (const [volumeId, name] of volumeNames) this.problem(undefined, `volume ${volumeId} ('${name}') is missing from the name index`);
@@ -214,9 +225,13 @@ class Checker {
   }
 
   private async readSuperblock(): Promise<Superblock> {
-    const chosen = await chooseSuperblock(this.metaFile, this.metaPath, SUPERBLOCK_SLOTS, (block, slot) => decodeSuperblock(block, slot, this.metaPath));
+    const chosen = await chooseSuperblock(this.metaFile, this.metaPath, SUPERBLOCK_SLOTS, (block, slot) =>
+      decodeSuperblock(block, slot, this.metaPath),
+    );
     if ("unreadable" in chosen.otherSlot) {
-      this.notes.push(`one superblock copy is unreadable (${chosen.otherSlot.unreadable}); an interrupted commit leaves this and the next commit rewrites it`);
+      this.notes.push(
+        `one superblock copy is unreadable (${chosen.otherSlot.unreadable}); an interrupted commit leaves this and the next commit rewrites it`,
+      );
     }
     return chosen.superblock;
   }
@@ -289,8 +304,10 @@ class Checker {
       const foundCount = found[block]!;
       if (storedCount === foundCount) continue;
       const subject = which === "metadata" ? `metadata block ${block}` : `data block ${block}`;
-      if (foundCount === 0) this.problem(which === "metadata" ? block : undefined, `${subject} is leaked: count ${storedCount} but nothing references it`);
-      else if (storedCount === 0) this.problem(which === "metadata" ? block : undefined, `${subject} is referenced ${foundCount} times but marked free`);
+      if (foundCount === 0)
+        this.problem(which === "metadata" ? block : undefined, `${subject} is leaked: count ${storedCount} but nothing references it`);
+      else if (storedCount === 0)
+        this.problem(which === "metadata" ? block : undefined, `${subject} is referenced ${foundCount} times but marked free`);
       else this.problem(which === "metadata" ? block : undefined, `${subject} has count ${storedCount} but ${foundCount} references`);
     }
   }

@@ -28,7 +28,8 @@ export interface Change {
 const MERGE_BELOW_FRACTION = 0.25;
 /** Depth comes from pointers on disk: a loop among blocks that verify is corruption, not a bug here. */
 function checkDepth(root: number, depth: number): void {
-  if (depth >= TREE_DEPTH_MAX) throw new CorruptBlockError(root, "loop", `the tree is deeper than ${TREE_DEPTH_MAX} levels: its nodes point in a loop`);
+  if (depth >= TREE_DEPTH_MAX)
+    throw new CorruptBlockError(root, "loop", `the tree is deeper than ${TREE_DEPTH_MAX} levels: its nodes point in a loop`);
 }
 
 /** Called for each entry of a range walk; false ends the walk. */

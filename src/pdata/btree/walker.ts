@@ -135,7 +135,8 @@ class Walk {
       const memory = walker.remembered(blockIndex);
       if (memory === "failed") return this.fail(walker.failed.get(blockIndex)!, first, end, depth, false);
       // The node itself read well: the pointer to it is what is wrong, so it is not remembered as failed.
-      if (memory === "loop") return this.fail(new CorruptBlockError(blockIndex, "loop", "the node is reached twice in one tree"), first, end, depth, false);
+      if (memory === "loop")
+        return this.fail(new CorruptBlockError(blockIndex, "loop", "the node is reached twice in one tree"), first, end, depth, false);
       if (memory === "seen") {
         if (this.visitor.visitAgain) await this.visitor.visitAgain(blockIndex, first, end, depth);
         return true;
@@ -143,7 +144,11 @@ class Walk {
     }
     // Depth comes from pointers on disk: a loop among blocks that verify is corruption, not a bug here.
     if (depth >= TREE_DEPTH_MAX) {
-      const error = new CorruptBlockError(blockIndex, "loop", `the tree is deeper than ${TREE_DEPTH_MAX} levels: its nodes point in a loop`);
+      const error = new CorruptBlockError(
+        blockIndex,
+        "loop",
+        `the tree is deeper than ${TREE_DEPTH_MAX} levels: its nodes point in a loop`,
+      );
       return this.fail(error, first, end, depth, false);
     }
     let node: NodeView;
@@ -158,7 +163,9 @@ class Walk {
     if (step instanceof Promise) step = await step;
     if (step === "stop") return false;
     if (step !== "skip" && !node.isLeaf) {
-      const finished = this.choosesChildren ? await this.chosenChildren(node, first, end, depth) : await this.childrenInRange(node, first, end, depth);
+      const finished = this.choosesChildren
+        ? await this.chosenChildren(node, first, end, depth)
+        : await this.childrenInRange(node, first, end, depth);
       if (!finished) return false;
     }
     if (walker.remembers) walker.exit(blockIndex);

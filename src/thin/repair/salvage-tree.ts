@@ -79,7 +79,11 @@ class Salvage implements NodeVisitor {
       return false;
     }
     if (key <= this.previousChildKey || key < this.low || key >= this.high) {
-      this.lose(child, `its key ${key} in node ${parent.blockIndex} is out of order or outside the node's range [${this.low}, ${this.high})`, null);
+      this.lose(
+        child,
+        `its key ${key} in node ${parent.blockIndex} is out of order or outside the node's range [${this.low}, ${this.high})`,
+        null,
+      );
       return false;
     }
     this.previousChildKey = key;
