@@ -87,7 +87,7 @@ export async function measureMappingRates(scratch: ScratchDir, seed: number): Pr
       title: "1. Mapping insert and lookup rate (metadata layer, file pool)",
       method: [
         `A file pool in the temp dir; each volume holds ${formatCount(PREFILLED_MAPPINGS)} committed mappings.`,
-        `One tinybench iteration = ${formatCount(BATCH_MAPPINGS)} \`allocateDataBlock\` + \`mapBlock\` (insert) or \`lookupMapping\` (lookup) calls in one \`pool.withMetadata\` section.`,
+        `One tinybench iteration = ${formatCount(BATCH_MAPPINGS)} \`allocateDataBlock\` + \`mapBlock\` (insert) or \`lookupMapping\` (lookup) calls in one \`pool.transactions.change\` section (\`read\` for lookups).`,
         "Sequential inserts append past the last mapped block; random inserts land between random mapped blocks. Each insert batch is unmapped and committed again after its iteration (untimed), so every iteration starts from the same tree; the timed part never commits.",
       ],
       tables: [
