@@ -6,6 +6,7 @@ import type { NbdServerAddress } from "../nbd/index.js";
 import type { PoolDegradation, PoolStatus, VolumeInfo, VolumeUsage } from "../thin/api.js";
 import {
   CONTROL_REQUEST_TIMEOUT_MS,
+  CONTROL_REPLY_BYTES_MAX,
   FrameReader,
   frameMessage,
   type ControlReply,
@@ -87,7 +88,7 @@ export class ControlClient implements PoolOperations {
 
   private request(request: ControlRequest): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const reader = new FrameReader();
+      const reader = new FrameReader(CONTROL_REPLY_BYTES_MAX);
       const cleanup = () => {
         clearTimeout(timer);
         this.socket.off("data", onData);

@@ -6,11 +6,11 @@ import { decode, encode } from "@msgpack/msgpack";
 import type { ErrorCode } from "../errors.js";
 import type { NbdServerAddress } from "../nbd/index.js";
 import type { PoolDegradation } from "../thin/api.js";
-import { CONTROL_MESSAGE_BYTES_MAX, CONTROL_REQUEST_TIMEOUT_MS } from "./limits.js";
+import { CONTROL_MESSAGE_BYTES_MAX, CONTROL_REPLY_BYTES_MAX, CONTROL_REQUEST_TIMEOUT_MS } from "./limits.js";
 
 export const CONTROL_PROTOCOL_VERSION = 1;
 // Their home is limits.ts; the names stay here for the modules that import them from here.
-export { CONTROL_MESSAGE_BYTES_MAX, CONTROL_REQUEST_TIMEOUT_MS };
+export { CONTROL_MESSAGE_BYTES_MAX, CONTROL_REPLY_BYTES_MAX, CONTROL_REQUEST_TIMEOUT_MS };
 
 export type ControlRequest =
   | { op: "hello"; version: number }
@@ -54,20 +54,46 @@ export function frameMessage(message: unknown): Buffer {
   return frame;
 }
 
-/** Accumulates socket data and yields whole messages; throws on an oversized frame. */
+/**
+ * Accumulates socket data and yields whole messages; throws on a frame over `messageBytesMax`.
+ * Chunks are joined once a frame is whole, so a large reply costs one copy, not one per chunk.
+ */
 export class FrameReader {
-  private pending: Buffer = Buffer.alloc(0);
+  private chunks: Buffer[] = [];
+  private pendingBytes = 0;
+
+  constructor(private readonly messageBytesMax: number = CONTROL_MESSAGE_BYTES_MAX) {}
 
   push(chunk: Buffer): unknown[] {
-    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    this.chunks.push(chunk);
+    this.pendingBytes += chunk.length;
     const messages: unknown[] = [];
-    while (this.pending.length >= 4) {
-      const length = this.pending.readUInt32BE(0);
-      if (length > CONTROL_MESSAGE_BYTES_MAX) throw new Error(`control message of ${length} bytes exceeds ${CONTROL_MESSAGE_BYTES_MAX}`);
-      if (this.pending.length < 4 + length) break;
-      messages.push(decode(this.pending.subarray(4, 4 + length)));
-      this.pending = this.pending.subarray(4 + length);
+    while (this.pendingBytes >= 4) {
+      const head = this.joined(4);
+      const length = head.readUInt32BE(0);
+      if (length > this.messageBytesMax) throw new Error(`control message of ${length} bytes exceeds ${this.messageBytesMax}`);
+      if (this.pendingBytes < 4 + length) break;
+      const frame = this.joined(4 + length);
+      messages.push(decode(frame.subarray(4, 4 + length)));
+      this.take(4 + length);
     }
     return messages;
+  }
+
+  /** The first chunk, made at least `byteCount` long by joining what follows it. */
+  private joined(byteCount: number): Buffer {
+    let first = this.chunks[0];
+    if (first === undefined || first.length < byteCount) {
+      first = Buffer.concat(this.chunks);
+      this.chunks = [first];
+    }
+    return first;
+  }
+
+  private take(byteCount: number): void {
+    const first = this.joined(byteCount);
+    const rest = first.subarray(byteCount);
+    this.chunks = rest.length > 0 ? [rest, ...this.chunks.slice(1)] : this.chunks.slice(1);
+    this.pendingBytes -= byteCount;
   }
 }
