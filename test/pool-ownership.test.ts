@@ -3,13 +3,15 @@
 // case here corrupted a pool before: a second path to the same files, or a second metadata
 // file for one data file, opened while the first was in use or after it had moved on.
 
-import { copyFile, link, mkdir, rename, symlink, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, open, readFile, rename, stat, symlink, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Pool } from "../src/thin/pool.js";
 import { DATA_IDENTITY_XATTR } from "../src/thin/data-file-identity.js";
-import { assertCliBuilt, makeTempDir, removeTempDir, runCli, runCliOk, seededBytes } from "./support/cli-run.js";
-import { killAllServers, startServe } from "./support/cli-serve-process.js";
+import { findLockHolder } from "../src/io/file-lock.js";
+import { killAllBackground, startCli } from "./support/cli-background.js";
+import { assertCliBuilt, makeTempDir, removeTempDir, runCli, runCliOk, runProgram, seededBytes } from "./support/cli-run.js";
+import { eventually, killAllServers, startServe } from "./support/cli-serve-process.js";
 import { readXattrHex, removeXattr } from "./support/xattrs.js";
 
 const MiB = 1024 * 1024;
@@ -24,8 +26,15 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   killAllServers();
+  await killAllBackground();
   await removeTempDir(dir);
 });
+
+/** The process holding an OS lock on the file, as the kernel lists it. */
+async function findPidHolding(filePath: string): Promise<number | null> {
+  const { dev, ino } = await stat(filePath);
+  return findLockHolder(dev, ino)?.pid ?? null;
+}
 
 async function expectClean(metaName = "meta.img"): Promise<void> {
   const result = await runCli(["check", "--pool", metaName], { cwd: dir });
@@ -64,6 +73,26 @@ describe("a pool reached by two names", () => {
     await writeFile(path.join(dir, "meta.img.lock"), "1\n");
     await runCliOk(["import", "base", "w.raw"], { cwd: dir });
     await expectClean();
+  });
+
+  it("answers list and status while an export holds the pool, and refuses a writer", async () => {
+    const fifoPath = path.join(dir, "image.fifo");
+    await runProgram("mkfifo", [fifoPath], { timeoutMs: 10_000 });
+    await runCliOk(["import", "base", "w.raw"], { cwd: dir });
+    // An export into a pipe that is open but not read holds the pool for as long as the test likes.
+    const exporting = startCli(["export", "base", "image.fifo"], { cwd: dir });
+    const reader = await open(fifoPath, "r");
+    await eventually(async () => (await findPidHolding(path.join(dir, "meta.img"))) === exporting.pid, 20_000, "the export holds the pool");
+    expect(await runCliOk(["list"], { cwd: dir })).toContain("base");
+    expect(JSON.parse(await runCliOk(["status", "--json"], { cwd: dir })).volumeCount).toBe(1);
+    const refused = await runCli(["import", "base", "w.raw"], { cwd: dir });
+    expect(refused.exitCode).toBe(7);
+    expect(refused.stderr).toContain(`process ${exporting.pid} (thinp export base image.fifo)`);
+    const image = await reader.readFile();
+    await reader.close();
+    expect(image.length).toBe(8 * MiB);
+    expect(image.subarray(0, 2 * MiB).equals(await readFile(path.join(dir, "w.raw")))).toBe(true);
+    expect((await exporting.exited).exitCode).toBe(0);
   });
 
   it("lets readers share the pool with each other but not with a writer", async () => {
