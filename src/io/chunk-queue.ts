@@ -21,7 +21,8 @@ export class ChunkQueue {
     assert(byteLength >= 0 && byteLength <= this.queuedBytes, `take ${byteLength} of ${this.queuedBytes} queued bytes`);
     this.queuedBytes -= byteLength;
     if (byteLength === 0) return Buffer.alloc(0);
-    const first = this.chunks[0]!;
+    const first = this.chunks[0];
+    assert(first !== undefined, "bytes are queued, so a chunk is");
     if (first.length >= byteLength) {
       if (first.length === byteLength) this.chunks.shift();
       else this.chunks[0] = first.subarray(byteLength);
@@ -31,7 +32,8 @@ export class ChunkQueue {
     let filled = 0;
     // Each pass empties a chunk or finishes: bounded by the chunk count.
     while (filled < byteLength) {
-      const chunk = this.chunks[0]!;
+      const chunk = this.chunks[0];
+      assert(chunk !== undefined, "bytes still wanted are queued, so a chunk is");
       const wanted = byteLength - filled;
       if (chunk.length <= wanted) {
         chunk.copy(out, filled);
@@ -49,7 +51,8 @@ export class ChunkQueue {
   /** The first `byteLength` queued bytes, left in the queue. */
   peek(byteLength: number): Buffer {
     assert(byteLength <= this.queuedBytes, `peek ${byteLength} of ${this.queuedBytes} queued bytes`);
-    const first = this.chunks[0]!;
+    const first = this.chunks[0];
+    if (first === undefined) return Buffer.alloc(0); // nothing queued: only a peek of 0 bytes gets here
     return first.length >= byteLength ? first.subarray(0, byteLength) : Buffer.concat(this.chunks).subarray(0, byteLength);
   }
 

@@ -1,6 +1,7 @@
 // Strings on the wire: UTF-8, no NUL, at most NAME_BYTES_MAX bytes (the spec's rule for
 // export names, queries and messages).
 
+import { at } from "../io/checked-index.js";
 import { NAME_BYTES_MAX } from "./limits.js";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
@@ -25,6 +26,6 @@ export function encodeTruncatedString(text: string, byteLengthMax: number): Buff
   if (bytes.length <= byteLengthMax) return bytes;
   let end = byteLengthMax;
   // A UTF-8 continuation byte is 10xxxxxx; back up to the start of the character it belongs to.
-  while (end > 0 && (bytes[end]! & 0xc0) === 0x80) end--;
+  while (end > 0 && (at(bytes, end, "end starts below the length and only goes down") & 0xc0) === 0x80) end--;
   return bytes.subarray(0, end);
 }

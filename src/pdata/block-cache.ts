@@ -50,7 +50,7 @@ export class BlockCache {
     this.evictClean();
   }
 
-  markDirty(blockIndex: number, entry: CachedBlock): void {
+  markDirty(entry: CachedBlock): void {
     if (!entry.dirty) {
       entry.dirty = true;
       this.dirtyCount++;

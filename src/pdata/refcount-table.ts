@@ -51,9 +51,13 @@ export class RefcountTable {
   }
 
   get(block: number): number {
-    assert(block >= 0 && block < this.blockCountValue, `refcount of block ${block} of ${this.blockCountValue}`);
-    const count = this.counts[block]!;
-    return count === COUNT_OVERFLOW ? this.overflow.get(block)! : count;
+    // counts holds exactly blockCount entries, so a block out of range (or not an integer) reads undefined.
+    const count = this.counts[block];
+    assert(count !== undefined, `refcount of block ${block} of ${this.blockCountValue}`);
+    if (count !== COUNT_OVERFLOW) return count;
+    const overflowed = this.overflow.get(block);
+    assert(overflowed !== undefined, "a count stored as overflowed has its entry in the overflow map");
+    return overflowed;
   }
 
   /** Sets a count while loading a persisted map; no transaction bookkeeping. */
@@ -131,6 +135,7 @@ export class RefcountTable {
     const counts = new Uint8Array(newBlockCount);
     counts.set(this.counts);
     this.counts = counts;
+    assert(this.counts.length === newBlockCount, "counts holds one entry per block: get relies on it");
     markAllocatable(this.allocatable, this.blockCountValue, newBlockCount - 1);
     for (let chunk = Math.floor(this.blockCountValue / this.chunkEntries); chunk * this.chunkEntries < newBlockCount; chunk++) {
       this.dirtyChunks.add(chunk);
@@ -183,8 +188,11 @@ export class RefcountTable {
   private findAllocatable(from: number): number | null {
     const words = this.allocatable.data;
     const limit = this.blockCountValue;
-    for (let wordIndex = from >>> 5; wordIndex < words.length && wordIndex * 32 < limit; wordIndex++) {
-      let word = words[wordIndex]! >>> 0;
+    for (let wordIndex = from >>> 5; wordIndex * 32 < limit; wordIndex++) {
+      // Past the bitset's last word no block is allocatable: the bits it does not hold are clear.
+      const stored = words[wordIndex];
+      if (stored === undefined) return null;
+      let word = stored >>> 0;
       if (wordIndex === from >>> 5) word &= ~0 << (from & 31) >>> 0;
       if (word === 0) continue;
       const bit = 31 - Math.clz32(word & -word);

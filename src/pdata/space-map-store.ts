@@ -77,19 +77,20 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
   }
 
   for (let first = 0; first < expectedBitmaps; first += BITMAP_READ_BATCH_BLOCKS) {
-    const chunks = [];
-    for (let chunk = first; chunk < Math.min(first + BITMAP_READ_BATCH_BLOCKS, expectedBitmaps); chunk++) chunks.push(chunk);
-    const blocks = await Promise.all(chunks.map((chunk) => read(layout.bitmapLocations[chunk]!, BlockType.SpaceMapBitmap)));
-    chunks.forEach((chunk, i) => {
-      const location = layout.bitmapLocations[chunk]!;
-      const counts = decodeBitmap(blocks[i]!, location, chunk);
+    const locations = layout.bitmapLocations.slice(first, first + BITMAP_READ_BATCH_BLOCKS);
+    const blocks = await Promise.all(locations.map((location) => read(location, BlockType.SpaceMapBitmap)));
+    locations.forEach((location, i) => {
+      const chunk = first + i;
+      const block = blocks[i];
+      assert(block !== undefined, "one block read for each location");
+      const counts = decodeBitmap(block, location, chunk);
       const expectedEntries = Math.min(BITMAP_ENTRIES, root.blockCount - chunk * BITMAP_ENTRIES);
       if (counts.length !== expectedEntries) throw new CorruptBlockError(location, "bad-space-map", `bitmap holds ${counts.length} entries, ${expectedEntries} expected`);
       const base = chunk * BITMAP_ENTRIES;
-      for (let i2 = 0; i2 < counts.length; i2++) {
-        const byte = counts[i2]!;
+      let counted = base - 1;
+      for (const byte of counts) {
+        counted++;
         if (byte === 0) continue;
-        const counted = base + i2;
         if (byte === COUNT_OVERFLOW) {
           const count = overflow.get(counted);
           if (count === undefined) throw new CorruptBlockError(location, "bad-space-map", `block ${counted} marked overflowed but has no overflow entry`);
@@ -147,12 +148,11 @@ export function persistWhole(tm: TransactionManager, layout: SpaceMapLayout): Sp
   const table = tm.metadataRefs;
   for (const blockIndex of layout.allBlocks()) tm.decRef(blockIndex);
   // Growing the file changes how many bitmaps are needed, so settle the size first.
-  let need = 0;
   for (let round = 0; ; round++) {
     assert(round < SPACE_MAP_SIZE_ROUNDS_MAX, "metadata space map size did not settle");
     const bitmapCount = Math.ceil(table.blockCount / BITMAP_ENTRIES);
     // New blocks get a count of 1, so the overflow list cannot grow while we allocate.
-    need = bitmapCount + Math.ceil(bitmapCount / INDEX_ENTRIES) + Math.ceil(table.overflowEntries().length / OVERFLOW_ENTRIES);
+    const need = bitmapCount + Math.ceil(bitmapCount / INDEX_ENTRIES) + Math.ceil(table.overflowEntries().length / OVERFLOW_ENTRIES);
     if (table.allocatableCount >= need) break;
     tm.ensureAllocatable(need);
   }

@@ -29,7 +29,8 @@ export async function chooseSuperblock<S extends { transactionId: number }>(
   slots: readonly number[],
   decode: (block: Buffer, slot: number) => S,
 ): Promise<ChosenSuperblock<S>> {
-  assert(slots.length === 2, `${slots.length} superblock slots`);
+  const firstSlot = slots[0];
+  assert(slots.length === 2 && firstSlot !== undefined, `${slots.length} superblock slots`);
   const found: ({ slot: number; superblock: S } | { slot: number; failure: CorruptBlockError | NotAPoolError })[] = [];
   for (const slot of slots) {
     const block = Buffer.alloc(METADATA_BLOCK_BYTES);
@@ -47,11 +48,14 @@ export async function chooseSuperblock<S extends { transactionId: number }>(
   }
   if (chosen === null) {
     const failures = found.map((entry) => ("failure" in entry ? entry.failure : null)).filter((failure) => failure !== null);
-    if (failures.every((failure) => failure instanceof NotAPoolError)) throw failures[0]!;
+    const firstFailure = failures[0];
+    assert(firstFailure !== undefined, "with no copy chosen, every copy failed");
+    if (failures.every((failure) => failure instanceof NotAPoolError)) throw firstFailure;
     const reasons = found.map((entry) => `block ${entry.slot}: ${"failure" in entry ? entry.failure.message : "valid"}`).join("; ");
-    throw new CorruptBlockError(slots[0]!, "bad-superblock", `both superblock copies are unreadable (${reasons})`, path);
+    throw new CorruptBlockError(firstSlot, "bad-superblock", `both superblock copies are unreadable (${reasons})`, path);
   }
-  const other = found.find((entry) => entry.slot !== chosen.slot)!;
+  const other = found.find((entry) => entry.slot !== chosen.slot);
+  assert(other !== undefined, "two slots were read: one is chosen, the other is not");
   return {
     superblock: chosen.superblock,
     slot: chosen.slot,

@@ -77,7 +77,12 @@ export class TransactionManager {
     assert(count > 0, `shadow of free block ${blockIndex}`);
     if (count === 1 && this.newInTransaction.has(blockIndex)) {
       const block = await this.read(blockIndex, type);
-      this.cache.markDirty(blockIndex, this.cache.get(blockIndex)!);
+      // It is about to change, so it is dirty again if writeOut wrote it early. read() left it
+      // in the cache, unless it was evicted at once (the cache over its limit with every other
+      // block dirty): then it goes back in as dirty, which no eviction takes.
+      const entry = this.cache.get(blockIndex);
+      if (entry !== undefined) this.cache.markDirty(entry);
+      else this.cache.put(blockIndex, { block, type, dirty: true });
       return { blockIndex, block, incrementChildren: false };
     }
     const original = await this.read(blockIndex, type);

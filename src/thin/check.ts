@@ -8,6 +8,7 @@ import { stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { CorruptBlockError, DataFileTruncatedError } from "../errors.js";
 import { readU64 } from "../io/integers.js";
+import { at, countOne } from "../io/checked-index.js";
 import { openLockedMetadataFile } from "./pool-files.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { BlockType } from "../pdata/block-format.js";
@@ -130,7 +131,7 @@ class Checker {
     this.verified.metadataBlocks = metadataBlocks;
     this.metadataRefs = new Uint32Array(metadataBlocks);
     this.dataRefs = new Uint32Array(dataBlocks);
-    for (const slot of SUPERBLOCK_SLOTS) this.metadataRefs[slot]!++;
+    for (const slot of SUPERBLOCK_SLOTS) countOne(this.metadataRefs, slot, "a superblock that decodes has its pointers above both slots, so the file holds them");
     if (this.probe) await this.checkDataFile(this.probe, dataBlocks);
 
     const metadataMap = await this.loadMap("metadata", this.superblock.metadataSpaceMap);
@@ -168,7 +169,7 @@ class Checker {
             return;
           }
           if (this.dataRefs[dataBlock] === 0) this.verified.dataBlocksReferenced++;
-          this.dataRefs[dataBlock]!++;
+          countOne(this.dataRefs, dataBlock, "a data block beyond the pool is reported above");
         },
       );
       this.verified.mappings += walked.entries;
@@ -254,7 +255,7 @@ class Checker {
       this.structureDamaged = true;
       return false;
     }
-    this.metadataRefs[blockIndex]!++;
+    countOne(this.metadataRefs, blockIndex, "a pointer outside the file is reported above");
     return true;
   }
 
@@ -301,7 +302,7 @@ class Checker {
     }
     for (let block = 0; block < found.length; block++) {
       const storedCount = stored.get(block);
-      const foundCount = found[block]!;
+      const foundCount = at(found, block, "the loop stays inside found");
       if (storedCount === foundCount) continue;
       const subject = which === "metadata" ? `metadata block ${block}` : `data block ${block}`;
       if (foundCount === 0)
@@ -364,9 +365,10 @@ class CheckedTree implements NodeVisitor {
     }
     if (!node.isLeaf) return;
     this.leafDepths.add(depth);
-    for (let i = 0; i < count; i++) await this.visitEntry(keys[i]!, node.valueAt(i), blockIndex);
+    // A leaf whose keys did not all decode was skipped above, so keys holds one per entry.
+    for (let i = 0; i < count; i++) await this.visitEntry(at(keys, i, "one key per entry"), node.valueAt(i), blockIndex);
     summary.entries = count;
-    summary.maxKey = count > 0 ? keys[count - 1]! : -1;
+    summary.maxKey = keys.at(-1) ?? -1;
   }
 
   acceptChild(_parent: NodeView, _index: number, child: number): boolean {
@@ -374,7 +376,7 @@ class CheckedTree implements NodeVisitor {
   }
 
   leave(node: NodeView, depth: number): void {
-    const summary = this.path[depth]!;
+    const summary = at(this.path, depth, "visit set the summary of the node being left");
     this.checker.remember(node.blockIndex, summary);
     this.addBelow(depth, summary);
   }
@@ -391,7 +393,7 @@ class CheckedTree implements NodeVisitor {
 
   /** Adds a finished subtree at `depth` into its parent's summary, or the tree's. */
   private addBelow(depth: number, summary: SubtreeSummary): void {
-    const into = depth === 0 ? this.total : this.path[depth - 1]!;
+    const into = depth === 0 ? this.total : at(this.path, depth - 1, "the parent of a node being walked was visited");
     into.entries += summary.entries;
     into.maxKey = Math.max(into.maxKey, summary.maxKey);
   }

@@ -60,8 +60,9 @@ export async function* dmThinXml(pool: Pool, onDevice: (device: DumpedDevice) =>
         if (run) yield mappingLine(run);
         run = mapping;
       }
-      if (batch.length < MAPPINGS_PER_STEP) break;
-      from = batch[batch.length - 1]!.virtualBlock + 1;
+      const last = batch.at(-1);
+      if (last === undefined || batch.length < MAPPINGS_PER_STEP) break;
+      from = last.virtualBlock + 1;
     }
     if (run) yield mappingLine(run);
     yield "  </device>\n";

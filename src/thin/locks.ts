@@ -85,8 +85,7 @@ export class SharedGate {
   }
 
   private dispatch(): void {
-    while (this.queue.length > 0) {
-      const next = this.queue[0]!;
+    for (let next = this.queue[0]; next !== undefined; next = this.queue[0]) {
       if (next.exclusive) {
         if (this.exclusiveHeld || this.sharedHolders > 0) return;
         this.queue.shift();

@@ -9,6 +9,7 @@ import { copyFile, link, open, realpath, rename, unlink } from "node:fs/promises
 import { dirname, relative, resolve } from "node:path";
 import { CorruptBlockError, FileExistsError, FileMissingError, InvalidNameError, IoError, LimitExceededError, WrongDataFileError } from "../errors.js";
 import { assert } from "../io/assert.js";
+import { at } from "../io/checked-index.js";
 import { alignUp, divCeil } from "../io/integers.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
 import type { StorageFile } from "../io/storage-file.js";
@@ -127,11 +128,11 @@ export async function repairMetadataFile(
     volumes,
     volumesLost,
     dataSpaceMap: {
-      ...compareSpaceMap(oldDataMap.table, compared, whyNotCompared, rebuilt.dataBlocksUsed, (block) => damaged.dataReferences[block]!),
+      ...compareSpaceMap(oldDataMap.table, compared, whyNotCompared, rebuilt.dataBlocksUsed, (block) => at(damaged.dataReferences, block, "the old map and the counts both cover the superblock's data blocks")),
       freedWithLostMappings,
     },
     metadataSpaceMap: {
-      ...compareSpaceMap(oldMetadataMap.table, compared, whyNotCompared, rebuilt.metadataBlocksUsed, (block) => damaged.references[block]!),
+      ...compareSpaceMap(oldMetadataMap.table, compared, whyNotCompared, rebuilt.metadataBlocksUsed, (block) => at(damaged.references, block, "the old map and the counts both cover the superblock's metadata blocks")),
       freedWithLostMappings: null,
     },
     notes,

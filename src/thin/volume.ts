@@ -92,8 +92,11 @@ export class Volume implements VolumeHandle {
     const runs: { offset: number; length: number; mapped: boolean }[] = [];
     if (length === 0) return { bytes, runs };
     const pieces = splitIntoPieces(offset, length);
-    const first = pieces[0]!.virtualBlock;
-    const end = pieces[pieces.length - 1]!.virtualBlock + 1;
+    const firstPiece = pieces[0];
+    const lastPiece = pieces.at(-1);
+    assert(firstPiece !== undefined && lastPiece !== undefined, "a range of one byte or more has a piece");
+    const first = firstPiece.virtualBlock;
+    const end = lastPiece.virtualBlock + 1;
     const reads: Promise<void>[] = [];
     await this.tx.read(async (metadata) => {
       const state = this.liveState(metadata);

@@ -117,8 +117,9 @@ export class BTree {
     node.removeAt(index);
 
     let child = node;
-    for (let level = path.length - 1; level >= 0; level--) {
-      const { parent, index: childIndex } = path[level]!;
+    // Back up the path from the leaf to the root.
+    for (let step = path.pop(); step !== undefined; step = path.pop()) {
+      const { parent, index: childIndex } = step;
       if (child.count === 0) {
         parent.removeAt(childIndex);
         this.tm.decRef(child.blockIndex);

@@ -12,6 +12,7 @@
 // what a request needs) catches a loop by depth alone.
 
 import { CorruptBlockError } from "../../errors.js";
+import { assert } from "../../io/assert.js";
 import { TREE_DEPTH_MAX } from "../limits.js";
 import { NodeView } from "./node.js";
 
@@ -133,7 +134,11 @@ class Walk {
     const walker = this.walker;
     if (walker.remembers) {
       const memory = walker.remembered(blockIndex);
-      if (memory === "failed") return this.fail(walker.failed.get(blockIndex)!, first, end, depth, false);
+      if (memory === "failed") {
+        const error = walker.failed.get(blockIndex);
+        assert(error !== undefined, "a node remembered as failed has its error");
+        return this.fail(error, first, end, depth, false);
+      }
       // The node itself read well: the pointer to it is what is wrong, so it is not remembered as failed.
       if (memory === "loop")
         return this.fail(new CorruptBlockError(blockIndex, "loop", "the node is reached twice in one tree"), first, end, depth, false);
@@ -215,9 +220,13 @@ class Walk {
     }
     for (let j = 0; j < chosen.length; j += 2) {
       // The first child also holds keys below its own key (formats/metadata.md).
-      const childFirst = j === 0 ? first : chosen[j + 1]!;
-      const childEnd = j + 2 < chosen.length ? chosen[j + 3]! : end;
-      if (!(await this.node(chosen[j]!, childFirst, childEnd, depth + 1))) return false;
+      const child = chosen[j];
+      const key = chosen[j + 1];
+      assert(child !== undefined && key !== undefined, "chosen holds child, key pairs");
+      const childFirst = j === 0 ? first : key;
+      // The next child's key ends this child's range; the last child ends where its parent does.
+      const childEnd = chosen[j + 3] ?? end;
+      if (!(await this.node(child, childFirst, childEnd, depth + 1))) return false;
     }
     return true;
   }

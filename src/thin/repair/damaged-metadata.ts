@@ -4,6 +4,7 @@
 // costs only the part of the pool below the failed block instead of the whole operation.
 
 import { assert } from "../../io/assert.js";
+import { countOne } from "../../io/checked-index.js";
 import type { StorageFile } from "../../io/storage-file.js";
 import { BlockType } from "../../pdata/block-format.js";
 import { readVerifiedBlock, type VerifiedBlockReader } from "../../pdata/block-reader.js";
@@ -29,7 +30,7 @@ export class DamagedMetadata {
     this.references = new Uint32Array(blockCount);
     this.visited = new Uint8Array(blockCount);
     this.dataReferences = new Uint32Array(superblock.dataSpaceMap.blockCount);
-    for (const slot of SUPERBLOCK_SLOTS) this.references[slot]!++;
+    for (const slot of SUPERBLOCK_SLOTS) countOne(this.references, slot, "a superblock that decodes has its pointers above both slots, so the file holds them");
   }
 
   get blockCount(): number {
@@ -45,13 +46,13 @@ export class DamagedMetadata {
   /** Counts one reference; false (and nothing counted) for a pointer outside the file. */
   countReference(blockIndex: number): boolean {
     if (!this.isInside(blockIndex)) return false;
-    this.references[blockIndex]!++;
+    countOne(this.references, blockIndex, "isInside checked the pointer");
     return true;
   }
 
   /** Counts one reference to a data block inside the pool from a leaf walked for the first time. */
   countDataReference(dataBlock: number): void {
-    if (dataBlock < this.dataReferences.length) this.dataReferences[dataBlock]!++;
+    if (dataBlock < this.dataReferences.length) countOne(this.dataReferences, dataBlock, "checked against the pool's size");
   }
 
   /** True the first time a node is reached through any tree: only then are its children counted. */
