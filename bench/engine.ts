@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     "",
     renderMachine(machine, loadavg()),
     "",
-    ...[...sections.keys()].sort((a, b) => a - b).map((key) => renderSection(sections.get(key)!)),
+    ...[...sections].sort(([a], [b]) => a - b).map(([, section]) => renderSection(section)),
   ].join("\n");
   process.stdout.write(`${report}\n`);
 }

@@ -1,6 +1,7 @@
 // `--listen HOST:PORT` for `thinp serve`: an IPv4 address or name, or an IPv6 address in brackets.
 
 import { InvalidArgumentError } from "commander";
+import { assert } from "../src/io/assert.js";
 
 export interface ListenAddress {
   host: string;
@@ -27,5 +28,7 @@ export function parseListenAddress(text: string): ListenAddress {
     // Commander prints this after the option's name and exits with the usage status.
     throw new InvalidArgumentError(`use HOST:PORT with a port from 0 to ${PORT_MAX}, e.g. 127.0.0.1:10809 or [::1]:10809`);
   }
-  return { host: (match[1] ?? match[2])!, port };
+  const host = match[1] ?? match[2];
+  assert(host !== undefined, "LISTEN_PATTERN matches either a bracketed host or a bare one");
+  return { host, port };
 }

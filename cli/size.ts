@@ -3,6 +3,7 @@
 // "0.5K") and refused otherwise ("0.1K" would be 102.4 bytes).
 
 import { InvalidSizeError } from "../src/errors.js";
+import { assert } from "../src/io/assert.js";
 import { formatByteCount } from "../src/io/byte-units.js";
 
 // One formatter for the engine's messages and the CLI's output; see src/io/byte-units.ts.
@@ -37,10 +38,11 @@ export function parseSize(text: string): number {
       `size '${text}' not understood: use a number of bytes or a suffix K, M, G, T, P (binary: 1K = 1024)`,
     );
   }
-  const [, wholeDigits, fractionDigits = "", unitLetter] = match;
-  const unitBytes = UNIT_BYTES[unitLetter!.toUpperCase()]!;
+  const [, wholeDigits, fractionDigits = "", unitLetter = ""] = match;
+  const unitBytes = UNIT_BYTES[unitLetter.toUpperCase()];
+  assert(wholeDigits !== undefined && unitBytes !== undefined, "SIZE_PATTERN requires the digits and allows only the letters UNIT_BYTES holds");
   const scale = 10n ** BigInt(fractionDigits.length);
-  const scaledBytes = (BigInt(wholeDigits!) * scale + BigInt(fractionDigits || "0")) * unitBytes;
+  const scaledBytes = (BigInt(wholeDigits) * scale + BigInt(fractionDigits || "0")) * unitBytes;
   if (scaledBytes % scale !== 0n) {
     throw new InvalidSizeError(`size '${text}' is not a whole number of bytes`);
   }

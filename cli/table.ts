@@ -1,6 +1,7 @@
 // Plain-text tables for the human form of `list` and `status`.
 
 import { assert } from "../src/io/assert.js";
+import { at } from "../src/io/checked-index.js";
 
 export type Align = "left" | "right";
 
@@ -13,13 +14,15 @@ export interface Column {
 export function renderTable(columns: readonly Column[], rows: readonly (readonly string[])[]): string {
   for (const row of rows) assert(row.length === columns.length, `row of ${row.length} cells for ${columns.length} columns`);
   const widths = columns.map((column, columnIndex) =>
-    Math.max(column.header.length, ...rows.map((row) => row[columnIndex]!.length)),
+    Math.max(column.header.length, ...rows.map((row) => at(row, columnIndex, "every row has a cell per column").length)),
   );
   const renderRow = (cells: readonly string[]): string =>
-    cells
-      .map((cell, columnIndex) =>
-        columns[columnIndex]!.align === "right" ? cell.padStart(widths[columnIndex]!) : cell.padEnd(widths[columnIndex]!),
-      )
+    columns
+      .map((column, columnIndex) => {
+        const cell = at(cells, columnIndex, "every row has a cell per column");
+        const width = at(widths, columnIndex, "one width per column");
+        return column.align === "right" ? cell.padStart(width) : cell.padEnd(width);
+      })
       .join("  ")
       .trimEnd();
   const lines = [renderRow(columns.map((column) => column.header)), ...rows.map(renderRow)];

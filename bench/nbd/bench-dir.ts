@@ -10,7 +10,9 @@ import { join } from "node:path";
 const MEMORY_FILESYSTEMS = new Set(["tmpfs", "ramfs", "devtmpfs"]);
 
 export function filesystemType(path: string): string {
-  return execFileSync("df", ["--output=fstype", path], { encoding: "utf8" }).trim().split("\n").at(-1)!.trim();
+  const lines = execFileSync("df", ["--output=fstype", path], { encoding: "utf8" }).trim().split("\n");
+  // df prints a header line, then the type; split gives at least one string.
+  return (lines.at(-1) ?? "").trim();
 }
 
 export async function createBenchDir(): Promise<string> {

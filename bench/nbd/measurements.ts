@@ -3,6 +3,7 @@
 // whichever happened to run then; the table shows the median and the spread.
 
 import { assert } from "../../src/io/assert.js";
+import { at } from "../../src/io/checked-index.js";
 
 export type MetricId = "seqWrite" | "seqWriteFlushed" | "seqRead" | "randRead" | "randWrite" | "snapshotWrite";
 
@@ -28,5 +29,6 @@ export function median(values: readonly number[]): number {
   assert(values.length > 0, "median of no samples");
   const sorted = [...values].sort((a, b) => a - b);
   const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+  const upper = at(sorted, middle, "there are samples");
+  return sorted.length % 2 === 1 ? upper : (at(sorted, middle - 1, "an even count of samples is two or more") + upper) / 2;
 }

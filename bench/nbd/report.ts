@@ -3,6 +3,7 @@
 
 import { execFileSync } from "node:child_process";
 import { availableParallelism, cpus, loadavg, release } from "node:os";
+import { at } from "../../src/io/checked-index.js";
 import { median, type Measurements, type MetricId } from "./measurements.js";
 
 export const SERVER_LABELS = ["thinp", "qemu-nbd raw", "qemu-nbd qcow2", "nbdkit file"] as const;
@@ -57,9 +58,9 @@ function formatValue(value: number | undefined): string {
 }
 
 function renderTable(headers: string[], rows: string[][], numeric: (column: number) => boolean): string {
-  const widths = headers.map((header, column) => Math.max(header.length, 3, ...rows.map((row) => row[column]!.length)));
+  const widths = headers.map((header, column) => Math.max(header.length, 3, ...rows.map((row) => at(row, column, "every row has a cell per header").length)));
   const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => (numeric(column) ? cell.padStart(widths[column]!) : cell.padEnd(widths[column]!))).join(" | ")} |`;
+    `| ${cells.map((cell, column) => { const width = widths[column] ?? 0; /* a cell past the headers is not padded */ return numeric(column) ? cell.padStart(width) : cell.padEnd(width); }).join(" | ")} |`;
   const rule = `|${widths.map((width, column) => (numeric(column) ? `${"-".repeat(width + 1)}:` : "-".repeat(width + 2))).join("|")}|`;
   return [line(headers), rule, ...rows.map(line)].join("\n");
 }
@@ -98,7 +99,8 @@ function fenced(text: string): string {
 }
 
 function firstLine(command: string, args: string[]): string {
-  return commandOutput(command, args).split("\n")[0]!.trim();
+  // split gives at least one string.
+  return (commandOutput(command, args).split("\n")[0] ?? "").trim();
 }
 
 function commandOutput(command: string, args: string[]): string {

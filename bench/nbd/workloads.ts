@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import { assert } from "../../src/io/assert.js";
 import {
   createQcow2,
   serveQemuNbd,
@@ -162,7 +163,10 @@ export async function random(context: WorkloadContext, contenders: readonly Cont
     ] as const) {
       for (let round = 0; round < ROUNDS; round++) {
         for (const contender of turnOrder(contenders, round)) {
-          const result = await measured(dirs.get(contender)!, randomJob(served.get(contender)!.uri, rw, RANDOM_REGION_BYTES));
+          const dir = dirs.get(contender);
+          const exported = served.get(contender);
+          assert(dir !== undefined && exported !== undefined, "every contender was set up above");
+          const result = await measured(dir, randomJob(exported.uri, rw, RANDOM_REGION_BYTES));
           context.measurements.record(metric, contender.label, result.iops);
           context.progress(`round ${round + 1}, ${contender.label}: 4k ${rw} ${result.iops.toFixed(0)} IOPS`);
         }

@@ -9,6 +9,7 @@ import path from "node:path";
 import { controlSocketPath } from "../../src/control/control-protocol.js";
 import type { PoolService } from "../../src/control/pool-service.js";
 import { ThinpError, type ErrorCode } from "../../src/errors.js";
+import { assert } from "../../src/io/assert.js";
 import type { NbdLog } from "../../src/nbd/index.js";
 import { DEFAULT_POOL_BYTES } from "../../src/thin/limits.js";
 import { Pool } from "../../src/thin/pool.js";
@@ -182,7 +183,8 @@ class SocketPathTakenError extends ThinpError {
 async function renderBanner(service: PoolService, metaPath: string): Promise<string> {
   const volumes = await service.pool.listVolumes();
   const addresses = service.servers.map((server) => server.address);
-  const primary = addresses[0]!;
+  const primary = addresses[0];
+  assert(primary !== undefined, "a pool service listens on TCP, on a socket, or on both");
   const lines = [
     `serving ${metaPath}: ${volumes.length} volume${volumes.length === 1 ? "" : "s"}${service.pool.readOnly ? ", read-only" : ""}`,
     ...addresses.map((address) => `listening on ${describeAddress(address)}  (${exportUri(address, "NAME")})`),

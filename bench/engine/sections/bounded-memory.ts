@@ -23,7 +23,8 @@ export async function measureReopenMemory(built: LargePool, seed: number): Promi
     [readerPath, "--meta", built.metaPath, "--volume", LARGE_VOLUME, "--reads", String(READ_COUNT), "--stride", String(LARGE_STRIDE_BLOCKS), "--seed", String(seed)],
     { timeout: CHILD_TIMEOUT_MS, maxBuffer: 1 << 20 },
   );
-  const report = JSON.parse(child.stdout.trim().split("\n").pop()!) as ReopenReport;
+  // The child prints its report last; an empty output fails to parse, which says enough.
+  const report = JSON.parse(child.stdout.trim().split("\n").at(-1) ?? "") as ReopenReport;
   const baseline = await run(process.execPath, ["-e", "process.stdout.write(String(process.resourceUsage().maxRSS))"]);
   const baselineKiB = Number(baseline.stdout);
   const passed = report.maxRssKiB < RSS_LIMIT_KIB;

@@ -15,7 +15,7 @@ import { formatRme, newBench, statsOf } from "../support/tinybench-stats.js";
 const VOLUME_MAPPINGS = 100_000;
 const CHANGE_COUNTS = [0, 1, 100, 10_000] as const;
 /** Old blocks are freed only at the commit, so each iteration holds up to the largest N extra. */
-const POOL_BLOCKS = 2 * VOLUME_MAPPINGS + 2 * CHANGE_COUNTS[CHANGE_COUNTS.length - 1];
+const POOL_BLOCKS = 2 * VOLUME_MAPPINGS + 2 * Math.max(...CHANGE_COUNTS);
 
 export async function measureCommitCost(scratch: ScratchDir, seed: number): Promise<Section> {
   const random = seededRandom(seed);

@@ -14,7 +14,8 @@ export async function measureCrashRate(seed: number): Promise<Section> {
   for (let i = 0; i < SEEDS; i++) {
     progress(`crash rate: seed ${seed + i}`);
     const report = await runCrashSeed(seed + i, STATES_PER_SEED);
-    if (report.failures.length > 0) throw new Error(`crash harness found a failure with seed ${seed + i}: ${report.failures[0]!.problem}`);
+    const failure = report.failures[0];
+    if (failure !== undefined) throw new Error(`crash harness found a failure with seed ${seed + i}: ${failure.problem}`);
     states += report.states;
     milliseconds += report.milliseconds;
     rows.push([String(seed + i), formatCount(report.operations), formatCount(report.commits), formatCount(report.states), formatCount(report.states / (report.milliseconds / 1000))]);

@@ -6,6 +6,7 @@
 import { open, rm, type FileHandle } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { assert } from "../../../src/io/assert.js";
+import { at } from "../../../src/io/checked-index.js";
 import { Pool } from "../../../src/thin/pool.js";
 import type { Volume } from "../../../src/thin/volume.js";
 import { formatCount, formatRatio, progress, type Section } from "../support/report.js";
@@ -59,9 +60,11 @@ export async function measureDataPath(scratch: ScratchDir, seed: number): Promis
     await runRound(scratch, round, workloads, payload, thinMs, rawMs);
   }
   const rows = workloads.map((workload, i) => {
-    const thinRate = rateOf(workload, median(thinMs[i]!));
-    const rawRate = rateOf(workload, median(rawMs[i]!));
-    const roundRatios = thinMs[i]!.map((elapsedMs, round) => rateOf(workload, elapsedMs) / rateOf(workload, rawMs[i]![round]!));
+    const thinRounds = at(thinMs, i, "one list of times per workload");
+    const rawRounds = at(rawMs, i, "one list of times per workload");
+    const thinRate = rateOf(workload, median(thinRounds));
+    const rawRate = rateOf(workload, median(rawRounds));
+    const roundRatios = thinRounds.map((elapsedMs, round) => rateOf(workload, elapsedMs) / rateOf(workload, at(rawRounds, round, "both sides ran every round")));
     return [workload.name, workload.unit, formatCount(thinRate), formatCount(rawRate), formatRatio(thinRate / rawRate), roundRatios.map(formatRatio).join(" ")];
   });
   return {
@@ -97,7 +100,7 @@ async function runRound(scratch: ScratchDir, round: number, workloads: Workload[
     for (const [i, workload] of workloads.entries()) {
       for (const side of sides) {
         await settle();
-        side.times[i]!.push(await runWorkload(side.target, workload, payload));
+        at(side.times, i, "one list of times per workload").push(await runWorkload(side.target, workload, payload));
       }
     }
     await checkReadBack(volume, payload);
@@ -110,7 +113,7 @@ async function runRound(scratch: ScratchDir, round: number, workloads: Workload[
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
+  return at(sorted, Math.floor(sorted.length / 2), "every workload ran at least one round");
 }
 
 function thinTarget(volume: Volume): Target {
@@ -140,8 +143,8 @@ async function runWorkload(target: Target, workload: Workload, payload: Buffer):
   const bytes = payload.subarray(0, workload.ioBytes);
   let next = 0;
   const worker = async () => {
-    while (next < workload.offsets.length) {
-      const offset = workload.offsets[next++]!;
+    // Each worker takes the next offset until none is left.
+    for (let offset = workload.offsets[next++]; offset !== undefined; offset = workload.offsets[next++]) {
       if (workload.kind === "write") await target.write(bytes, offset);
       else await target.read(workload.ioBytes, offset);
     }

@@ -3,6 +3,7 @@
 // mappings without writing 64 GiB.
 
 import { assert } from "../../../src/io/assert.js";
+import { at } from "../../../src/io/checked-index.js";
 import type { Pool } from "../../../src/thin/pool.js";
 import type { PoolMetadata, VolumeState } from "../../../src/thin/pool-metadata.js";
 
@@ -13,6 +14,9 @@ import type { PoolMetadata, VolumeState } from "../../../src/thin/pool-metadata.
 export const MAPPINGS_PER_SECTION = 1000;
 /** A long build commits this often, as a busy pool would, so a transaction stays bounded. */
 export const MAPPINGS_PER_COMMIT = 50_000;
+
+/** Why keys[i] is there in the section functions below. */
+const KEYS_IN_RANGE = "callers pass a range start..end inside keys";
 
 export type BuildProgress = (mappedCount: number) => void;
 
@@ -41,7 +45,7 @@ export async function mapKeys(pool: Pool, volumeName: string, keys: readonly num
     for (let i = start; i < end; i++) {
       const dataBlock = metadata.allocateDataBlock();
       assert(dataBlock !== null, "the bench sized its pool too small");
-      await metadata.mapBlock(state, keys[i]!, dataBlock);
+      await metadata.mapBlock(state, at(keys, i, KEYS_IN_RANGE), dataBlock);
     }
   });
 }
@@ -50,8 +54,9 @@ export async function unmapKeys(pool: Pool, volumeName: string, keys: readonly n
   await pool.transactions.change(async (metadata) => {
     const state = await requireVolume(metadata, volumeName);
     for (let i = start; i < end; i++) {
-      const removed = await metadata.unmapBlock(state, keys[i]!);
-      assert(removed, `key ${keys[i]} was not mapped`);
+      const key = at(keys, i, KEYS_IN_RANGE);
+      const removed = await metadata.unmapBlock(state, key);
+      assert(removed, `key ${key} was not mapped`);
     }
   });
 }
@@ -61,8 +66,9 @@ export async function lookupKeys(pool: Pool, volumeName: string, keys: readonly 
   await pool.transactions.read(async (metadata) => {
     const state = await requireVolume(metadata, volumeName);
     for (let i = start; i < end; i++) {
-      const found = await metadata.lookupMapping(state, keys[i]!);
-      assert(found !== null, `key ${keys[i]} should be mapped`);
+      const key = at(keys, i, KEYS_IN_RANGE);
+      const found = await metadata.lookupMapping(state, key);
+      assert(found !== null, `key ${key} should be mapped`);
     }
   });
 }

@@ -1,6 +1,8 @@
 // A seeded generator, so every random key order and read offset the bench uses can be
 // reproduced from the seed it prints.
 
+import { at } from "../../../src/io/checked-index.js";
+
 /** mulberry32: fast, 32-bit state, plenty for choosing keys. Returns [0, 1). */
 export function seededRandom(seed: number): () => number {
   let state = seed >>> 0;
@@ -21,8 +23,8 @@ export function randomIndex(random: () => number, count: number): number {
 export function shuffle(keys: number[], random: () => number): number[] {
   for (let i = keys.length - 1; i > 0; i--) {
     const j = randomIndex(random, i + 1);
-    const kept = keys[i]!;
-    keys[i] = keys[j]!;
+    const kept = at(keys, i, "i counts down from the last key");
+    keys[i] = at(keys, j, "j is at most i");
     keys[j] = kept;
   }
   return keys;
