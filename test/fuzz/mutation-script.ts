@@ -51,7 +51,7 @@ export function planMutationScript(random: SeededRandom, server: FuzzServer): Mu
     const at = random.below(mutated.length);
     switch (random.below(7)) {
       case 0:
-        mutated[at] ^= 1 << random.below(8);
+        mutated[at]! ^= 1 << random.below(8);
         mutations.push(`flip a bit at ${at}`);
         break;
       case 1:

@@ -180,7 +180,7 @@ function garbage(random: SeededRandom, modeledLane: boolean): Buffer {
     }
   }
   const bytes = Buffer.concat(parts);
-  if (modeledLane && bytes.length >= 4 && bytes.readUInt32BE(0) === P.NBD_REQUEST_MAGIC) bytes[0] ^= 0xff;
+  if (modeledLane && bytes.length >= 4 && bytes.readUInt32BE(0) === P.NBD_REQUEST_MAGIC) bytes[0]! ^= 0xff;
   return bytes;
 }
 
