@@ -4,13 +4,10 @@
 // data blocks of the same data file (64 KiB = 128 sectors per block).
 
 import { LimitExceededError } from "../errors.js";
-import { DATA_BLOCK_BYTES, SECTOR_BYTES } from "./limits.js";
+import { DATA_BLOCK_BYTES, DM_THIN_DEV_ID_MAX, DUMP_MAPPINGS_PER_STEP, SECTOR_BYTES } from "./limits.js";
 import type { Pool } from "./pool.js";
 
-/** dm-thin keeps device ids in 24 bits. */
-export const DM_THIN_DEV_ID_MAX = 2 ** 24 - 1;
-/** Mappings read per metadata section, so a served pool is not held up by a long dump. */
-const MAPPINGS_PER_STEP = 65536;
+export { DM_THIN_DEV_ID_MAX };
 
 export interface DumpedDevice {
   devId: number;
@@ -47,7 +44,7 @@ export async function* dmThinXml(pool: Pool, onDevice: (device: DumpedDevice) =>
         const state = metadata.stateById(volume.id);
         const found: Run[] = [];
         if (!state) return found;
-        await metadata.forEachMappingWithTime(state, from, Number.MAX_SAFE_INTEGER, MAPPINGS_PER_STEP, (virtualBlock, dataBlock, time) =>
+        await metadata.forEachMappingWithTime(state, from, Number.MAX_SAFE_INTEGER, DUMP_MAPPINGS_PER_STEP, (virtualBlock, dataBlock, time) =>
           void found.push({ virtualBlock, dataBlock, length: 1, time }),
         );
         return found;
@@ -61,7 +58,7 @@ export async function* dmThinXml(pool: Pool, onDevice: (device: DumpedDevice) =>
         run = mapping;
       }
       const last = batch.at(-1);
-      if (last === undefined || batch.length < MAPPINGS_PER_STEP) break;
+      if (last === undefined || batch.length < DUMP_MAPPINGS_PER_STEP) break;
       from = last.virtualBlock + 1;
     }
     if (run) yield mappingLine(run);

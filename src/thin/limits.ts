@@ -35,6 +35,15 @@ export const REPORT_ITEMS_MAX = 1000;
 /** Attempts at a free `recovered-<id>` name for a salvaged volume whose own name cannot be used. */
 export const RENAME_ATTEMPTS_MAX = 100;
 
+/** Whole-range volume operations (discard, zeroing, extents) walk this many blocks per section. */
+export const RANGE_STEP_BLOCKS = 65536;
+/** Zeroes written per write when zeroing must keep blocks allocated (NBD's NO_HOLE). */
+export const ZERO_WRITE_BYTES = 2 ** 20;
+/** Mappings `thinp dump` reads per section, so a served pool is not held up by a long dump. */
+export const DUMP_MAPPINGS_PER_STEP = 65536;
+/** dm-thin keeps device ids in 24 bits: a volume id beyond this cannot be dumped for it. */
+export const DM_THIN_DEV_ID_MAX = 2 ** 24 - 1;
+
 /** The most data blocks a pool may have. */
 export const POOL_BLOCKS_MAX = POOL_BYTES_MAX / DATA_BLOCK_BYTES;
 
@@ -56,6 +65,8 @@ assert(POOL_BITMAPS_MAX + Math.ceil(POOL_BITMAPS_MAX / INDEX_ENTRIES) < METADATA
 // block's, one per parent node plus one per volume record naming it as a root. Every leaf
 // and node is a metadata block, so no count exceeds what an overflow entry's count holds.
 assert(METADATA_BLOCKS_MAX + VOLUMES_MAX < 2 ** (8 * OVERFLOW_ENTRY.count.bytes), "every count fits an overflow entry");
+// A range step's lookups stay within one section's worth of work, and zeroing writes whole blocks.
+assert(RANGE_STEP_BLOCKS * DATA_BLOCK_BYTES <= VOLUME_BYTES_MAX && ZERO_WRITE_BYTES % DATA_BLOCK_BYTES === 0, "range step and zero write in whole blocks");
 // Snapshot times are kept in the superblock's u32 field.
 assert(SNAPSHOT_TIME_MAX < 2 ** 32, "snapshot time fits its superblock field");
 assert(NAME_PROBES_MAX >= 1 && PROBLEMS_LISTED_MAX >= 1 && REPORT_ITEMS_MAX >= 1 && RENAME_ATTEMPTS_MAX >= 1, "list bounds");

@@ -7,15 +7,11 @@
 import { NoSuchVolumeError, OutOfRangeError, ReadOnlyError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import type { Extent, ReadRun, VolumeHandle } from "./api.js";
-import { DATA_BLOCK_BYTES } from "./limits.js";
+import { DATA_BLOCK_BYTES, RANGE_STEP_BLOCKS, ZERO_WRITE_BYTES } from "./limits.js";
 import type { KeyedLocks, SharedGate } from "./locks.js";
 import type { PoolMetadata, VolumeState } from "./pool-metadata.js";
 import type { PoolTransactions } from "./transactions.js";
 
-/** Whole-range operations (discard, zeroing, extents) walk this many blocks at a time. */
-const RANGE_STEP_BLOCKS = 65536;
-/** Zeroes written for NO_HOLE zeroing, per write. */
-const ZERO_WRITE_BYTES = 1 << 20;
 
 /** What serializes a volume's I/O, one set per volume id, shared by every handle on it. */
 export interface VolumeLocks {
