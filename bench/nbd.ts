@@ -15,14 +15,7 @@ import { nbdkitFile, qemuNbdQcow2, qemuNbdRaw, thinp, type Contender } from "./n
 import { Measurements } from "./nbd/measurements.js";
 import { loadAverages, renderMachine, renderResultsTable, renderSpreadTable } from "./nbd/report.js";
 import { killAllServers } from "./nbd/server-process.js";
-import {
-  RANDOM_SECONDS,
-  ROUNDS,
-  random,
-  sequential,
-  snapshotWrites,
-  type WorkloadContext,
-} from "./nbd/workloads.js";
+import { RANDOM_SECONDS, ROUNDS, random, sequential, snapshotWrites, type WorkloadContext } from "./nbd/workloads.js";
 
 const WORKLOAD_IDS = ["1", "2", "3"];
 

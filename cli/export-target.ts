@@ -189,7 +189,13 @@ class FileTarget implements ExportTarget {
       );
       if (linked) await onUserFile(name, "output file", () => fs.unlink(this.partialPath));
       else {
-        if (await fs.lstat(finalPath).then(() => true, () => false)) throw new TargetExistsError(name);
+        if (
+          await fs.lstat(finalPath).then(
+            () => true,
+            () => false,
+          )
+        )
+          throw new TargetExistsError(name);
         await onUserFile(name, "output file", () => fs.rename(this.partialPath, finalPath));
       }
     }

@@ -22,7 +22,11 @@ interface Signature {
 }
 
 function signature(offset: number, bytes: string | number[], name: string): Signature {
-  return { offset, bytes: typeof bytes === "string" ? Buffer.from(bytes, "latin1") : Buffer.from(bytes), format: { name, qemuFormatOption: null } };
+  return {
+    offset,
+    bytes: typeof bytes === "string" ? Buffer.from(bytes, "latin1") : Buffer.from(bytes),
+    format: { name, qemuFormatOption: null },
+  };
 }
 
 const HEAD_SIGNATURES: readonly Signature[] = [

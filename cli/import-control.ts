@@ -66,7 +66,9 @@ export async function answerDuringImport(pool: Pool, metaPath: string, volumeNam
     // Its log is for malformed requests from other programs; an import's output stays its own.
     return await startControlServer(socketPath, new ImportingPoolOperations(pool, busyWith), () => undefined, [], busyWith);
   } catch (failure) {
-    process.stderr.write(`thinp: warning: list and status will wait for the import: cannot listen on ${socketPath}: ${(failure as Error).message}\n`);
+    process.stderr.write(
+      `thinp: warning: list and status will wait for the import: cannot listen on ${socketPath}: ${(failure as Error).message}\n`,
+    );
     return null;
   }
 }

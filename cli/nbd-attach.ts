@@ -26,11 +26,7 @@ export function attachCommands(address: NbdServerAddress, exportName: string): s
       ? `nbd-client -unix ${shellQuote(address.socketPath)} /dev/nbd0 -N ${shellQuote(exportName)}`
       : `nbd-client ${address.host} ${address.port} /dev/nbd0 -N ${shellQuote(exportName)}`;
   const fuseDir = shellQuote(`${exportName}.fuse`);
-  return [
-    kernel,
-    `qemu-img info ${uri}`,
-    `mkdir -p ${fuseDir} && nbdfuse ${fuseDir}/${shellQuote(exportName)} ${uri} &`,
-  ];
+  return [kernel, `qemu-img info ${uri}`, `mkdir -p ${fuseDir} && nbdfuse ${fuseDir}/${shellQuote(exportName)} ${uri} &`];
 }
 
 /** Leaves plain words alone; anything a shell would expand (`?` in a unix URI, spaces) is single-quoted. */

@@ -81,11 +81,7 @@ export async function withPool<T>(metaPath: string, mode: SessionMode, work: (po
  * its control socket (the server commits each operation itself), else against the
  * pool opened here with withPool's open, work, commit, close.
  */
-export async function withOperations<T>(
-  metaPath: string,
-  mode: SessionMode,
-  work: (operations: PoolOperations) => Promise<T>,
-): Promise<T> {
+export async function withOperations<T>(metaPath: string, mode: SessionMode, work: (operations: PoolOperations) => Promise<T>): Promise<T> {
   const server = await ControlClient.connect(controlSocketPath(metaPath));
   if (server === null) return withPool(metaPath, mode, (pool) => work(new LocalPoolOperations(pool)));
   if (mode === "read") warnIfDegraded(server.degraded);

@@ -17,10 +17,7 @@ export function startProgress(label: string, totalBytes: number | null, stream: 
   if (!stream.isTTY || totalBytes === 0) return silentProgress;
   const bar = new cliProgress.SingleBar({
     stream,
-    format:
-      totalBytes === null
-        ? `${label} {done} so far`
-        : `${label} [{bar}] {percentage}% | {done} of {size} | ETA {eta_formatted}`,
+    format: totalBytes === null ? `${label} {done} so far` : `${label} [{bar}] {percentage}% | {done} of {size} | ETA {eta_formatted}`,
     hideCursor: true,
     clearOnComplete: false,
   });

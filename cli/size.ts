@@ -34,13 +34,14 @@ export function parseSize(text: string): number {
   const match = trimmed.length <= SIZE_TEXT_CHARS_MAX ? SIZE_PATTERN.exec(trimmed) : null;
   // A bare "B" without a unit letter ("10B") is bytes; "10iB" is not a thing.
   if (match === null || (match[3] === "" && /ib$/i.test(trimmed))) {
-    throw new InvalidSizeError(
-      `size '${text}' not understood: use a number of bytes or a suffix K, M, G, T, P (binary: 1K = 1024)`,
-    );
+    throw new InvalidSizeError(`size '${text}' not understood: use a number of bytes or a suffix K, M, G, T, P (binary: 1K = 1024)`);
   }
   const [, wholeDigits, fractionDigits = "", unitLetter = ""] = match;
   const unitBytes = UNIT_BYTES[unitLetter.toUpperCase()];
-  assert(wholeDigits !== undefined && unitBytes !== undefined, "SIZE_PATTERN requires the digits and allows only the letters UNIT_BYTES holds");
+  assert(
+    wholeDigits !== undefined && unitBytes !== undefined,
+    "SIZE_PATTERN requires the digits and allows only the letters UNIT_BYTES holds",
+  );
   const scale = 10n ** BigInt(fractionDigits.length);
   const scaledBytes = (BigInt(wholeDigits) * scale + BigInt(fractionDigits || "0")) * unitBytes;
   if (scaledBytes % scale !== 0n) {

@@ -117,7 +117,9 @@ class PipeWriter implements StreamWriter {
 
   write(bytes: Uint8Array, interruption: Interruption): Promise<void> {
     // The callback comes once the bytes are handed to the pipe: one chunk in flight at a time.
-    return interruption.race(new Promise<void>((resolve, reject) => this.stream.write(bytes, (error) => (error ? reject(error) : resolve()))));
+    return interruption.race(
+      new Promise<void>((resolve, reject) => this.stream.write(bytes, (error) => (error ? reject(error) : resolve()))),
+    );
   }
 
   async finish(): Promise<void> {

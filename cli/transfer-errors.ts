@@ -10,7 +10,10 @@ export type TransferVerb = "read" | "write";
 export class DirectoryGivenError extends ThinpError {
   // Not one of the usage errors (a number or name mistyped): the same status as other refused files.
   readonly code: ErrorCode = "IO_ERROR";
-  constructor(readonly path: string, verb: TransferVerb) {
+  constructor(
+    readonly path: string,
+    verb: TransferVerb,
+  ) {
     super(`${path} is a directory; name a file to ${verb}`);
   }
 }
@@ -18,7 +21,11 @@ export class DirectoryGivenError extends ThinpError {
 /** A socket, or anything else that is neither a file, a device nor a pipe. */
 export class UnusableFileError extends ThinpError {
   readonly code: ErrorCode = "IO_ERROR";
-  constructor(readonly path: string, kind: string, verb: TransferVerb) {
+  constructor(
+    readonly path: string,
+    kind: string,
+    verb: TransferVerb,
+  ) {
     super(`${path} is ${kind}; name a file, a block device or - (${verb === "read" ? "stdin" : "stdout"}) to ${verb}`);
   }
 }

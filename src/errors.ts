@@ -46,7 +46,10 @@ export class VolumeExistsError extends ThinpError {
 
 export class InvalidNameError extends ThinpError {
   readonly code = "INVALID_NAME";
-  constructor(readonly volumeName: string, reason: string) {
+  constructor(
+    readonly volumeName: string,
+    reason: string,
+  ) {
     super(`invalid volume name '${volumeName}': ${reason}`);
   }
 }
@@ -121,7 +124,10 @@ export class ReadOnlyError extends ThinpError {
 
 export class VolumeBusyError extends ThinpError {
   readonly code = "VOLUME_BUSY";
-  constructor(readonly volumeName: string, reason: string) {
+  constructor(
+    readonly volumeName: string,
+    reason: string,
+  ) {
     super(`volume '${volumeName}' is busy: ${reason}`);
   }
 }
@@ -165,14 +171,20 @@ export class CorruptBlockError extends ThinpError {
 
 export class NotAPoolError extends ThinpError {
   readonly code = "NOT_A_POOL";
-  constructor(readonly path: string, reason: string) {
+  constructor(
+    readonly path: string,
+    reason: string,
+  ) {
     super(`${path} is not a thinp metadata file: ${reason}`);
   }
 }
 
 export class FileMissingError extends ThinpError {
   readonly code = "FILE_MISSING";
-  constructor(readonly path: string, readonly what: string) {
+  constructor(
+    readonly path: string,
+    readonly what: string,
+  ) {
     super(`${what} ${path} does not exist`);
   }
 }
@@ -245,7 +257,10 @@ export class IoError extends ThinpError {
 
 export class ServerUnreachableError extends ThinpError {
   readonly code = "SERVER_UNREACHABLE";
-  constructor(readonly socketPath: string, reason: string) {
+  constructor(
+    readonly socketPath: string,
+    reason: string,
+  ) {
     super(`cannot reach the thinp server at ${socketPath}: ${reason}`);
   }
 }
@@ -264,7 +279,10 @@ export class FolderMissingError extends ThinpError {
  */
 export class ServedReadOnlyError extends ThinpError {
   readonly code = "READ_ONLY";
-  constructor(readonly metaPath: string, reason: string) {
+  constructor(
+    readonly metaPath: string,
+    reason: string,
+  ) {
     super(`pool ${metaPath} is served read-only: ${reason}`);
   }
 }

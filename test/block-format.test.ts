@@ -47,7 +47,10 @@ describe("metadata block verification", () => {
   });
 
   it("catches a block of another type", () => {
-    expect(corruptionFrom(() => verifyBlock(sealed(BlockType.SpaceMapBitmap, 7), BlockType.BTreeNode, 7))).toMatchObject({ kind: "wrong-type", blockIndex: 7 });
+    expect(corruptionFrom(() => verifyBlock(sealed(BlockType.SpaceMapBitmap, 7), BlockType.BTreeNode, 7))).toMatchObject({
+      kind: "wrong-type",
+      blockIndex: 7,
+    });
   });
 
   it("reports a zeroed block as zeros", () => {

@@ -10,7 +10,9 @@ describe("byte layouts", () => {
 
   it("refuses a field that overlaps the one before it", () => {
     expect(() => defineLayout("example", 16, { a: { offset: 0, bytes: 8 }, b: { offset: 4, bytes: 4 } })).toThrow(AssertionError);
-    expect(() => defineLayout("example", 16, { a: { offset: 0, bytes: 8 }, b: { offset: 4, bytes: 4 } })).toThrow(/example\.b at 4 overlaps/);
+    expect(() => defineLayout("example", 16, { a: { offset: 0, bytes: 8 }, b: { offset: 4, bytes: 4 } })).toThrow(
+      /example\.b at 4 overlaps/,
+    );
   });
 
   it("refuses a field listed out of order, or past the struct's end", () => {
@@ -31,7 +33,12 @@ describe("byte layouts", () => {
     writeUint(buf, layout.u32, 0xdead_beef);
     writeUint(buf, layout.u64, 2 ** 53 - 1);
     expect(buf.toString("hex")).toBe("abefbeefbeaddeffffffffffff1f00");
-    expect([layout.u8, layout.u16, layout.u32, layout.u64].map((field) => readUint(buf, field))).toEqual([0xab, 0xbeef, 0xdead_beef, 2 ** 53 - 1]);
+    expect([layout.u8, layout.u16, layout.u32, layout.u64].map((field) => readUint(buf, field))).toEqual([
+      0xab,
+      0xbeef,
+      0xdead_beef,
+      2 ** 53 - 1,
+    ]);
     expect(fieldBytes(buf, layout.u16).toString("hex")).toBe("efbe");
   });
 

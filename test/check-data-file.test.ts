@@ -31,7 +31,11 @@ describe("thinp check and the data file", () => {
     expect(checked).toMatch(new RegExp(`^data file ${dataPath()}: ${POOL_BYTES} bytes, as the pool's 256 blocks need$`, "m"));
     expect(checked).toMatch(/^clean$/m);
     const report = JSON.parse(await runCliOk(["check", "--json"], cwd()));
-    expect(report).toMatchObject({ clean: true, problems: [], dataFile: { path: dataPath(), byteLength: POOL_BYTES, neededBytes: POOL_BYTES } });
+    expect(report).toMatchObject({
+      clean: true,
+      problems: [],
+      dataFile: { path: dataPath(), byteLength: POOL_BYTES, neededBytes: POOL_BYTES },
+    });
   });
 
   it("a truncated data file is a problem, naming the data file, with its own field in --json", async () => {
@@ -48,7 +52,9 @@ describe("thinp check and the data file", () => {
     expect(json.exitCode).toBe(6);
     const report = JSON.parse(json.stdout);
     expect(report.clean).toBe(false);
-    expect(report.problems).toEqual([{ file: "data", blockIndex: null, message: expect.stringMatching(new RegExp(`^data file ${dataPath()} is ${MiB} bytes`)) }]);
+    expect(report.problems).toEqual([
+      { file: "data", blockIndex: null, message: expect.stringMatching(new RegExp(`^data file ${dataPath()} is ${MiB} bytes`)) },
+    ]);
     expect(report.dataFile).toEqual({ path: dataPath(), byteLength: MiB, neededBytes: POOL_BYTES });
   });
 
@@ -67,7 +73,10 @@ describe("thinp check and the data file", () => {
     await corruptMetadataBlock(path.join(dir, "meta.img"), target);
     await truncate(dataPath(), MiB);
     const report = JSON.parse((await runCli(["check", "--json"], cwd())).stdout);
-    expect(report.problems).toContainEqual({ blockIndex: target, message: expect.stringMatching(new RegExp(`metadata block ${target}\\b`)) });
+    expect(report.problems).toContainEqual({
+      blockIndex: target,
+      message: expect.stringMatching(new RegExp(`metadata block ${target}\\b`)),
+    });
     expect(report.problems).toContainEqual({ file: "data", blockIndex: null, message: expect.stringMatching(/^data file /) });
   });
 });

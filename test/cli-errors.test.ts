@@ -41,7 +41,12 @@ async function failsWithoutChange(args: readonly string[]): Promise<CliResult> {
 
 describe("thinp errors", () => {
   it("an unknown volume exits 3 naming it", async () => {
-    for (const args of [["delete", "nope"], ["resize", "nope", "--size", "1M"], ["snapshot", "nope", "snap"], ["import", "nope", "64k.bin"]]) {
+    for (const args of [
+      ["delete", "nope"],
+      ["resize", "nope", "--size", "1M"],
+      ["snapshot", "nope", "snap"],
+      ["import", "nope", "64k.bin"],
+    ]) {
       const result = await failsWithoutChange(args);
       expect(result.exitCode, args.join(" ")).toBe(3);
       expect(result.stderr).toBe("thinp: no volume named 'nope' in this pool\n");
@@ -73,9 +78,7 @@ describe("thinp errors", () => {
   it("a size not understood exits 2 before the pool is even opened", async () => {
     const result = await failsWithoutChange(["create", "new", "--size", "10Q"]);
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toBe(
-      "thinp: size '10Q' not understood: use a number of bytes or a suffix K, M, G, T, P (binary: 1K = 1024)\n",
-    );
+    expect(result.stderr).toBe("thinp: size '10Q' not understood: use a number of bytes or a suffix K, M, G, T, P (binary: 1K = 1024)\n");
     const noPool = await runCli(["create", "new", "--size", "10Q", "--pool", "missing.img"], cwd());
     expect(noPool.exitCode).toBe(2);
     const badOffset = await failsWithoutChange(["import", "vol", "64k.bin", "--offset", "-5"]);
@@ -102,7 +105,9 @@ describe("thinp errors", () => {
     await writeFile(path.join(dir, "9m.bin"), seededBytes(9 * MiB, 3));
     const result = await failsWithoutChange(["import", "vol", "9m.bin"]);
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toMatch(/9m\.bin \(9437184 bytes, 9 MiB\) does not fit in 'vol' at offset 0: it needs 9437184 bytes and the volume has 8388608/);
+    expect(result.stderr).toMatch(
+      /9m\.bin \(9437184 bytes, 9 MiB\) does not fit in 'vol' at offset 0: it needs 9437184 bytes and the volume has 8388608/,
+    );
     const atOffset = await failsWithoutChange(["import", "vol", "64k.bin", "--offset", "8M"]);
     expect(atOffset.exitCode).toBe(2);
   });
@@ -135,7 +140,11 @@ describe("thinp errors", () => {
 
   it("a file that is not a pool exits 6 naming it", async () => {
     await writeFile(path.join(dir, "random.img"), seededBytes(MiB, 11));
-    for (const args of [["list", "--pool", "random.img"], ["create", "x", "--size", "1M", "--pool", "random.img"], ["check", "--pool", "random.img"]]) {
+    for (const args of [
+      ["list", "--pool", "random.img"],
+      ["create", "x", "--size", "1M", "--pool", "random.img"],
+      ["check", "--pool", "random.img"],
+    ]) {
       const result = await runCli(args, cwd());
       expect(result.exitCode, args.join(" ")).toBe(6);
       expect(result.stderr).toMatch(/^thinp: .*random\.img/);

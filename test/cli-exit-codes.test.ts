@@ -3,9 +3,24 @@ import type { ErrorCode } from "../src/errors.js";
 import { EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, exitCodeFor } from "../cli/exit-codes.js";
 
 const EVERY_CODE: readonly ErrorCode[] = [
-  "NO_SUCH_VOLUME", "VOLUME_EXISTS", "INVALID_NAME", "INVALID_SIZE", "SHRINK_BELOW_MAPPED", "POOL_FULL",
-  "METADATA_FULL", "LIMIT_EXCEEDED", "OUT_OF_RANGE", "READ_ONLY", "VOLUME_BUSY", "CORRUPT", "NOT_A_POOL",
-  "FILE_MISSING", "FILE_EXISTS", "POOL_LOCKED", "IO_ERROR", "SERVER_UNREACHABLE",
+  "NO_SUCH_VOLUME",
+  "VOLUME_EXISTS",
+  "INVALID_NAME",
+  "INVALID_SIZE",
+  "SHRINK_BELOW_MAPPED",
+  "POOL_FULL",
+  "METADATA_FULL",
+  "LIMIT_EXCEEDED",
+  "OUT_OF_RANGE",
+  "READ_ONLY",
+  "VOLUME_BUSY",
+  "CORRUPT",
+  "NOT_A_POOL",
+  "FILE_MISSING",
+  "FILE_EXISTS",
+  "POOL_LOCKED",
+  "IO_ERROR",
+  "SERVER_UNREACHABLE",
 ];
 
 describe("exit codes", () => {

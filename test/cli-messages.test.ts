@@ -90,7 +90,13 @@ describe("messages that say the next step", () => {
     await createPool();
     await runCliOk(["create", "v", "--size", "1M"], cwd());
     const server = await startServe(["--read-only", "--listen", "127.0.0.1:0"], cwd());
-    for (const args of [["create", "x", "--size", "1M"], ["snapshot", "v", "s"], ["delete", "v"], ["resize", "v", "--size", "2M"], ["resize-pool", "--size", "2M"]]) {
+    for (const args of [
+      ["create", "x", "--size", "1M"],
+      ["snapshot", "v", "s"],
+      ["delete", "v"],
+      ["resize", "v", "--size", "2M"],
+      ["resize-pool", "--size", "2M"],
+    ]) {
       const result = await runCli(args, cwd());
       expect(result.exitCode, args.join(" ")).toBe(1);
       expect(result.stderr).toBe(
@@ -104,9 +110,7 @@ describe("messages that say the next step", () => {
   it("size limits are printed in units and in bytes", async () => {
     const tooBig = await runCli(["create-pool", "data.img", "meta.img", "--size", "300T"], cwd());
     expect(tooBig).toMatchObject({ exitCode: 2, stdout: "" });
-    expect(tooBig.stderr).toBe(
-      "thinp: pool size 300 TiB (329853488332800 bytes) exceeds the limit of 256 TiB (281474976710656 bytes)\n",
-    );
+    expect(tooBig.stderr).toBe("thinp: pool size 300 TiB (329853488332800 bytes) exceeds the limit of 256 TiB (281474976710656 bytes)\n");
     const tooSmall = await runCli(["create-pool", "data.img", "meta.img", "--size", "1000"], cwd());
     expect(tooSmall.stderr).toBe("thinp: pool size 1000 bytes is too small: at least one 64 KiB (65536-byte) block is needed\n");
     const unaligned = await runCli(["create-pool", "data.img", "meta.img", "--size", "100K"], cwd());
@@ -115,9 +119,7 @@ describe("messages that say the next step", () => {
     await createPool();
     const volume = await runCli(["create", "v", "--size", "5P"], cwd());
     expect(volume.exitCode).toBe(2);
-    expect(volume.stderr).toBe(
-      "thinp: volume size 5 PiB (5629499534213120 bytes) exceeds the limit of 4 PiB (4503599627370496 bytes)\n",
-    );
+    expect(volume.stderr).toBe("thinp: volume size 5 PiB (5629499534213120 bytes) exceeds the limit of 4 PiB (4503599627370496 bytes)\n");
     const unparsable = await runCli(["create", "v", "--size", "100P"], cwd());
     expect(unparsable.exitCode).toBe(2);
     expect(unparsable.stderr).toBe("thinp: size '100P' is too large: the limit is 8 PiB (9007199254740991 bytes)\n");

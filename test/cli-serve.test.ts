@@ -135,7 +135,11 @@ describe("thinp serve", () => {
     expect(reply.data.equals(Buffer.alloc(4096, 0x77))).toBe(true);
 
     holder.close();
-    await eventually(async () => (await status()).dataBlocksUsed === 0, DEFERRED_DELETE_TIMEOUT_MS, "the deferred delete freed web's blocks");
+    await eventually(
+      async () => (await status()).dataBlocksUsed === 0,
+      DEFERRED_DELETE_TIMEOUT_MS,
+      "the deferred delete freed web's blocks",
+    );
     // The name is free again.
     await runCliOk(["create", "web", "--size", "1M"], cwd());
     expect(await server.stop()).toBe(0);
@@ -185,7 +189,11 @@ describe("thinp serve", () => {
     expect(second.stderr).toContain(`thinp: pool ${metaPath} is in use by process ${server.pid} (thinp serve`);
 
     // Do what the messages say.
-    const suggested = (stderr: string) => stderr.trim().replace(/^.*, or copy with /, "").split(" ");
+    const suggested = (stderr: string) =>
+      stderr
+        .trim()
+        .replace(/^.*, or copy with /, "")
+        .split(" ");
     const [importTool, ...importArgs] = suggested(imported.stderr);
     await runToolOk(importTool!, importArgs, cwd());
     const [exportTool, ...exportArgs] = suggested(exported.stderr);
@@ -226,7 +234,9 @@ describe("thinp start", () => {
     const fresh = path.join(dir, "fresh");
     await runToolOk("mkdir", [fresh]);
     const server = await startServe(["--listen", "127.0.0.1:0"], { cwd: fresh, command: "start" });
-    expect(server.stdout).toMatch(/^created pool: 10 GiB of data in .*fresh\/data\.img, metadata in .*fresh\/meta\.img, volume base \(1 GiB\)$/m);
+    expect(server.stdout).toMatch(
+      /^created pool: 10 GiB of data in .*fresh\/data\.img, metadata in .*fresh\/meta\.img, volume base \(1 GiB\)$/m,
+    );
     expect(await listedExports(server.uri(""))).toEqual(["base"]);
     expect(await server.stop()).toBe(0);
 

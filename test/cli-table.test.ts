@@ -24,6 +24,11 @@ describe("renderTable", () => {
 
 describe("renderFields", () => {
   it("lines values up after the longest label", () => {
-    expect(renderFields([["a", "1"], ["longer", "2"]])).toBe("a       1\nlonger  2\n");
+    expect(
+      renderFields([
+        ["a", "1"],
+        ["longer", "2"],
+      ]),
+    ).toBe("a       1\nlonger  2\n");
   });
 });

@@ -68,11 +68,7 @@ describe("an interrupted export leaves nothing behind", () => {
   /** Starts `export big TARGET`, waits until its partial file appears in `folder`, and returns both. */
   async function exportUntilWriting(args: readonly string[], folder: string): Promise<{ cli: BackgroundCli; partial: string }> {
     const cli = startCli(["export", "big", ...args], cwd());
-    const partial = await waitFor(
-      "the export's partial file",
-      async () => (await partialFiles(path.join(dir, folder)))[0] ?? null,
-      cli,
-    );
+    const partial = await waitFor("the export's partial file", async () => (await partialFiles(path.join(dir, folder)))[0] ?? null, cli);
     return { cli, partial };
   }
 
@@ -158,7 +154,9 @@ describe("- is stdin for import and stdout for export", () => {
     cli.stdin.end();
     const exit = await cli.exited;
     expect(exit.exitCode, exit.stderr).toBe(0);
-    expect(exit.stdout.toString()).toMatch(/^imported 1\.1 MiB from stdin into piped at offset 0 \(1 MiB written, 64 KiB of zero blocks discarded\)\n$/);
+    expect(exit.stdout.toString()).toMatch(
+      /^imported 1\.1 MiB from stdin into piped at offset 0 \(1 MiB written, 64 KiB of zero blocks discarded\)\n$/,
+    );
     const exported = await startCli(["export", "piped", "-"], cwd()).exited;
     const expected = Buffer.alloc(4 * MiB);
     image.copy(expected);
@@ -198,7 +196,9 @@ describe("- is stdin for import and stdout for export", () => {
     await writer.close();
     const imported = await importing.exited;
     expect(imported.exitCode, imported.stderr).toBe(0);
-    expect(imported.stdout.toString()).toBe("imported 1 MiB from pipe into fifo at offset 0 (1 MiB written, 0 B of zero blocks discarded)\n");
+    expect(imported.stdout.toString()).toBe(
+      "imported 1 MiB from pipe into fifo at offset 0 (1 MiB written, 0 B of zero blocks discarded)\n",
+    );
     const exporting = startCli(["export", "fifo", "pipe"], cwd());
     const exported = await readFile(fifo);
     const exit = await exporting.exited;
@@ -368,7 +368,12 @@ describe("disk images in a container format are refused unless --raw", () => {
     { file: "disk.vhdx", name: "VHDX", create: ["-f", "vhdx"] },
     { file: "dynamic.vhd", name: "VHD", create: ["-f", "vpc"] },
     // A fixed VHD is raw bytes and a footer: qemu-img would take it for raw unless told.
-    { file: "fixed.vhd", name: "VHD", create: ["-f", "vpc", "-o", "subformat=fixed"], command: "qemu-img convert -f vpc -O raw fixed.vhd fixed.vhd.raw" },
+    {
+      file: "fixed.vhd",
+      name: "VHD",
+      create: ["-f", "vpc", "-o", "subformat=fixed"],
+      command: "qemu-img convert -f vpc -O raw fixed.vhd fixed.vhd.raw",
+    },
   ];
 
   for (const format of formats) {

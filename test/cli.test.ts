@@ -114,7 +114,9 @@ describe("thinp end to end: pool, volumes, snapshot, import, export, delete, che
     const [header, ...rows] = out.trimEnd().split("\n");
     expect(header!.split(/\s+/)).toEqual(["NAME", "SIZE", "MAPPED", "EXCLUSIVE", "SHARED", "ORIGIN", "CREATED"]);
     expect(rows).toHaveLength(2);
-    expect(rows.find((row) => row.startsWith("web1"))).toMatch(/^web1\s+256 MiB\s+8 MiB\s+64 KiB\s+7\.9 MiB\s+base\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    expect(rows.find((row) => row.startsWith("web1"))).toMatch(
+      /^web1\s+256 MiB\s+8 MiB\s+64 KiB\s+7\.9 MiB\s+base\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/,
+    );
   });
 
   it("deleting the origin leaves the snapshot intact and frees only the origin's own block", async () => {

@@ -33,8 +33,15 @@ describe("the identity record", () => {
   it("decodes what it encodes, and nothing malformed", () => {
     const identity = { poolUuid: UUID, commit: 41, metadataPath: "../meta/meta.img" };
     expect(decodeDataFileIdentity(encodeDataFileIdentity(identity))).toEqual(identity);
-    for (const bad of ["", "{", "[]", '{"format":2,"pool":"' + UUID + '","commit":1,"metadata":"m"}', '{"format":1,"pool":"x","commit":1,"metadata":"m"}',
-      '{"format":1,"pool":"' + UUID + '","commit":-1,"metadata":"m"}', '{"format":1,"pool":"' + UUID + '","commit":1,"metadata":""}']) {
+    for (const bad of [
+      "",
+      "{",
+      "[]",
+      '{"format":2,"pool":"' + UUID + '","commit":1,"metadata":"m"}',
+      '{"format":1,"pool":"x","commit":1,"metadata":"m"}',
+      '{"format":1,"pool":"' + UUID + '","commit":-1,"metadata":"m"}',
+      '{"format":1,"pool":"' + UUID + '","commit":1,"metadata":""}',
+    ]) {
       expect(decodeDataFileIdentity(Buffer.from(bad)), bad).toBeNull();
     }
   });
@@ -69,7 +76,9 @@ describe("the identity record", () => {
 });
 
 describe("claiming a data file", () => {
-  async function withFiles(work: (store: DataFileIdentityStore, metaPath: string, metaId: Awaited<ReturnType<NodeStorageFile["fileId"]>>) => Promise<void>) {
+  async function withFiles(
+    work: (store: DataFileIdentityStore, metaPath: string, metaId: Awaited<ReturnType<NodeStorageFile["fileId"]>>) => Promise<void>,
+  ) {
     const dataPath = join(dir, "data.img");
     const metaPath = join(dir, "meta.img");
     const data = await NodeStorageFile.open(dataPath, "create", "data file");
@@ -94,9 +103,13 @@ describe("claiming a data file", () => {
   it("refuses metadata older than the record, and another pool's", async () => {
     await withFiles(async (store, metaPath, metaId) => {
       await store.write({ poolUuid: UUID, commit: 9, metadataPath: "meta.img" });
-      await expect(claimDataFile(store, metaPath, metaId, { poolUuid: UUID, transactionId: 8, repairedCopy: false }, false)).rejects.toThrow(/older copy/);
+      await expect(
+        claimDataFile(store, metaPath, metaId, { poolUuid: UUID, transactionId: 8, repairedCopy: false }, false),
+      ).rejects.toThrow(/older copy/);
       const other = "11111111-2222-4333-8444-555555555555";
-      await expect(claimDataFile(store, metaPath, metaId, { poolUuid: other, transactionId: 20, repairedCopy: false }, true)).rejects.toThrow(/belongs to pool/);
+      await expect(
+        claimDataFile(store, metaPath, metaId, { poolUuid: other, transactionId: 20, repairedCopy: false }, true),
+      ).rejects.toThrow(/belongs to pool/);
       expect((await store.read(metaPath))?.commit).toBe(9);
     });
   });

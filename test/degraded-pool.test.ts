@@ -65,7 +65,7 @@ describe("a pool with a corrupt space-map block", () => {
       expect(listed.stderr).toMatch(degradedWarning(target, which));
 
       // Which blocks are shared is not known without the space maps: null, not a guess.
-      const listedJson = JSON.parse((await runCliOk(["list", "--json"], cwd())));
+      const listedJson = JSON.parse(await runCliOk(["list", "--json"], cwd()));
       expect(listedJson.volumes.map((volume: { name: string }) => volume.name)).toEqual(["a", "b", "c"]);
       expect(listedJson.volumes[0]).toMatchObject({ name: "a", mappedBlocks: 32, exclusiveBlocks: null, sharedBlocks: null });
 
@@ -87,7 +87,10 @@ describe("a pool with a corrupt space-map block", () => {
       }
       const statusText = await runCli(["status"], cwd());
       expect(statusText.exitCode, statusText.stderr).toBe(0);
-      const unknownRow = which === "data" ? /^data blocks\s+unknown of 256 \(the data space map cannot be read\)$/m : /^metadata blocks\s+unknown of \d+ \(the metadata space map cannot be read\)$/m;
+      const unknownRow =
+        which === "data"
+          ? /^data blocks\s+unknown of 256 \(the data space map cannot be read\)$/m
+          : /^metadata blocks\s+unknown of \d+ \(the metadata space map cannot be read\)$/m;
       expect(statusText.stdout).toMatch(unknownRow);
       expect(statusText.stdout).toMatch(new RegExp(`^degraded\\s+metadata block ${target} `, "m"));
 
@@ -140,11 +143,13 @@ describe("a pool with a corrupt space-map block", () => {
     const metaBefore = await readFile(metaPath());
     const server = await startServe(["--listen", "127.0.0.1:0"], cwd());
     expect(server.stdout).toMatch(/^serving .*meta\.img: 3 volumes, read-only$/m);
-    expect(server.stderr).toMatch(new RegExp(`warning: metadata block ${target} of \\S*meta\\.img \\(data space map\\) is corrupt: .*'thinp repair'`));
+    expect(server.stderr).toMatch(
+      new RegExp(`warning: metadata block ${target} of \\S*meta\\.img \\(data space map\\) is corrupt: .*'thinp repair'`),
+    );
 
     await runToolOk("qemu-io", ["-r", "-f", "raw", server.uri("b"), "-c", "read -P 0x5a 0 2M", "-c", "read -P 0 2M 2M"]);
     const info = JSON.parse(await runToolOk("nbdinfo", ["--json", server.uri("a")]));
-    expect(info.exports[0]).toMatchObject({ "export-size": 4 * MiB, "is_read_only": true });
+    expect(info.exports[0]).toMatchObject({ "export-size": 4 * MiB, is_read_only: true });
     const written = await runTool("qemu-io", ["-f", "raw", server.uri("a"), "-c", "write -P 1 0 64k"]);
     expect(written.exitCode + written.stdout + written.stderr).toMatch(/read-only|Operation not permitted|Permission denied/i);
 
@@ -152,7 +157,10 @@ describe("a pool with a corrupt space-map block", () => {
     const listed = await runCli(["list"], cwd());
     expect(listed.exitCode, listed.stderr).toBe(0);
     expect(listed.stderr).toMatch(degradedWarning(target, "data"));
-    expect(JSON.parse(await runCliOk(["status", "--json"], cwd()))).toMatchObject({ dataBlocksUsed: null, degraded: { blockIndex: target } });
+    expect(JSON.parse(await runCliOk(["status", "--json"], cwd()))).toMatchObject({
+      dataBlocksUsed: null,
+      degraded: { blockIndex: target },
+    });
     expectRefusedNaming(await runCli(["create", "x", "--size", "1M"], cwd()), target, ["create"]);
 
     expect(await server.stop()).toBe(0);
@@ -195,18 +203,32 @@ describe("a pool with a corrupt node in one volume's mapping tree", () => {
       { name: "big", mappedBlocks: BIG_BLOCKS, exclusiveBlocks: null, sharedBlocks: null },
       { name: "other", mappedBlocks: 16, exclusiveBlocks: 16, sharedBlocks: 0 },
     ]);
-    expect(listed.stderr).toMatch(new RegExp(`^thinp: warning: cannot count the blocks of 'big': metadata block ${damaged!.blockIndex} .*thinp repair`, "m"));
+    expect(listed.stderr).toMatch(
+      new RegExp(`^thinp: warning: cannot count the blocks of 'big': metadata block ${damaged!.blockIndex} .*thinp repair`, "m"),
+    );
 
     const server = await startServe(["--listen", "127.0.0.1:0"], cwd());
     const intactStart = intact!.firstKey * BLOCK_BYTES;
     const intactBytes = (intact!.lastKey + 1) * BLOCK_BYTES - intactStart;
     const tailBytes = 20 * MiB - BIG_BLOCKS * BLOCK_BYTES;
     await runToolOk("qemu-io", [
-      "-r", "-f", "raw", server.uri("big"),
-      "-c", `read -P 0x5a ${intactStart} ${intactBytes}`,
-      "-c", `read -P 0 ${BIG_BLOCKS * BLOCK_BYTES} ${tailBytes}`,
+      "-r",
+      "-f",
+      "raw",
+      server.uri("big"),
+      "-c",
+      `read -P 0x5a ${intactStart} ${intactBytes}`,
+      "-c",
+      `read -P 0 ${BIG_BLOCKS * BLOCK_BYTES} ${tailBytes}`,
     ]);
-    const damagedRead = await runTool("qemu-io", ["-r", "-f", "raw", server.uri("big"), "-c", `read -P 0x5a ${damaged!.firstKey * BLOCK_BYTES} ${BLOCK_BYTES}`]);
+    const damagedRead = await runTool("qemu-io", [
+      "-r",
+      "-f",
+      "raw",
+      server.uri("big"),
+      "-c",
+      `read -P 0x5a ${damaged!.firstKey * BLOCK_BYTES} ${BLOCK_BYTES}`,
+    ]);
     expect(damagedRead.exitCode).not.toBe(0);
     expect(damagedRead.stdout + damagedRead.stderr).toMatch(/Input\/output error/);
     await runToolOk("qemu-io", ["-r", "-f", "raw", server.uri("other"), "-c", "read -P 0x3c 0 1M", "-c", "read -P 0 1M 3M"]);

@@ -50,7 +50,10 @@ function parseOffsetTables(file: string, text: string): DocTable[] {
     if (!OFFSET_TABLE_HEADER.test(line)) continue;
     const table: DocTable = { file, line: i + 1, title: heading + captionAbove(lines, i), rows: [] };
     for (let j = i + 2; j < lines.length && (lines[j] ?? "").startsWith("|"); j++) {
-      const cells = (lines[j] ?? "").split("|").slice(1, -1).map((cell) => cell.trim());
+      const cells = (lines[j] ?? "")
+        .split("|")
+        .slice(1, -1)
+        .map((cell) => cell.trim());
       table.rows.push({ line: j + 1, text: (lines[j] ?? "").trim(), offset: cells[0] ?? "", size: cells[1] ?? "" });
     }
     tables.push(table);
@@ -72,7 +75,10 @@ const TYPE_BYTES: Record<string, number> = { u8: 1, u16: 2, u32: 4, u64: 8 };
 
 /** Evaluates a cell such as `32`, `u64`, `*L*`, `8 × max` or `32 + 8 × max`. */
 function evaluateCell(cell: string, variables: Record<string, number>): number {
-  const text = cell.replace(/\*([^*]+)\*/g, "$1").replace(/`/g, "").trim();
+  const text = cell
+    .replace(/\*([^*]+)\*/g, "$1")
+    .replace(/`/g, "")
+    .trim();
   const typeBytes = TYPE_BYTES[text];
   if (typeBytes !== undefined) return typeBytes;
   const tokens = text.match(/\d+|[A-Za-z]+(?: [A-Za-z]+)*|[+×*−\-/()]/g) ?? [];
@@ -143,11 +149,14 @@ function compareTable(table: DocTable, code: CodeLayout): string[] {
     if (!match) {
       problems.push(`${where(row.line)}: row \`${row.text}\` puts a field at offset ${offset}; no field of ${code.name} starts there`);
     } else if (match[1].bytes !== size) {
-      problems.push(`${where(row.line)}: row \`${row.text}\` gives ${size} bytes at offset ${offset}; ${code.name}.${match[0]} has ${match[1].bytes}`);
+      problems.push(
+        `${where(row.line)}: row \`${row.text}\` gives ${size} bytes at offset ${offset}; ${code.name}.${match[0]} has ${match[1].bytes}`,
+      );
     }
   }
   for (const [offset, [name, field]] of fieldsByOffset) {
-    if (!documented.has(offset)) problems.push(`${where(table.line)}: no row for ${code.name}.${name} (offset ${offset}, ${field.bytes} bytes)`);
+    if (!documented.has(offset))
+      problems.push(`${where(table.line)}: no row for ${code.name}.${name} (offset ${offset}, ${field.bytes} bytes)`);
   }
   return problems;
 }
@@ -171,8 +180,12 @@ const NODE_VALUE_SIZES = [...new Set([CHILD_VALUE_BYTES, MAPPING_VALUE_BYTES, NA
 /** Each table in formats/ with the code layouts it describes, by the table's title. */
 const LAYOUTS_BY_TABLE: Record<string, CodeLayout[]> = {
   "metadata.md: Every block: the 16-byte header": [{ name: "BLOCK_HEADER", fields: BLOCK_HEADER, variables: {} }],
-  "metadata.md: Superblock (blocks 0 and 1)": [{ name: "SUPERBLOCK_LAYOUT", fields: SUPERBLOCK_LAYOUT, variables: { L: DATA_PATH_BYTES_MAX } }],
-  "metadata.md: Superblock (blocks 0 and 1) / Space-map root": [{ name: "SPACE_MAP_ROOT_LAYOUT", fields: SPACE_MAP_ROOT_LAYOUT, variables: {} }],
+  "metadata.md: Superblock (blocks 0 and 1)": [
+    { name: "SUPERBLOCK_LAYOUT", fields: SUPERBLOCK_LAYOUT, variables: { L: DATA_PATH_BYTES_MAX } },
+  ],
+  "metadata.md: Superblock (blocks 0 and 1) / Space-map root": [
+    { name: "SPACE_MAP_ROOT_LAYOUT", fields: SPACE_MAP_ROOT_LAYOUT, variables: {} },
+  ],
   "metadata.md: B-tree nodes": NODE_VALUE_SIZES.map(nodeLayout),
   "metadata.md: Volume records (256 bytes)": [
     { name: "VOLUME_RECORD_LAYOUT", fields: VOLUME_RECORD_LAYOUT, variables: { L: VOLUME_RECORD_LAYOUT.body.bytes } },
@@ -199,7 +212,10 @@ function required<T>(value: T | null | undefined, what: string): T {
 }
 
 function documentText(file: string): string {
-  return required(documents.find((document) => document.file === file), file).text;
+  return required(
+    documents.find((document) => document.file === file),
+    file,
+  ).text;
 }
 
 /** The numbers a pattern captures in a document, or a failure naming what was looked for. */
@@ -221,8 +237,14 @@ const tableKey = (table: DocTable) => `${table.file.replace("formats/", "")}: ${
 describe("formats/ byte tables match the code's layouts", () => {
   it("every byte table in formats/ is checked, and every layout has its table", () => {
     const found = tables.map(tableKey);
-    expect(found.filter((key) => !(key in LAYOUTS_BY_TABLE)), "tables no layout is checked against").toEqual([]);
-    expect(Object.keys(LAYOUTS_BY_TABLE).filter((key) => !found.includes(key)), "layouts whose table is gone").toEqual([]);
+    expect(
+      found.filter((key) => !(key in LAYOUTS_BY_TABLE)),
+      "tables no layout is checked against",
+    ).toEqual([]);
+    expect(
+      Object.keys(LAYOUTS_BY_TABLE).filter((key) => !found.includes(key)),
+      "layouts whose table is gone",
+    ).toEqual([]);
     expect(new Set(found).size, "two tables under one title").toBe(found.length);
   });
 
@@ -234,10 +256,15 @@ describe("formats/ byte tables match the code's layouts", () => {
   }
 
   it("a row that disagrees is named by file, line and text", () => {
-    const doctored = documentText("formats/metadata.md").replace("| 48 | u64 | transaction id of this commit |", "| 48 | u32 | transaction id of this commit |");
+    const doctored = documentText("formats/metadata.md").replace(
+      "| 48 | u64 | transaction id of this commit |",
+      "| 48 | u32 | transaction id of this commit |",
+    );
     const problems = compareTable(superblockTableOf(doctored), SUPERBLOCK_CODE);
     expect(problems).toHaveLength(1);
-    expect(problems[0]).toMatch(/^formats\/metadata\.md:\d+ \(Superblock \(blocks 0 and 1\)\): row `\| 48 \| u32 \| transaction id of this commit \|` gives 4 bytes at offset 48; SUPERBLOCK_LAYOUT\.transactionId has 8$/);
+    expect(problems[0]).toMatch(
+      /^formats\/metadata\.md:\d+ \(Superblock \(blocks 0 and 1\)\): row `\| 48 \| u32 \| transaction id of this commit \|` gives 4 bytes at offset 48; SUPERBLOCK_LAYOUT\.transactionId has 8$/,
+    );
   });
 
   it("a field the document leaves out is named with its layout", () => {
@@ -256,7 +283,11 @@ describe("formats/metadata.md prose matches the code", () => {
   });
 
   it("a node's capacity is the formula the node table gives", () => {
-    const formula = capturedNumbers(/max entries = ⌊\((\d+) − (\d+)\) \/ \((\d+) \+ value size\)⌋/, metadata, "the node table's max entries row");
+    const formula = capturedNumbers(
+      /max entries = ⌊\((\d+) − (\d+)\) \/ \((\d+) \+ value size\)⌋/,
+      metadata,
+      "the node table's max entries row",
+    );
     expect(formula).toEqual([METADATA_BLOCK_BYTES, NODE_HEADER_BYTES, KEY_BYTES]);
   });
 
@@ -273,7 +304,10 @@ function parseLimitTables(text: string): { line: number; names: string[]; value:
   for (let i = 0; i < lines.length; i++) {
     if (!/^\|\s*(name|limit)\s*\|\s*value\s*\|/.test(lines[i] ?? "")) continue;
     for (let j = i + 2; j < lines.length && (lines[j] ?? "").startsWith("|"); j++) {
-      const cells = (lines[j] ?? "").split("|").slice(1, -1).map((cell) => cell.trim());
+      const cells = (lines[j] ?? "")
+        .split("|")
+        .slice(1, -1)
+        .map((cell) => cell.trim());
       const names = [...(cells[0] ?? "").matchAll(/`([A-Z][A-Z0-9_]+)`/g)].map((match) => match[1] ?? "");
       rows.push({ line: j + 1, names, value: cells[1] ?? "" });
     }
@@ -312,7 +346,8 @@ describe("formats/ limit tables match the limits modules", () => {
           const documented = leadingValue(values[i] ?? "");
           const actual = limits[name];
           if (typeof actual !== "number") problems.push(`${file}:${row.line}: ${name} is not a limit the code exports`);
-          else if (documented !== actual) problems.push(`${file}:${row.line}: ${name} is "${values[i]}" (${documented}); the code says ${actual}`);
+          else if (documented !== actual)
+            problems.push(`${file}:${row.line}: ${name} is "${values[i]}" (${documented}); the code says ${actual}`);
         });
       }
       expect(problems).toEqual([]);
@@ -326,7 +361,11 @@ describe("formats/ limit tables match the limits modules", () => {
       metadata,
       "the growth paragraph at the top of formats/metadata.md",
     );
-    expect(growth).toEqual([pdataLimits.INITIAL_METADATA_BLOCKS, pdataLimits.METADATA_RESERVE_BLOCKS, pdataLimits.METADATA_GROWTH_BLOCKS_MIN]);
+    expect(growth).toEqual([
+      pdataLimits.INITIAL_METADATA_BLOCKS,
+      pdataLimits.METADATA_RESERVE_BLOCKS,
+      pdataLimits.METADATA_GROWTH_BLOCKS_MIN,
+    ]);
     expect(pdataLimits.METADATA_GROWTH_FILE_DIVISOR, "a quarter of the file").toBe(4);
   });
 });

@@ -4,7 +4,15 @@
 
 import { describe, expect, it } from "vitest";
 import { METADATA_BLOCKS_MAX } from "../src/pdata/limits.js";
-import { DATA_BLOCKS_MAX, DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, NAME_BYTES_MAX, POOL_BLOCKS_MAX, SNAPSHOT_TIME_MAX, VOLUME_BYTES_MAX } from "../src/thin/limits.js";
+import {
+  DATA_BLOCKS_MAX,
+  DATA_BLOCK_BYTES,
+  DATA_PATH_BYTES_MAX,
+  NAME_BYTES_MAX,
+  POOL_BLOCKS_MAX,
+  SNAPSHOT_TIME_MAX,
+  VOLUME_BYTES_MAX,
+} from "../src/thin/limits.js";
 import { decodeMapping, encodeMapping } from "../src/thin/mapping-value.js";
 import { decodeSuperblock, encodeSuperblock, type Superblock } from "../src/thin/superblock.js";
 import { VOLUME_RECORD_BYTES, decodeVolumeRecord, encodeVolumeRecord, type VolumeRecord } from "../src/thin/volume-record.js";
@@ -39,7 +47,12 @@ describe("values at their limits fit their formats", () => {
       nameIndexRoot: METADATA_BLOCKS_MAX - 2,
       nextVolumeId: largest,
       createdAt: largest,
-      dataSpaceMap: { blockCount: POOL_BLOCKS_MAX, indexHead: METADATA_BLOCKS_MAX - 3, overflowHead: METADATA_BLOCKS_MAX - 4, overflowCount: POOL_BLOCKS_MAX },
+      dataSpaceMap: {
+        blockCount: POOL_BLOCKS_MAX,
+        indexHead: METADATA_BLOCKS_MAX - 3,
+        overflowHead: METADATA_BLOCKS_MAX - 4,
+        overflowCount: POOL_BLOCKS_MAX,
+      },
       metadataSpaceMap: { blockCount: METADATA_BLOCKS_MAX, indexHead: METADATA_BLOCKS_MAX - 5, overflowHead: 0, overflowCount: 0 },
       dataPath: "é".repeat(DATA_PATH_BYTES_MAX / 2),
     };

@@ -48,27 +48,36 @@ describe("metadata reader under random damage", () => {
   });
 
   const seeds = testSeeds(CASES);
-  it(`${seeds.length} seeded corruptions: typed errors only, no hangs, never wrong data`, { timeout: Math.max(120_000, seeds.length * CASE_BUDGET_MS) }, async () => {
-    const failures: string[] = [];
-    for (const seed of seeds) {
-      const random = new SeededRandom(seed);
-      const pool = random.pick(pools);
-      const file = new MemoryStorageFile("meta", pool.meta.pages.clone());
-      const corruption = await corrupt(file, pool, random);
-      const repair = random.below(REPAIR_ONE_IN) === 0;
-      let violations: string[];
-      try {
-        violations = await withTimeout(exerciseCase(file, pool, random, { family: corruption.family, repair }), CASE_TIMEOUT_MS);
-      } catch (error) {
-        violations = [(error as Error).message];
+  it(
+    `${seeds.length} seeded corruptions: typed errors only, no hangs, never wrong data`,
+    { timeout: Math.max(120_000, seeds.length * CASE_BUDGET_MS) },
+    async () => {
+      const failures: string[] = [];
+      for (const seed of seeds) {
+        const random = new SeededRandom(seed);
+        const pool = random.pick(pools);
+        const file = new MemoryStorageFile("meta", pool.meta.pages.clone());
+        const corruption = await corrupt(file, pool, random);
+        const repair = random.below(REPAIR_ONE_IN) === 0;
+        let violations: string[];
+        try {
+          violations = await withTimeout(exerciseCase(file, pool, random, { family: corruption.family, repair }), CASE_TIMEOUT_MS);
+        } catch (error) {
+          violations = [(error as Error).message];
+        }
+        for (const violation of violations) {
+          failures.push(
+            `seed ${seed}, pool ${pool.name}, ${corruption.family} damage: ${corruption.description}${repair ? ", with repair" : ""}\n  ${violation}`,
+          );
+        }
       }
-      for (const violation of violations) {
-        failures.push(`seed ${seed}, pool ${pool.name}, ${corruption.family} damage: ${corruption.description}${repair ? ", with repair" : ""}\n  ${violation}`);
-      }
-    }
-    const shown = failures.slice(0, FAILURES_SHOWN_MAX).join("\n");
-    expect(failures.length, `${failures.length} violations in ${seeds.length} cases (seeds ${seeds[0]}..${seeds[seeds.length - 1]}):\n${shown}`).toBe(0);
-  });
+      const shown = failures.slice(0, FAILURES_SHOWN_MAX).join("\n");
+      expect(
+        failures.length,
+        `${failures.length} violations in ${seeds.length} cases (seeds ${seeds[0]}..${seeds[seeds.length - 1]}):\n${shown}`,
+      ).toBe(0);
+    },
+  );
 });
 
 // Each of these was found by the fuzzer above, as an assertion or a RangeError where a
@@ -104,7 +113,9 @@ describe("metadata that verifies but says the impossible is corrupt, not a crash
   }
 
   it("a superblock whose space maps claim more blocks than a pool can have", async () => {
-    const blockCountFields = [SUPERBLOCK_LAYOUT.dataSpaceMap, SUPERBLOCK_LAYOUT.metadataSpaceMap].map((root) => root.offset + SPACE_MAP_ROOT_LAYOUT.blockCount.offset);
+    const blockCountFields = [SUPERBLOCK_LAYOUT.dataSpaceMap, SUPERBLOCK_LAYOUT.metadataSpaceMap].map(
+      (root) => root.offset + SPACE_MAP_ROOT_LAYOUT.blockCount.offset,
+    );
     for (const offset of blockCountFields) {
       const { meta, data } = await smallPool();
       await editSuperblocks(meta, (block) => writeU64(block, offset, 2 ** 39));
@@ -175,7 +186,9 @@ describe("metadata that verifies but says the impossible is corrupt, not a crash
     // Repair keeps the first leaf and refuses the loop, losing what the second child held.
     const report = await repairMetadataFile(meta, "meta", new MemoryStorageFile("out"), "out", data);
     const [outcome] = report.volumes;
-    expect(outcome!.lostSubtrees).toEqual([{ blockIndex: root, reason: "the node is reached twice in one tree", virtualBlocks: expect.anything() }]);
+    expect(outcome!.lostSubtrees).toEqual([
+      { blockIndex: root, reason: "the node is reached twice in one tree", virtualBlocks: expect.anything() },
+    ]);
     expect(outcome!.mappingsKept).toBeGreaterThan(250);
     expect(outcome!.mappingsKept + outcome!.mappingsLost).toBe(300);
   });

@@ -144,7 +144,11 @@ describe.each(setups)("real NBD clients on the $backend backend over $transport"
       // On the pool, "archive" is a snapshot of "mapped": every mapped block of both is shared.
       expect(expected.filter((run) => run.type !== 3).every((run) => run.type === (backendKind === "pool" ? 1 : 0))).toBe(true);
       const { stdout } = await runClient("nbdinfo", ["--map", "--json", server.uri(name)]);
-      const map = (JSON.parse(stdout) as { offset: number; length: number; type: number }[]).map(({ offset, length, type }) => ({ offset, length, type }));
+      const map = (JSON.parse(stdout) as { offset: number; length: number; type: number }[]).map(({ offset, length, type }) => ({
+        offset,
+        length,
+        type,
+      }));
       expect(map).toEqual(expected);
     }
   });
@@ -152,7 +156,9 @@ describe.each(setups)("real NBD clients on the $backend backend over $transport"
   it("qemu-img map agrees with the volume's mapping", async () => {
     for (const name of ["mapped", "fio"]) {
       const { stdout } = await runClient("qemu-img", ["map", "--output=json", "-f", "raw", server.uri(name)]);
-      const map = (JSON.parse(stdout) as { start: number; length: number; data: boolean; zero: boolean }[]).map(({ start, length, data, zero }) => ({ start, length, data, zero }));
+      const map = (JSON.parse(stdout) as { start: number; length: number; data: boolean; zero: boolean }[]).map(
+        ({ start, length, data, zero }) => ({ start, length, data, zero }),
+      );
       const expected = await allocationRuns(await volume(name));
       expect(map).toEqual(expected.map(({ offset, length, type }) => ({ start: offset, length, data: type === 0, zero: type === 3 })));
     }
@@ -162,21 +168,37 @@ describe.each(setups)("real NBD clients on the $backend backend over $transport"
     const target = await volume("qemu");
     const flushesBefore = catalog.flushes;
     const { stdout } = await runClient("qemu-io", [
-      "-f", "raw", server.uri("qemu"),
-      "-c", "write -P 0xab 0 1M",
-      "-c", "read -P 0xab 0 1M",
-      "-c", "write -f -P 0xcd 1M 64k",
-      "-c", "write -z 0 512k",
-      "-c", "read -P 0 0 512k",
-      "-c", "write -P 0xee 4M 2M",
-      "-c", "discard 4M 1M",
-      "-c", "read -P 0 4M 1M",
-      "-c", "aio_write -P 0x11 8M 4k",
-      "-c", "aio_write -P 0x22 9M 4k",
-      "-c", "aio_flush",
-      "-c", "read -P 0x11 8M 4k",
-      "-c", "read -P 0x22 9M 4k",
-      "-c", "flush",
+      "-f",
+      "raw",
+      server.uri("qemu"),
+      "-c",
+      "write -P 0xab 0 1M",
+      "-c",
+      "read -P 0xab 0 1M",
+      "-c",
+      "write -f -P 0xcd 1M 64k",
+      "-c",
+      "write -z 0 512k",
+      "-c",
+      "read -P 0 0 512k",
+      "-c",
+      "write -P 0xee 4M 2M",
+      "-c",
+      "discard 4M 1M",
+      "-c",
+      "read -P 0 4M 1M",
+      "-c",
+      "aio_write -P 0x11 8M 4k",
+      "-c",
+      "aio_write -P 0x22 9M 4k",
+      "-c",
+      "aio_flush",
+      "-c",
+      "read -P 0x11 8M 4k",
+      "-c",
+      "read -P 0x22 9M 4k",
+      "-c",
+      "flush",
     ]);
     expect(stdout).not.toMatch(/fail|error/i);
     // One completion line per command that moves data; a failed pattern check prints none.
@@ -237,7 +259,9 @@ describe.each(setups)("real NBD clients on the $backend backend over $transport"
       "--randseed=1234",
       "--output-format=json",
     ]);
-    const report = JSON.parse(stdout.slice(stdout.indexOf("{"))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] };
+    const report = JSON.parse(stdout.slice(stdout.indexOf("{"))) as {
+      jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[];
+    };
     const job = report.jobs[0]!;
     expect(job.error).toBe(0);
     expect(job.write.io_bytes).toBe(64 * MiB);

@@ -32,7 +32,9 @@ afterEach(async () => {
 /** What qemu-io printed, whether or not a command failed (its exit status says only that). */
 async function qemuIo(uri: string, ...commands: string[]): Promise<string> {
   try {
-    const { stdout, stderr } = await execFileAsync("qemu-io", ["-f", "raw", uri, ...commands.flatMap((c) => ["-c", c])], { timeout: 30_000 });
+    const { stdout, stderr } = await execFileAsync("qemu-io", ["-f", "raw", uri, ...commands.flatMap((c) => ["-c", c])], {
+      timeout: 30_000,
+    });
     return stdout + stderr;
   } catch (error) {
     const failed = error as { stdout?: string; stderr?: string; killed?: boolean };
@@ -83,7 +85,12 @@ describe("a corrupt metadata block under a served volume", () => {
     let leaf = -1;
     await pool.transactions.read(async (metadata) => {
       const state = (await metadata.findVolume("hurt"))!;
-      await new BTree(metadata.tm, plainValues(8)).forEachInRange(state.record.mappingRoot, 0, 1, (_k, _v, _s, leafIndex) => void (leaf = leafIndex));
+      await new BTree(metadata.tm, plainValues(8)).forEachInRange(
+        state.record.mappingRoot,
+        0,
+        1,
+        (_k, _v, _s, leafIndex) => void (leaf = leafIndex),
+      );
     });
     await pool.close();
     const handle = await open(metaPath, "r+");

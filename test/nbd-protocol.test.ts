@@ -6,14 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AssertionError } from "../src/io/assert.js";
-import {
-  CorruptBlockError,
-  IoError,
-  MetadataFullError,
-  OutOfRangeError,
-  ReadOnlyError,
-  VolumeBusyError,
-} from "../src/errors.js";
+import { CorruptBlockError, IoError, MetadataFullError, OutOfRangeError, ReadOnlyError, VolumeBusyError } from "../src/errors.js";
 import type { ExportCatalog } from "../src/nbd/catalog.js";
 import { errnoForEngineError } from "../src/nbd/errno.js";
 import type { NbdLimits } from "../src/nbd/limits.js";
@@ -199,7 +192,10 @@ describe("handshake", () => {
   it("INFO reports the real size, flags, block sizes, name and description, and stays in the handshake", async () => {
     const { server } = await start();
     const client = await handshake(server);
-    const replies = await client.optionReplies(P.NBD_OPT_INFO, infoData("disk", [P.NBD_INFO_NAME, P.NBD_INFO_DESCRIPTION, P.NBD_INFO_BLOCK_SIZE]));
+    const replies = await client.optionReplies(
+      P.NBD_OPT_INFO,
+      infoData("disk", [P.NBD_INFO_NAME, P.NBD_INFO_DESCRIPTION, P.NBD_INFO_BLOCK_SIZE]),
+    );
     expect(replies[replies.length - 1]!.replyType).toBe(P.NBD_REP_ACK);
     expect(exportInfo(replies)).toEqual({ exportBytes: 16 * MiB, flags: READ_WRITE_FLAGS });
     const byType = new Map(replies.slice(0, -1).map((reply) => [reply.data.readUInt16BE(0), reply.data]));
@@ -306,7 +302,9 @@ describe("handshake", () => {
   it("STRUCTURED_REPLY with data is invalid", async () => {
     const { server } = await start();
     const client = await handshake(server);
-    expect((await client.optionReplies(P.NBD_OPT_STRUCTURED_REPLY, Buffer.from("x"))).map((r) => r.replyType)).toEqual([P.NBD_REP_ERR_INVALID]);
+    expect((await client.optionReplies(P.NBD_OPT_STRUCTURED_REPLY, Buffer.from("x"))).map((r) => r.replyType)).toEqual([
+      P.NBD_REP_ERR_INVALID,
+    ]);
   });
 
   it("LIST_META_CONTEXT lists base:allocation for no query, base: and base:allocation, ignores other namespaces", async () => {
@@ -414,7 +412,14 @@ describe("transmission flags", () => {
   it("mark a read-only volume READ_ONLY and advertise no trim or zeroing on it", async () => {
     const { server } = await start();
     const { flags } = await open(server, "ro", { structured: false });
-    expect(flags).toBe(P.NBD_FLAG_HAS_FLAGS | P.NBD_FLAG_READ_ONLY | P.NBD_FLAG_SEND_FLUSH | P.NBD_FLAG_SEND_FUA | P.NBD_FLAG_CAN_MULTI_CONN | P.NBD_FLAG_SEND_CACHE);
+    expect(flags).toBe(
+      P.NBD_FLAG_HAS_FLAGS |
+        P.NBD_FLAG_READ_ONLY |
+        P.NBD_FLAG_SEND_FLUSH |
+        P.NBD_FLAG_SEND_FUA |
+        P.NBD_FLAG_CAN_MULTI_CONN |
+        P.NBD_FLAG_SEND_CACHE,
+    );
   });
 
   it("mark every export READ_ONLY on a read-only server, and refuse writes with EPERM", async () => {
@@ -551,7 +556,9 @@ describe("zeroing, trimming, flushing, caching", () => {
     const { client } = await open(server, "big");
     client.send({ command: P.NBD_CMD_WRITE_ZEROES, offset: 0, length: 0xffff_ffff });
     expect((await client.readStatus()).errno).toBe(0);
-    expect(big.calls.filter((call) => call.operation === "writeZeroes")).toEqual([{ operation: "writeZeroes", offset: 0, length: 0xffff_ffff }]);
+    expect(big.calls.filter((call) => call.operation === "writeZeroes")).toEqual([
+      { operation: "writeZeroes", offset: 0, length: 0xffff_ffff },
+    ]);
     for (const offset of [0, 100 * MiB, 3 * GiB]) expect(big.contents(offset, BLOCK).equals(Buffer.alloc(BLOCK))).toBe(true);
     const lastInRange = big.contents(4 * GiB - BLOCK, BLOCK);
     expect(lastInRange.subarray(0, BLOCK - 1).equals(Buffer.alloc(BLOCK - 1))).toBe(true);
@@ -608,7 +615,13 @@ describe("zeroing, trimming, flushing, caching", () => {
     expect(catalog.flushCount).toBe(1);
     for (const command of [P.NBD_CMD_WRITE, P.NBD_CMD_TRIM, P.NBD_CMD_WRITE_ZEROES]) {
       const before = catalog.flushCount;
-      client.send({ command, flags: P.NBD_CMD_FLAG_FUA, offset: 0, length: 100, payload: command === P.NBD_CMD_WRITE ? Buffer.alloc(100, 2) : undefined });
+      client.send({
+        command,
+        flags: P.NBD_CMD_FLAG_FUA,
+        offset: 0,
+        length: 100,
+        payload: command === P.NBD_CMD_WRITE ? Buffer.alloc(100, 2) : undefined,
+      });
       expect((await client.readStatus()).errno).toBe(0);
       expect(catalog.flushCount).toBe(before + 1);
     }
@@ -665,9 +678,16 @@ describe("block status", () => {
     expect(chunk.flags).toBe(P.NBD_REPLY_FLAG_DONE);
     expect(chunk.payload.readUInt32BE(0)).toBe(P.BASE_ALLOCATION_CONTEXT_ID);
     const descriptors = [];
-    for (let at = 4; at < chunk.payload.length; at += 8) descriptors.push([chunk.payload.readUInt32BE(at) / BLOCK, chunk.payload.readUInt32BE(at + 4)]);
+    for (let at = 4; at < chunk.payload.length; at += 8)
+      descriptors.push([chunk.payload.readUInt32BE(at) / BLOCK, chunk.payload.readUInt32BE(at + 4)]);
     const hole = P.NBD_STATE_HOLE | P.NBD_STATE_ZERO;
-    expect(descriptors).toEqual([[1, hole], [1, 0], [1, hole], [2, 0], [3, hole]]);
+    expect(descriptors).toEqual([
+      [1, hole],
+      [1, 0],
+      [1, hole],
+      [2, 0],
+      [3, hole],
+    ]);
   });
 
   it("with REQ_ONE returns exactly one extent, no longer than asked", async () => {

@@ -45,7 +45,11 @@ describe("base:allocation of a snapshot", () => {
       { offset: 2 * DATA_BLOCK_BYTES, length: (1 << 20) - 2 * DATA_BLOCK_BYTES, type: 3 },
     ]);
     // The shared block still reads as its data.
-    const { stdout: hex } = await run("nbdcopy", [`nbd+unix:///snap?socket=${socketPath}`, "-"], { encoding: "buffer", maxBuffer: 4 << 20, timeout: 20_000 });
+    const { stdout: hex } = await run("nbdcopy", [`nbd+unix:///snap?socket=${socketPath}`, "-"], {
+      encoding: "buffer",
+      maxBuffer: 4 << 20,
+      timeout: 20_000,
+    });
     expect(hex.subarray(0, DATA_BLOCK_BYTES).every((b: number) => b === 1)).toBe(true);
     expect(hex.subarray(DATA_BLOCK_BYTES, 2 * DATA_BLOCK_BYTES).every((b: number) => b === 2)).toBe(true);
   });

@@ -12,13 +12,23 @@ import { DATA_BLOCK_BYTES } from "../src/thin/limits.js";
 import { Pool } from "../src/thin/pool.js";
 import { SeededRandom } from "./support/random.js";
 
-type Step = { kind: "create" | "snapshot" | "write" | "discard" | "delete" | "commit"; name: string; other?: string; offset?: number; bytes?: Buffer; length?: number };
+type Step = {
+  kind: "create" | "snapshot" | "write" | "discard" | "delete" | "commit";
+  name: string;
+  other?: string;
+  offset?: number;
+  bytes?: Buffer;
+  length?: number;
+};
 
 const MiB = 1 << 20;
 
 function workload(seed: number): Step[] {
   const random = new SeededRandom(seed);
-  const steps: Step[] = [{ kind: "create", name: "a" }, { kind: "create", name: "b" }];
+  const steps: Step[] = [
+    { kind: "create", name: "a" },
+    { kind: "create", name: "b" },
+  ];
   const names = ["a", "b"];
   for (let i = 0; i < 30; i++) {
     const roll = random.next();
@@ -91,11 +101,19 @@ function writtenBy(step: Step): { name: string; offset: number; bytes: Buffer } 
   return null;
 }
 
-async function runWithFault(seed: number, failAt: number | null, kind: FaultKind, cacheBlocks?: number): Promise<{ operations: number; injected: number }> {
+async function runWithFault(
+  seed: number,
+  failAt: number | null,
+  kind: FaultKind,
+  cacheBlocks?: number,
+): Promise<{ operations: number; injected: number }> {
   const plan = new FaultPlan();
   const meta = new MemoryStorageFile("meta");
   const data = new MemoryStorageFile("data");
-  const pool = await Pool.formatFiles(new FaultInjectingStorageFile(meta, plan), new FaultInjectingStorageFile(data, plan), { sizeBytes: 64 * MiB, cacheBlocks });
+  const pool = await Pool.formatFiles(new FaultInjectingStorageFile(meta, plan), new FaultInjectingStorageFile(data, plan), {
+    sizeBytes: 64 * MiB,
+    cacheBlocks,
+  });
   const start = plan.operations;
   if (failAt !== null) plan.failOperation(failAt, kind);
   let model = new Map<string, Buffer>();
@@ -166,7 +184,10 @@ async function runWithFault(seed: number, failAt: number | null, kind: FaultKind
   expect(report.problems, `seed ${seed}, ${kind} at ${failAt}: final check`).toEqual([]);
   const reopened = await Pool.openFiles(meta, data);
   for (const [name, bytes] of model) {
-    expect((await (await reopened.volume(name)).read(0, bytes.length)).equals(bytes), `seed ${seed}, ${kind} at ${failAt}: '${name}' after reopening`).toBe(true);
+    expect(
+      (await (await reopened.volume(name)).read(0, bytes.length)).equals(bytes),
+      `seed ${seed}, ${kind} at ${failAt}: '${name}' after reopening`,
+    ).toBe(true);
   }
   return { operations: plan.operations - start, injected: plan.injected };
 }

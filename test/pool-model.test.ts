@@ -69,7 +69,12 @@ describe("pool against an in-memory model", () => {
         } else if (roll < 0.55) {
           const name = random.pick(names);
           const bytes = model.get(name)!;
-          const wanted = random.next() < 0.05 ? 1 + random.below(32 * DATA_BLOCK_BYTES) : random.next() < 0.3 ? 1 + random.below(3 * DATA_BLOCK_BYTES) : 1 + random.below(8192);
+          const wanted =
+            random.next() < 0.05
+              ? 1 + random.below(32 * DATA_BLOCK_BYTES)
+              : random.next() < 0.3
+                ? 1 + random.below(3 * DATA_BLOCK_BYTES)
+                : 1 + random.below(8192);
           const length = Math.min(wanted, bytes.length);
           const offset = random.below(bytes.length - length + 1);
           const payload = random.bytes(length);

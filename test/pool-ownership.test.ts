@@ -134,7 +134,9 @@ describe("two metadata files for one data file", () => {
     const early = await runCli(["import", "base", "w.raw", "--pool", "rep2.img"], { cwd: dir });
     expect(early.exitCode).toBe(6);
     expect(early.stderr).toContain("not yet in place");
-    expect(early.stderr).toContain(`mv ${path.join(dir, "meta.img")} ${path.join(dir, "meta.img")}.old && mv ${path.join(dir, "rep2.img")} ${path.join(dir, "meta.img")}`);
+    expect(early.stderr).toContain(
+      `mv ${path.join(dir, "meta.img")} ${path.join(dir, "meta.img")}.old && mv ${path.join(dir, "rep2.img")} ${path.join(dir, "meta.img")}`,
+    );
 
     await rename(path.join(dir, "meta.img"), path.join(dir, "meta.img.old"));
     await rename(path.join(dir, "rep2.img"), path.join(dir, "meta.img"));

@@ -194,8 +194,14 @@ describe("repair on memory files", () => {
     const lostBlocks = range(first, Math.min(end, BASE_MAPPED_BLOCKS));
     for (const name of ["base", "snap"]) {
       const volume = volumeReport(report, name);
-      expect(volume.lostSubtrees).toEqual([{ blockIndex: leaf, reason: expect.stringMatching(/checksum mismatch/), virtualBlocks: { first, end: 320 } }]);
-      expect(volume).toMatchObject({ mappingsRecorded: BASE_MAPPED_BLOCKS, mappingsKept: BASE_MAPPED_BLOCKS - lostBlocks.length, mappingsLost: lostBlocks.length });
+      expect(volume.lostSubtrees).toEqual([
+        { blockIndex: leaf, reason: expect.stringMatching(/checksum mismatch/), virtualBlocks: { first, end: 320 } },
+      ]);
+      expect(volume).toMatchObject({
+        mappingsRecorded: BASE_MAPPED_BLOCKS,
+        mappingsKept: BASE_MAPPED_BLOCKS - lostBlocks.length,
+        mappingsLost: lostBlocks.length,
+      });
     }
     for (const name of ["other", "other-ro"]) expect(volumeReport(report, name)).toMatchObject({ mappingsLost: 0, lostSubtrees: [] });
     expect(report.lostData).toBe(true);
@@ -205,7 +211,9 @@ describe("repair on memory files", () => {
 
     const repaired = await expectRepairedPool(output, data);
     const repairedListing = await repaired.listVolumes();
-    expect(repairedListing.map(({ mappedBlocks: _mapped, ...rest }) => rest)).toEqual(listing.map(({ mappedBlocks: _mapped, ...rest }) => rest));
+    expect(repairedListing.map(({ mappedBlocks: _mapped, ...rest }) => rest)).toEqual(
+      listing.map(({ mappedBlocks: _mapped, ...rest }) => rest),
+    );
     const after = await readImages(repaired);
     for (const [name, image] of images) {
       const expected = Buffer.from(image.bytes);
@@ -223,7 +231,11 @@ describe("repair on memory files", () => {
     const report = await repairMetadataFile(meta, "meta", output, "repaired", data);
     expect(report.volumes).toEqual([]);
     expect(report.volumesLost).toEqual([
-      { blockIndex: superblock.volumeTableRoot, reason: expect.stringMatching(/checksum/), volumeIds: { first: 0, end: Number.MAX_SAFE_INTEGER + 1 } },
+      {
+        blockIndex: superblock.volumeTableRoot,
+        reason: expect.stringMatching(/checksum/),
+        volumeIds: { first: 0, end: Number.MAX_SAFE_INTEGER + 1 },
+      },
     ]);
     expect(report.lostData).toBe(true);
     const repaired = await expectRepairedPool(output, data);
@@ -242,8 +254,14 @@ describe("repair on memory files", () => {
     const output = new MemoryStorageFile("repaired");
     const report = await repairMetadataFile(meta, "meta", output, "repaired", data);
     expect(report.lostData).toBe(false);
-    expect(report.notes).toEqual([expect.stringMatching(new RegExp(`name index is damaged at metadata block ${superblock.nameIndexRoot}\\b.*nothing is lost`))]);
-    expect(report.dataSpaceMap).toMatchObject({ compared: false, notComparedBecause: expect.stringMatching(/data space map is unreadable/), freedWithLostMappings: null });
+    expect(report.notes).toEqual([
+      expect.stringMatching(new RegExp(`name index is damaged at metadata block ${superblock.nameIndexRoot}\\b.*nothing is lost`)),
+    ]);
+    expect(report.dataSpaceMap).toMatchObject({
+      compared: false,
+      notComparedBecause: expect.stringMatching(/data space map is unreadable/),
+      freedWithLostMappings: null,
+    });
     const repaired = await expectRepairedPool(output, data);
     expectSameImages(await readImages(repaired), images);
     await repaired.close();
@@ -260,10 +278,14 @@ describe("repair on memory files", () => {
 
     await flipByte(meta, 1 - newestSlot);
     await expect(repairMetadataFile(meta, "meta", new MemoryStorageFile("repaired"), "repaired", data)).rejects.toThrow(CorruptBlockError);
-    await expect(repairMetadataFile(meta, "meta", new MemoryStorageFile("repaired"), "repaired", data)).rejects.toThrow(/both superblock copies are unreadable/);
+    await expect(repairMetadataFile(meta, "meta", new MemoryStorageFile("repaired"), "repaired", data)).rejects.toThrow(
+      /both superblock copies are unreadable/,
+    );
     const garbage = new MemoryStorageFile("garbage");
     await garbage.write(new SeededRandom(3).bytes(8 * METADATA_BLOCK_BYTES), 0);
-    await expect(repairMetadataFile(garbage, "garbage", new MemoryStorageFile("repaired"), "repaired", data)).rejects.toThrow(NotAPoolError);
+    await expect(repairMetadataFile(garbage, "garbage", new MemoryStorageFile("repaired"), "repaired", data)).rejects.toThrow(
+      NotAPoolError,
+    );
   });
 });
 
@@ -409,7 +431,11 @@ describe("thinp repair through the CLI", () => {
     expect(result.stderr).toBe("");
     expect(result.exitCode).toBe(0);
     expect(result.stdout).toContain(`volume 'base' (id 1): kept 0 of 32 mappings, LOST 32`);
-    expect(result.stdout).toMatch(new RegExp(`metadata block ${leaf} is unreadable \\(checksum mismatch .*\\): virtual blocks 0-63 lost their mappings and read as zeros`));
+    expect(result.stdout).toMatch(
+      new RegExp(
+        `metadata block ${leaf} is unreadable \\(checksum mismatch .*\\): virtual blocks 0-63 lost their mappings and read as zeros`,
+      ),
+    );
     expect(result.stdout).toContain("volume 'other' (id 2): kept all 16 mappings");
     expect(result.stdout).toMatch(/^DATA WAS LOST: 32 mappings of 1 volume/m);
     expect(result.stdout).toMatch(/^result: 2 volumes, 16 mappings, .*checks clean$/m);
@@ -438,7 +464,12 @@ describe("thinp repair through the CLI", () => {
     const parsed = JSON.parse(result.stdout);
     expect(parsed.backupPath).toBe(path.join(dir, "meta.img.before-repair"));
     expect(parsed.report.lostData).toBe(true);
-    expect(parsed.report.volumes[1]).toMatchObject({ name: "other", mappingsKept: 0, mappingsLost: 16, lostSubtrees: [{ blockIndex: leaf }] });
+    expect(parsed.report.volumes[1]).toMatchObject({
+      name: "other",
+      mappingsKept: 0,
+      mappingsLost: 16,
+      lostSubtrees: [{ blockIndex: leaf }],
+    });
     expect((await readFile(path.join(dir, "meta.img.before-repair"))).equals(original)).toBe(true);
     expect(await runCliOk(["check"], cwd())).toMatch(/^clean$/m);
     expect(JSON.parse(await runCliOk(["list", "--json"], cwd())).volumes.map((v: { name: string }) => v.name)).toEqual(["base", "other"]);

@@ -53,7 +53,12 @@ async function roundTrip(blockCount: number, fill: (table: RefcountTable) => voi
     verifyBlock(block, type, index);
     return block;
   };
-  return { data, metadataRefs, loadedData: (await loadSpaceMap(dataRoot, read)).table, loadedMetadata: (await loadSpaceMap(metadataRoot, read)).table };
+  return {
+    data,
+    metadataRefs,
+    loadedData: (await loadSpaceMap(dataRoot, read)).table,
+    loadedMetadata: (await loadSpaceMap(metadataRoot, read)).table,
+  };
 }
 
 describe("space map persistence", () => {

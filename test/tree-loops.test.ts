@@ -28,7 +28,7 @@ async function oneBytePerBlock(filePath: string, blocks: number): Promise<void> 
   await writeFile(filePath, "");
   const handle = await open(filePath, "r+");
   try {
-    for (let block = 0; block < blocks; block++) await handle.write(Buffer.of(block % 251 + 1), 0, 1, block * BLOCK_BYTES);
+    for (let block = 0; block < blocks; block++) await handle.write(Buffer.of((block % 251) + 1), 0, 1, block * BLOCK_BYTES);
   } finally {
     await handle.close();
   }
@@ -55,7 +55,11 @@ describe("a mapping tree that loops", () => {
     expect(deleted.exitCode, deleted.stderr).toBe(6);
     expect(deleted.stderr).toMatch(new RegExp(`^thinp: metadata block ${root} .*is corrupt`));
     // Nothing was committed: both volumes are still listed.
-    expect(JSON.parse(await runCliOk(["list", "--json"], cwd)).volumes.map((v: { name: string }) => v.name).sort()).toEqual(["keep", "vol"]);
+    expect(
+      JSON.parse(await runCliOk(["list", "--json"], cwd))
+        .volumes.map((v: { name: string }) => v.name)
+        .sort(),
+    ).toEqual(["keep", "vol"]);
 
     expect((await runCli(["check"], cwd)).exitCode).toBe(6);
     await runCliOk(["repair", "--in-place"], cwd);

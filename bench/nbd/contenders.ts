@@ -78,7 +78,11 @@ export function thinp(options: BenchOptions): Contender {
     serveFresh: (dir, byteLength) =>
       serveThinp(
         dir,
-        { createPoolBytes: Math.max(THINP_POOL_BYTES, 2 * byteLength), volumes: [{ name: EXPORT_NAME, sizeBytes: byteLength }], snapshots: [] },
+        {
+          createPoolBytes: Math.max(THINP_POOL_BYTES, 2 * byteLength),
+          volumes: [{ name: EXPORT_NAME, sizeBytes: byteLength }],
+          snapshots: [],
+        },
         options,
       ),
   };
@@ -142,7 +146,15 @@ export const nbdkitFile: Contender = {
     const path = join(dir, "image.raw");
     await createSparseFile(path, byteLength);
     const port = await freePort();
-    const args = ["--foreground", "--exit-with-parent", `--ipaddr=${BENCH_HOST}`, `--port=${port}`, `--exportname=${EXPORT_NAME}`, "file", `file=${path}`];
+    const args = [
+      "--foreground",
+      "--exit-with-parent",
+      `--ipaddr=${BENCH_HOST}`,
+      `--port=${port}`,
+      `--exportname=${EXPORT_NAME}`,
+      "file",
+      `file=${path}`,
+    ];
     const server = await ServerProcess.start("nbdkit file", "nbdkit", args, port, join(dir, `nbdkit-${port}.log`));
     return exported(server, port);
   },

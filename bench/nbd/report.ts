@@ -58,9 +58,16 @@ function formatValue(value: number | undefined): string {
 }
 
 function renderTable(headers: string[], rows: string[][], numeric: (column: number) => boolean): string {
-  const widths = headers.map((header, column) => Math.max(header.length, 3, ...rows.map((row) => at(row, column, "every row has a cell per header").length)));
+  const widths = headers.map((header, column) =>
+    Math.max(header.length, 3, ...rows.map((row) => at(row, column, "every row has a cell per header").length)),
+  );
   const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => { const width = widths[column] ?? 0; /* a cell past the headers is not padded */ return numeric(column) ? cell.padStart(width) : cell.padEnd(width); }).join(" | ")} |`;
+    `| ${cells
+      .map((cell, column) => {
+        const width = widths[column] ?? 0;
+        /* a cell past the headers is not padded */ return numeric(column) ? cell.padStart(width) : cell.padEnd(width);
+      })
+      .join(" | ")} |`;
   const rule = `|${widths.map((width, column) => (numeric(column) ? `${"-".repeat(width + 1)}:` : "-".repeat(width + 2))).join("|")}|`;
   return [line(headers), rule, ...rows.map(line)].join("\n");
 }

@@ -48,6 +48,8 @@ async function dump(options: PoolOptions & { output?: string }): Promise<void> {
   }
   // dm-thin keeps no names or sizes: say which device is which, as a table line for each.
   for (const { devId, name, sizeBytes } of devices) {
-    process.stderr.write(`dev_id ${devId} is '${name}': dmsetup create ${name} --table "0 ${sizeBytes / 512} thin /dev/mapper/POOL ${devId}"\n`);
+    process.stderr.write(
+      `dev_id ${devId} is '${name}': dmsetup create ${name} --table "0 ${sizeBytes / 512} thin /dev/mapper/POOL ${devId}"\n`,
+    );
   }
 }

@@ -113,7 +113,10 @@ function renderStatus(status: PoolStatus): string {
   const fields: [string, string][] = [
     ["data blocks", usedOfTotal(status.dataBlocksUsed, status.dataBlocksTotal, "data")],
     ["data block size", formatSize(status.dataBlockBytes)],
-    ["data used", `${status.dataBlocksUsed === null ? "unknown" : formatSize(status.dataBlocksUsed * status.dataBlockBytes)} of ${dataTotal}`],
+    [
+      "data used",
+      `${status.dataBlocksUsed === null ? "unknown" : formatSize(status.dataBlocksUsed * status.dataBlockBytes)} of ${dataTotal}`,
+    ],
     ["metadata blocks", usedOfTotal(status.metadataBlocksUsed, status.metadataBlocksTotal, "metadata")],
     ["metadata block size", formatSize(status.metadataBlockBytes)],
     ["transaction id", String(status.transactionId)],

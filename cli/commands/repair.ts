@@ -55,7 +55,8 @@ function renderRepair({ report, outputPath, backupPath }: RepairPoolResult): str
   for (const lost of report.volumesLost.slice(0, TEXT_ITEMS_MAX)) {
     lines.push(`volume lost: ${describeIds(lost.volumeIds)}: metadata block ${lost.blockIndex}: ${lost.reason}`);
   }
-  if (report.volumesLost.length > TEXT_ITEMS_MAX) lines.push(`... and ${report.volumesLost.length - TEXT_ITEMS_MAX} more lost volume records`);
+  if (report.volumesLost.length > TEXT_ITEMS_MAX)
+    lines.push(`... and ${report.volumesLost.length - TEXT_ITEMS_MAX} more lost volume records`);
   lines.push(`data space map: ${describeSpaceMap(report.dataSpaceMap, "data")}`);
   lines.push(`metadata space map: ${describeSpaceMap(report.metadataSpaceMap, "metadata")}`);
   for (const note of report.notes) lines.push(`note: ${note}`);
@@ -87,14 +88,18 @@ function renderVolume(volume: VolumeOutcome): string[] {
     lines.push(`${title}: kept ${volume.mappingsKept} of ${counted(volume.mappingsRecorded, "mapping")}, LOST ${volume.mappingsLost}`);
   }
   for (const lost of volume.lostSubtrees.slice(0, TEXT_ITEMS_MAX)) {
-    lines.push(`  metadata block ${lost.blockIndex} is unreadable (${lost.reason}): ${describeVirtualBlocks(lost.virtualBlocks)} lost their mappings and read as zeros`);
+    lines.push(
+      `  metadata block ${lost.blockIndex} is unreadable (${lost.reason}): ${describeVirtualBlocks(lost.virtualBlocks)} lost their mappings and read as zeros`,
+    );
   }
-  if (volume.lostSubtrees.length > TEXT_ITEMS_MAX) lines.push(`  ... and ${volume.lostSubtrees.length - TEXT_ITEMS_MAX} more unreadable blocks`);
+  if (volume.lostSubtrees.length > TEXT_ITEMS_MAX)
+    lines.push(`  ... and ${volume.lostSubtrees.length - TEXT_ITEMS_MAX} more unreadable blocks`);
   for (const refused of volume.refusedMappings.slice(0, TEXT_ITEMS_MAX)) {
     const which = refused.virtualBlock === null ? "a mapping" : `virtual block ${refused.virtualBlock}`;
     lines.push(`  ${which} in metadata block ${refused.blockIndex} dropped: ${refused.reason}`);
   }
-  if (volume.refusedMappingCount > TEXT_ITEMS_MAX) lines.push(`  ... and ${volume.refusedMappingCount - TEXT_ITEMS_MAX} more dropped mappings`);
+  if (volume.refusedMappingCount > TEXT_ITEMS_MAX)
+    lines.push(`  ... and ${volume.refusedMappingCount - TEXT_ITEMS_MAX} more dropped mappings`);
   for (const fix of volume.fixes) lines.push(`  fixed: ${fix}`);
   return lines;
 }
@@ -110,7 +115,9 @@ function describeSpaceMap(outcome: SpaceMapOutcome, which: "data" | "metadata"):
   if (outcome.reclaimed === 0 && outcome.corrected === 0) return "every count was right";
   const parts: string[] = [];
   if (outcome.reclaimed > 0) {
-    parts.push(`${counted(outcome.reclaimed, `leaked ${which} block`)} reclaimed (${listed(outcome.reclaimedBlocks.map(String), outcome.reclaimed)})`);
+    parts.push(
+      `${counted(outcome.reclaimed, `leaked ${which} block`)} reclaimed (${listed(outcome.reclaimedBlocks.map(String), outcome.reclaimed)})`,
+    );
   }
   if (outcome.corrected > 0) {
     const corrections = outcome.correctedBlocks.map(({ blockIndex, was, now }) => `block ${blockIndex}: ${was} -> ${now}`);
@@ -124,8 +131,10 @@ function describeLoss(report: RepairReport): string {
   const mappings = report.volumes.reduce((sum, volume) => sum + volume.mappingsLost, 0);
   const volumesHit = report.volumes.filter((volume) => volume.mappingsLost > 0 || volume.lostSubtrees.length > 0).length;
   const parts = [];
-  if (volumesHit > 0) parts.push(`${counted(mappings, "mapping")} of ${counted(volumesHit, "volume")} (those virtual blocks now read as zeros)`);
-  if (report.volumesLost.length > 0) parts.push(`${counted(report.volumesLost.length, "unreadable volume record")} (those volumes are gone)`);
+  if (volumesHit > 0)
+    parts.push(`${counted(mappings, "mapping")} of ${counted(volumesHit, "volume")} (those virtual blocks now read as zeros)`);
+  if (report.volumesLost.length > 0)
+    parts.push(`${counted(report.volumesLost.length, "unreadable volume record")} (those volumes are gone)`);
   return `DATA WAS LOST: ${parts.join("; ")}`;
 }
 

@@ -240,7 +240,10 @@ class TargetIsPoolFileError extends ThinpError {
 
 async function refuseOwnPoolFile(plan: ExportTargetPlan, pool: Pool): Promise<void> {
   if (plan.kind !== "file" || plan.replacing === null) return;
-  for (const [which, filePath] of [["data file", pool.dataPath], ["metadata file", pool.metaPath]] as const) {
+  for (const [which, filePath] of [
+    ["data file", pool.dataPath],
+    ["metadata file", pool.metaPath],
+  ] as const) {
     const stats = await stat(filePath).catch(() => null);
     if (stats && stats.dev === plan.replacing.dev && stats.ino === plan.replacing.ino) throw new TargetIsPoolFileError(plan.name, which);
   }

@@ -59,15 +59,9 @@ async function createVolume(name: string, options: PoolOptions & { size: string 
   process.stdout.write(`created volume ${info.name} (${formatSize(info.sizeBytes)})\n`);
 }
 
-async function snapshotVolume(
-  originName: string,
-  name: string,
-  options: PoolOptions & { readOnly?: boolean },
-): Promise<void> {
+async function snapshotVolume(originName: string, name: string, options: PoolOptions & { readOnly?: boolean }): Promise<void> {
   const readOnly = options.readOnly === true;
-  const info = await withOperations(resolvePoolPath(options.pool), "write", (pool) =>
-    pool.snapshot(originName, name, { readOnly }),
-  );
+  const info = await withOperations(resolvePoolPath(options.pool), "write", (pool) => pool.snapshot(originName, name, { readOnly }));
   process.stdout.write(`created snapshot ${info.name} of ${originName}${info.readOnly ? " (read-only)" : ""}\n`);
 }
 

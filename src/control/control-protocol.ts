@@ -38,9 +38,7 @@ export interface HelloReply {
   busyWith?: string;
 }
 
-export type ControlReply =
-  | { ok: true; result: unknown }
-  | { ok: false; error: { code: ErrorCode | "INTERNAL"; message: string } };
+export type ControlReply = { ok: true; result: unknown } | { ok: false; error: { code: ErrorCode | "INTERNAL"; message: string } };
 
 export function controlSocketPath(metaPath: string): string {
   return `${metaPath}.sock`;

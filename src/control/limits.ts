@@ -19,7 +19,10 @@ export const BACKGROUND_COMMIT_INTERVAL_MS = 1000;
 // A message's length travels as a u32.
 assert(CONTROL_MESSAGE_BYTES_MAX < 2 ** 32 && CONTROL_REPLY_BYTES_MAX < 2 ** 32, "control message length fits its field");
 // A listing of a full pool must reach the client (test/control-protocol.test.ts checks the entry size).
-assert(VOLUMES_MAX * CONTROL_LIST_ENTRY_BYTES_MAX + CONTROL_MESSAGE_BYTES_MAX <= CONTROL_REPLY_BYTES_MAX, "a full pool's list fits one reply");
+assert(
+  VOLUMES_MAX * CONTROL_LIST_ENTRY_BYTES_MAX + CONTROL_MESSAGE_BYTES_MAX <= CONTROL_REPLY_BYTES_MAX,
+  "a full pool's list fits one reply",
+);
 assert(2 * NAME_BYTES_MAX + 128 <= CONTROL_LIST_ENTRY_BYTES_MAX, "a list entry's names and numbers fit its bound");
 // A request may wait behind a background commit: its timeout must be far longer.
 assert(CONTROL_REQUEST_TIMEOUT_MS > BACKGROUND_COMMIT_INTERVAL_MS, "requests outlast a commit interval");

@@ -104,7 +104,10 @@ export class ServedPool implements ExportCatalog, PoolOperations {
     if (!entry || entry.deletePending) throw new NoSuchVolumeError(name);
     if (entry.clients > 0) {
       if (!options.defer) {
-        throw new VolumeBusyError(name, `${entry.clients} NBD client${entry.clients === 1 ? " has" : "s have"} it open; disconnect ${entry.clients === 1 ? "it" : "them"} or use --defer`);
+        throw new VolumeBusyError(
+          name,
+          `${entry.clients} NBD client${entry.clients === 1 ? " has" : "s have"} it open; disconnect ${entry.clients === 1 ? "it" : "them"} or use --defer`,
+        );
       }
       entry.deletePending = true;
       return { deferred: true };

@@ -22,7 +22,10 @@ export type Layout = Readonly<Record<string, Field>>;
 export function defineLayout<const T extends Layout>(name: string, totalBytes: number, fields: T): T {
   let end = 0;
   for (const [fieldName, field] of Object.entries(fields)) {
-    assert(Number.isSafeInteger(field.offset) && Number.isSafeInteger(field.bytes) && field.bytes > 0, `${name}.${fieldName}: offset ${field.offset}, ${field.bytes} bytes`);
+    assert(
+      Number.isSafeInteger(field.offset) && Number.isSafeInteger(field.bytes) && field.bytes > 0,
+      `${name}.${fieldName}: offset ${field.offset}, ${field.bytes} bytes`,
+    );
     assert(field.offset >= end, `${name}.${fieldName} at ${field.offset} overlaps the field before it, which ends at ${end}`);
     end = field.offset + field.bytes;
     assert(end <= totalBytes, `${name}.${fieldName} ends at ${end}, past the struct's ${totalBytes} bytes`);

@@ -62,7 +62,9 @@ function deviceKey(dev: number): string {
 
 function commandOf(pid: number): string | null {
   try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter((arg) => arg.length > 0);
+    const argv = readFileSync(`/proc/${pid}/cmdline`, "utf8")
+      .split("\0")
+      .filter((arg) => arg.length > 0);
     if (argv.length === 0) return null;
     // A thinp command runs as `node .../main.js <command> ...`: show it as `thinp <command> ...`.
     const script = argv.findIndex((arg) => /(^|\/)main\.js$/.test(arg));

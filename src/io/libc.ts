@@ -42,6 +42,18 @@ export function libc(): Libc {
 
 /** The kernel's name for an errno, for messages (falls back to the number). */
 export function errnoName(errno: number): string {
-  const names: Record<number, string> = { 1: "EPERM", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EWOULDBLOCK", 22: "EINVAL", 28: "ENOSPC", 34: "ERANGE", 37: "ENOLCK", 61: "ENODATA", 95: "ENOTSUP" };
+  const names: Record<number, string> = {
+    1: "EPERM",
+    4: "EINTR",
+    5: "EIO",
+    9: "EBADF",
+    11: "EWOULDBLOCK",
+    22: "EINVAL",
+    28: "ENOSPC",
+    34: "ERANGE",
+    37: "ENOLCK",
+    61: "ENODATA",
+    95: "ENOTSUP",
+  };
   return names[errno] ?? `errno ${errno}`;
 }

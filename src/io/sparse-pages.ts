@@ -65,8 +65,12 @@ export class SparsePages {
 }
 
 /** Cuts [position, position + length) at page boundaries: page, offset in it, bytes before, span. */
-function forEachPageSpan(position: number, length: number, visit: (pageIndex: number, inPage: number, done: number, chunk: number) => void): void {
-  for (let done = 0; done < length; ) {
+function forEachPageSpan(
+  position: number,
+  length: number,
+  visit: (pageIndex: number, inPage: number, done: number, chunk: number) => void,
+): void {
+  for (let done = 0; done < length;) {
     const at = position + done;
     const inPage = at % PAGE_BYTES;
     const chunk = Math.min(PAGE_BYTES - inPage, length - done);

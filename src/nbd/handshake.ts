@@ -5,13 +5,7 @@ import type { VolumeHandle } from "../thin/api.js";
 import { assert } from "../io/assert.js";
 import { ThinpError } from "../errors.js";
 import type { ExportCatalog, ExportListing } from "./catalog.js";
-import {
-  BLOCK_SIZE_MIN_BYTES,
-  BLOCK_SIZE_PREFERRED_BYTES,
-  NAME_BYTES_MAX,
-  OPTION_BYTES_MAX,
-  REQUEST_BYTES_MAX,
-} from "./limits.js";
+import { BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, NAME_BYTES_MAX, OPTION_BYTES_MAX, REQUEST_BYTES_MAX } from "./limits.js";
 import { contextsToList, contextsToSelect } from "./meta-context.js";
 import type { NbdLog } from "./nbd-log.js";
 import {

@@ -93,7 +93,10 @@ assert(MESSAGE_BYTES_MAX <= NAME_BYTES_MAX, "error messages are protocol strings
 const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
 assert(isPowerOfTwo(BLOCK_SIZE_MIN_BYTES) && isPowerOfTwo(BLOCK_SIZE_PREFERRED_BYTES), "block sizes are powers of two");
 assert(BLOCK_SIZE_MIN_BYTES <= BLOCK_SIZE_PREFERRED_BYTES && BLOCK_SIZE_PREFERRED_BYTES <= REQUEST_BYTES_MAX, "block sizes ordered");
-assert(REQUEST_BYTES_MAX % BLOCK_SIZE_MIN_BYTES === 0 && REQUEST_BYTES_MAX % BLOCK_SIZE_PREFERRED_BYTES === 0, "maximum block size whole blocks");
+assert(
+  REQUEST_BYTES_MAX % BLOCK_SIZE_MIN_BYTES === 0 && REQUEST_BYTES_MAX % BLOCK_SIZE_PREFERRED_BYTES === 0,
+  "maximum block size whole blocks",
+);
 assert(REQUEST_BYTES_MAX <= LENGTH_FIELD_MAX, "request length fits its field");
 // One request of the largest size is always admitted, whatever else is in flight.
 assert(INFLIGHT_BYTES_MAX >= REQUEST_BYTES_MAX, "a maximum-size request fits in flight");
@@ -103,7 +106,10 @@ assert(OPTION_BYTES_MAX >= 4 + NAME_BYTES_MAX + 4 + 4 + NAME_BYTES_MAX, "meta-co
 assert(OPTIONS_PER_HANDSHAKE_MAX >= 2 * VOLUMES_MAX, "a whole pool can be listed");
 // A BLOCK_STATUS reply of the most descriptors is one message the reply buffer holds, and
 // its scan is whole data blocks whose length fits a descriptor.
-assert(STRUCTURED_REPLY_HEADER_BYTES + 4 + BLOCK_STATUS_EXTENTS_MAX * BLOCK_STATUS_DESCRIPTOR_BYTES <= REPLY_BUFFER_BYTES_MAX, "block status reply fits the reply buffer");
+assert(
+  STRUCTURED_REPLY_HEADER_BYTES + 4 + BLOCK_STATUS_EXTENTS_MAX * BLOCK_STATUS_DESCRIPTOR_BYTES <= REPLY_BUFFER_BYTES_MAX,
+  "block status reply fits the reply buffer",
+);
 assert(BLOCK_STATUS_SCAN_BYTES_MAX % DATA_BLOCK_BYTES === 0 && BLOCK_STATUS_SCAN_BYTES_MAX <= LENGTH_FIELD_MAX, "block status scan");
 // Reading ahead always takes in a whole request header.
 assert(READ_AHEAD_BYTES_MAX >= REQUEST_HEADER_BYTES, "read-ahead holds a request header");

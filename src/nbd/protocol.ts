@@ -167,9 +167,4 @@ export const NBD_ENOTSUP = 95;
 export const NBD_ESHUTDOWN = 108;
 
 export type NbdErrno =
-  | typeof NBD_EPERM
-  | typeof NBD_EIO
-  | typeof NBD_EINVAL
-  | typeof NBD_ENOSPC
-  | typeof NBD_ENOTSUP
-  | typeof NBD_ESHUTDOWN;
+  typeof NBD_EPERM | typeof NBD_EIO | typeof NBD_EINVAL | typeof NBD_ENOSPC | typeof NBD_ENOTSUP | typeof NBD_ESHUTDOWN;

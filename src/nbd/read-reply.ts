@@ -36,7 +36,10 @@ export async function structuredReadReply(
   let cursor = offset;
   const frames: Buffer[] = [];
   runs.forEach((run, index) => {
-    assert(run.offset === cursor && run.length > 0 && (run.data === null || run.data.length === run.length), `read run ${run.offset}+${run.length} does not continue at ${cursor}`);
+    assert(
+      run.offset === cursor && run.length > 0 && (run.data === null || run.data.length === run.length),
+      `read run ${run.offset}+${run.length} does not continue at ${cursor}`,
+    );
     cursor += run.length;
     const done = index === runs.length - 1;
     if (run.data === null) frames.push(encodeHoleChunk(cookie, done, run.offset, run.length));

@@ -101,7 +101,10 @@ export function validateRequest(request: RequestHeader, session: NegotiatedExpor
   // offset is NaN when it did not fit 2^53; such an offset lies past the end of any export.
   if (!Number.isSafeInteger(offset) || offset + byteLength > session.exportBytes) {
     const errno = command === NBD_CMD_WRITE || command === NBD_CMD_WRITE_ZEROES ? NBD_ENOSPC : NBD_EINVAL;
-    return refuse(errno, `${name} of ${byteLength} bytes at offset ${request.offset} passes the end of the export (${session.exportBytes} bytes)`);
+    return refuse(
+      errno,
+      `${name} of ${byteLength} bytes at offset ${request.offset} passes the end of the export (${session.exportBytes} bytes)`,
+    );
   }
   if (command === NBD_CMD_BLOCK_STATUS && byteLength === 0) {
     // Every descriptor must be nonzero and, with REQ_ONE, no longer than the request.

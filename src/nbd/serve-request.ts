@@ -45,7 +45,10 @@ export async function serveRequest(
   } catch (error) {
     const errno = errnoForEngineError(error);
     const message = error instanceof Error ? error.message : String(error);
-    log("warn", `${commandName(request.command)} of ${request.byteLength} bytes at ${request.offset} on '${session.exportName}' failed: ${message}`);
+    log(
+      "warn",
+      `${commandName(request.command)} of ${request.byteLength} bytes at ${request.offset} on '${session.exportName}' failed: ${message}`,
+    );
     return errorReply(session, request.cookie, errno, message);
   }
 }

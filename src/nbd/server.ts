@@ -65,7 +65,10 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   // allowHalfOpen: a client that shuts down its sending side still gets its outstanding replies.
   const server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => {
     if (closing !== null || connections.size >= limits.connectionsMax) {
-      log("warn", `refusing connection from ${socket.remoteAddress ?? "unix socket"}: ${closing ? "shutting down" : `${limits.connectionsMax} connections already open`}`);
+      log(
+        "warn",
+        `refusing connection from ${socket.remoteAddress ?? "unix socket"}: ${closing ? "shutting down" : `${limits.connectionsMax} connections already open`}`,
+      );
       socket.on("error", () => {});
       socket.destroy();
       return;
@@ -80,7 +83,8 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   });
   server.on("error", (error) => log("warn", `server error: ${error.message}`));
 
-  const listenTarget = options.socketPath !== undefined ? { path: options.socketPath } : (options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT });
+  const listenTarget =
+    options.socketPath !== undefined ? { path: options.socketPath } : (options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(listenTarget, () => {

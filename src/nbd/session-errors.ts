@@ -18,7 +18,5 @@ export class ReadingStoppedError extends Error {
 
 /** True for the errors that end one connection without being a bug. */
 export function isSessionEnding(error: unknown): error is PeerClosedError | ProtocolViolationError | ReadingStoppedError {
-  return (
-    error instanceof PeerClosedError || error instanceof ProtocolViolationError || error instanceof ReadingStoppedError
-  );
+  return error instanceof PeerClosedError || error instanceof ProtocolViolationError || error instanceof ReadingStoppedError;
 }

@@ -119,8 +119,7 @@ export class Transmission {
 
   private admission(): Promise<void> {
     const { inflightRequestsMax, inflightBytesMax } = this.environment.limits;
-    const full = () =>
-      this.inflightRequests >= inflightRequestsMax || this.inflightBytes >= inflightBytesMax || this.writer.congested;
+    const full = () => this.inflightRequests >= inflightRequestsMax || this.inflightBytes >= inflightBytesMax || this.writer.congested;
     if (this.stopped || !full()) return Promise.resolve();
     return new Promise((resolve) => {
       const check = () => {

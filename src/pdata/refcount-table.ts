@@ -193,7 +193,7 @@ export class RefcountTable {
       const stored = words[wordIndex];
       if (stored === undefined) return null;
       let word = stored >>> 0;
-      if (wordIndex === from >>> 5) word &= ~0 << (from & 31) >>> 0;
+      if (wordIndex === from >>> 5) word &= (~0 << (from & 31)) >>> 0;
       if (word === 0) continue;
       const bit = 31 - Math.clz32(word & -word);
       const block = wordIndex * 32 + bit;

@@ -68,7 +68,11 @@ export function decodeBitmap(block: Buffer, blockIndex: number, expectedChunk: n
   const chunkIndex = readUint(block, BITMAP_LAYOUT.chunkIndex);
   const entryCount = readUint(block, BITMAP_LAYOUT.entryCount);
   if (chunkIndex !== expectedChunk) {
-    throw new CorruptBlockError(blockIndex, "bad-space-map", `space map bitmap for chunk ${chunkIndex} found where chunk ${expectedChunk} belongs`);
+    throw new CorruptBlockError(
+      blockIndex,
+      "bad-space-map",
+      `space map bitmap for chunk ${chunkIndex} found where chunk ${expectedChunk} belongs`,
+    );
   }
   if (entryCount > BITMAP_ENTRIES) throw new CorruptBlockError(blockIndex, "bad-space-map", `bitmap holds ${entryCount} entries`);
   return block.subarray(BITMAP_LAYOUT.counts.offset, BITMAP_LAYOUT.counts.offset + entryCount);
@@ -83,7 +87,8 @@ export function decodeChainHeader(block: Buffer, blockIndex: number, capacity: n
   const nextBlock = readUint(block, CHAIN_HEADER.nextBlock);
   const entryCount = readUint(block, CHAIN_HEADER.entryCount);
   if (!Number.isSafeInteger(nextBlock)) throw new CorruptBlockError(blockIndex, "pointer-out-of-range", "next-block pointer out of range");
-  if (entryCount > capacity) throw new CorruptBlockError(blockIndex, "bad-space-map", `chain block holds ${entryCount} entries, capacity ${capacity}`);
+  if (entryCount > capacity)
+    throw new CorruptBlockError(blockIndex, "bad-space-map", `chain block holds ${entryCount} entries, capacity ${capacity}`);
   return { nextBlock, entryCount };
 }
 

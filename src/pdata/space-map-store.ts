@@ -52,7 +52,13 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
   const expectedBitmaps = Math.ceil(root.blockCount / BITMAP_ENTRIES);
 
   const overflow = new Map<number, number>();
-  for (const { block, blockIndex, entryCount } of await readChain(root.overflowHead, BlockType.SpaceMapOverflow, OVERFLOW_ENTRIES, read, layout.overflowBlocks)) {
+  for (const { block, blockIndex, entryCount } of await readChain(
+    root.overflowHead,
+    BlockType.SpaceMapOverflow,
+    OVERFLOW_ENTRIES,
+    read,
+    layout.overflowBlocks,
+  )) {
     for (let slot = 0; slot < entryCount; slot++) {
       const [counted, count] = readOverflowEntry(block, slot);
       if (!(counted < root.blockCount) || count < COUNT_OVERFLOW) {
@@ -62,18 +68,33 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
     }
   }
   if (overflow.size !== root.overflowCount) {
-    throw new CorruptBlockError(root.overflowHead, "bad-space-map", `overflow list holds ${overflow.size} entries, superblock says ${root.overflowCount}`);
+    throw new CorruptBlockError(
+      root.overflowHead,
+      "bad-space-map",
+      `overflow list holds ${overflow.size} entries, superblock says ${root.overflowCount}`,
+    );
   }
 
-  for (const { block, blockIndex, entryCount } of await readChain(root.indexHead, BlockType.SpaceMapIndex, INDEX_ENTRIES, read, layout.indexBlocks)) {
+  for (const { block, blockIndex, entryCount } of await readChain(
+    root.indexHead,
+    BlockType.SpaceMapIndex,
+    INDEX_ENTRIES,
+    read,
+    layout.indexBlocks,
+  )) {
     for (let slot = 0; slot < entryCount; slot++) {
       const location = readIndexEntry(block, slot);
-      if (!Number.isSafeInteger(location) || location === 0) throw new CorruptBlockError(blockIndex, "bad-space-map", `index entry ${slot} is invalid`);
+      if (!Number.isSafeInteger(location) || location === 0)
+        throw new CorruptBlockError(blockIndex, "bad-space-map", `index entry ${slot} is invalid`);
       layout.bitmapLocations.push(location);
     }
   }
   if (layout.bitmapLocations.length !== expectedBitmaps) {
-    throw new CorruptBlockError(root.indexHead, "bad-space-map", `space map index lists ${layout.bitmapLocations.length} bitmaps, ${expectedBitmaps} expected`);
+    throw new CorruptBlockError(
+      root.indexHead,
+      "bad-space-map",
+      `space map index lists ${layout.bitmapLocations.length} bitmaps, ${expectedBitmaps} expected`,
+    );
   }
 
   for (let first = 0; first < expectedBitmaps; first += BITMAP_READ_BATCH_BLOCKS) {
@@ -85,7 +106,8 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
       assert(block !== undefined, "one block read for each location");
       const counts = decodeBitmap(block, location, chunk);
       const expectedEntries = Math.min(BITMAP_ENTRIES, root.blockCount - chunk * BITMAP_ENTRIES);
-      if (counts.length !== expectedEntries) throw new CorruptBlockError(location, "bad-space-map", `bitmap holds ${counts.length} entries, ${expectedEntries} expected`);
+      if (counts.length !== expectedEntries)
+        throw new CorruptBlockError(location, "bad-space-map", `bitmap holds ${counts.length} entries, ${expectedEntries} expected`);
       const base = chunk * BITMAP_ENTRIES;
       let counted = base - 1;
       for (const byte of counts) {
@@ -93,7 +115,8 @@ export async function loadSpaceMap(root: SpaceMapRoot, read: BlockReader): Promi
         if (byte === 0) continue;
         if (byte === COUNT_OVERFLOW) {
           const count = overflow.get(counted);
-          if (count === undefined) throw new CorruptBlockError(location, "bad-space-map", `block ${counted} marked overflowed but has no overflow entry`);
+          if (count === undefined)
+            throw new CorruptBlockError(location, "bad-space-map", `block ${counted} marked overflowed but has no overflow entry`);
           table.load(counted, count);
         } else {
           table.load(counted, byte);
@@ -113,8 +136,9 @@ async function readChain(
   visited: number[],
 ): Promise<{ block: Buffer; blockIndex: number; entryCount: number }[]> {
   const links = [];
-  for (let blockIndex = head; blockIndex !== 0; ) {
-    if (visited.includes(blockIndex) || links.length > SPACE_MAP_CHAIN_BLOCKS_MAX) throw new CorruptBlockError(blockIndex, "loop", "space map chain loops");
+  for (let blockIndex = head; blockIndex !== 0;) {
+    if (visited.includes(blockIndex) || links.length > SPACE_MAP_CHAIN_BLOCKS_MAX)
+      throw new CorruptBlockError(blockIndex, "loop", "space map chain loops");
     const block = await read(blockIndex, type);
     const { nextBlock, entryCount } = decodeChainHeader(block, blockIndex, capacity);
     visited.push(blockIndex);
@@ -173,7 +197,12 @@ export function persistWhole(tm: TransactionManager, layout: SpaceMapLayout): Sp
   return finishLayout(layout, table, indexBlocks, overflowBlocks, overflow);
 }
 
-function allocateChain(tm: TransactionManager, length: number, type: BlockType, fromReserve: boolean): { blockIndex: number; block: Buffer }[] {
+function allocateChain(
+  tm: TransactionManager,
+  length: number,
+  type: BlockType,
+  fromReserve: boolean,
+): { blockIndex: number; block: Buffer }[] {
   const chain = [];
   for (let i = 0; i < length; i++) chain.push(tm.newBlock(type, fromReserve));
   return chain;

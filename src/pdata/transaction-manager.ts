@@ -52,7 +52,11 @@ export class TransactionManager {
       // The pointer that led here came off the disk: landing on a cached block of another
       // type is the corruption verifyBlock reports for one read from the file.
       if (cached.type !== type) {
-        throw new CorruptBlockError(blockIndex, "wrong-type", `expected a ${blockTypeName(type)} block, found type ${blockTypeName(cached.type)}`);
+        throw new CorruptBlockError(
+          blockIndex,
+          "wrong-type",
+          `expected a ${blockTypeName(type)} block, found type ${blockTypeName(cached.type)}`,
+        );
       }
       return cached.block;
     }

@@ -131,7 +131,8 @@ class Checker {
     this.verified.metadataBlocks = metadataBlocks;
     this.metadataRefs = new Uint32Array(metadataBlocks);
     this.dataRefs = new Uint32Array(dataBlocks);
-    for (const slot of SUPERBLOCK_SLOTS) countOne(this.metadataRefs, slot, "a superblock that decodes has its pointers above both slots, so the file holds them");
+    for (const slot of SUPERBLOCK_SLOTS)
+      countOne(this.metadataRefs, slot, "a superblock that decodes has its pointers above both slots, so the file holds them");
     if (this.probe) await this.checkDataFile(this.probe, dataBlocks);
 
     const metadataMap = await this.loadMap("metadata", this.superblock.metadataSpaceMap);

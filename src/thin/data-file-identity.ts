@@ -24,7 +24,10 @@ export interface DataFileIdentity {
 
 export function encodeDataFileIdentity(identity: DataFileIdentity): Buffer {
   assert(Number.isSafeInteger(identity.commit) && identity.commit >= 0, `identity commit ${identity.commit}`);
-  return Buffer.from(JSON.stringify({ format: DATA_IDENTITY_FORMAT, pool: identity.poolUuid, commit: identity.commit, metadata: identity.metadataPath }), "utf8");
+  return Buffer.from(
+    JSON.stringify({ format: DATA_IDENTITY_FORMAT, pool: identity.poolUuid, commit: identity.commit, metadata: identity.metadataPath }),
+    "utf8",
+  );
 }
 
 /** Decodes an identity record; null when it is not one this thinp can read. */

@@ -32,25 +32,36 @@ export async function* dmThinXml(pool: Pool, onDevice: (device: DumpedDevice) =>
       throw new LimitExceededError(`volume '${volume.name}' has id ${volume.id}, beyond dm-thin's 24-bit device ids`);
     }
   }
-  yield `<superblock uuid="" time="${snapshotTime}" transaction="${status.transactionId}" flags="0" version="2" ` +
-    `data_block_size="${DATA_BLOCK_BYTES / SECTOR_BYTES}" nr_data_blocks="${status.dataBlocksTotal}">\n`;
+  yield (
+    `<superblock uuid="" time="${snapshotTime}" transaction="${status.transactionId}" flags="0" version="2" ` +
+    `data_block_size="${DATA_BLOCK_BYTES / SECTOR_BYTES}" nr_data_blocks="${status.dataBlocksTotal}">\n`
+  );
   for (const volume of volumes) {
     onDevice({ devId: volume.id, name: volume.name, sizeBytes: volume.sizeBytes });
     const times = pool.transactions.inspect((metadata) => metadata.stateById(volume.id)?.record.snapshotTime ?? 0);
     yield `  <device dev_id="${volume.id}" mapped_blocks="${volume.mappedBlocks}" transaction="0" creation_time="${times}" snap_time="${times}">\n`;
     let run: Run | null = null;
-    for (let from = 0; ; ) {
+    for (let from = 0; ;) {
       const batch = await pool.transactions.read(async (metadata) => {
         const state = metadata.stateById(volume.id);
         const found: Run[] = [];
         if (!state) return found;
-        await metadata.forEachMappingWithTime(state, from, Number.MAX_SAFE_INTEGER, DUMP_MAPPINGS_PER_STEP, (virtualBlock, dataBlock, time) =>
-          void found.push({ virtualBlock, dataBlock, length: 1, time }),
+        await metadata.forEachMappingWithTime(
+          state,
+          from,
+          Number.MAX_SAFE_INTEGER,
+          DUMP_MAPPINGS_PER_STEP,
+          (virtualBlock, dataBlock, time) => void found.push({ virtualBlock, dataBlock, length: 1, time }),
         );
         return found;
       });
       for (const mapping of batch) {
-        if (run && run.virtualBlock + run.length === mapping.virtualBlock && run.dataBlock + run.length === mapping.dataBlock && run.time === mapping.time) {
+        if (
+          run &&
+          run.virtualBlock + run.length === mapping.virtualBlock &&
+          run.dataBlock + run.length === mapping.dataBlock &&
+          run.time === mapping.time
+        ) {
           run.length++;
           continue;
         }
@@ -68,6 +79,7 @@ export async function* dmThinXml(pool: Pool, onDevice: (device: DumpedDevice) =>
 }
 
 function mappingLine(run: Run): string {
-  if (run.length === 1) return `    <single_mapping origin_block="${run.virtualBlock}" data_block="${run.dataBlock}" time="${run.time}"/>\n`;
+  if (run.length === 1)
+    return `    <single_mapping origin_block="${run.virtualBlock}" data_block="${run.dataBlock}" time="${run.time}"/>\n`;
   return `    <range_mapping origin_begin="${run.virtualBlock}" data_begin="${run.dataBlock}" length="${run.length}" time="${run.time}"/>\n`;
 }

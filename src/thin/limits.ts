@@ -66,7 +66,10 @@ assert(POOL_BITMAPS_MAX + Math.ceil(POOL_BITMAPS_MAX / INDEX_ENTRIES) < METADATA
 // and node is a metadata block, so no count exceeds what an overflow entry's count holds.
 assert(METADATA_BLOCKS_MAX + VOLUMES_MAX < 2 ** (8 * OVERFLOW_ENTRY.count.bytes), "every count fits an overflow entry");
 // A range step's lookups stay within one section's worth of work, and zeroing writes whole blocks.
-assert(RANGE_STEP_BLOCKS * DATA_BLOCK_BYTES <= VOLUME_BYTES_MAX && ZERO_WRITE_BYTES % DATA_BLOCK_BYTES === 0, "range step and zero write in whole blocks");
+assert(
+  RANGE_STEP_BLOCKS * DATA_BLOCK_BYTES <= VOLUME_BYTES_MAX && ZERO_WRITE_BYTES % DATA_BLOCK_BYTES === 0,
+  "range step and zero write in whole blocks",
+);
 // Snapshot times are kept in the superblock's u32 field.
 assert(SNAPSHOT_TIME_MAX < 2 ** 32, "snapshot time fits its superblock field");
 assert(NAME_PROBES_MAX >= 1 && PROBLEMS_LISTED_MAX >= 1 && REPORT_ITEMS_MAX >= 1 && RENAME_ATTEMPTS_MAX >= 1, "list bounds");

@@ -25,7 +25,10 @@ export interface Mapping {
 }
 
 export function encodeMapping(mapping: Mapping): Buffer {
-  assert(Number.isSafeInteger(mapping.dataBlock) && mapping.dataBlock >= 0 && mapping.dataBlock < DATA_BLOCKS_MAX, `data block ${mapping.dataBlock}`);
+  assert(
+    Number.isSafeInteger(mapping.dataBlock) && mapping.dataBlock >= 0 && mapping.dataBlock < DATA_BLOCKS_MAX,
+    `data block ${mapping.dataBlock}`,
+  );
   assert(mapping.time >= 0 && mapping.time <= SNAPSHOT_TIME_MAX, `mapping time ${mapping.time}`);
   const value = Buffer.alloc(MAPPING_VALUE_BYTES);
   value.writeUInt32LE(mapping.dataBlock % WORD, 0);
@@ -44,7 +47,11 @@ export function decodeMapping(value: Buffer): Mapping {
 export function decodeMappingIn(value: Buffer, dataBlockCount: number, nodeIndex: number): Mapping {
   const mapping = decodeMapping(value);
   if (mapping.dataBlock >= dataBlockCount) {
-    throw new CorruptBlockError(nodeIndex, "pointer-out-of-range", `maps to data block ${mapping.dataBlock}, beyond the pool's ${dataBlockCount}`);
+    throw new CorruptBlockError(
+      nodeIndex,
+      "pointer-out-of-range",
+      `maps to data block ${mapping.dataBlock}, beyond the pool's ${dataBlockCount}`,
+    );
   }
   return mapping;
 }

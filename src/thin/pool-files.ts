@@ -19,12 +19,24 @@ export function openModeFor(access: PoolAccess): OpenMode {
 
 /** Opens the metadata file and locks it, or fails naming the process that holds it. */
 export function openLockedMetadataFile(metaPath: string, mode: OpenMode, lock: LockMode): Promise<NodeStorageFile> {
-  return openLocked(metaPath, mode, lock, "metadata file", (holder) => new PoolLockedError(metaPath, holder?.pid ?? null, holder?.command ?? null));
+  return openLocked(
+    metaPath,
+    mode,
+    lock,
+    "metadata file",
+    (holder) => new PoolLockedError(metaPath, holder?.pid ?? null, holder?.command ?? null),
+  );
 }
 
 /** Opens the data file of the pool at `metaPath` and locks it, or fails naming its holder. */
 export function openLockedDataFile(dataPath: string, metaPath: string, mode: OpenMode, lock: LockMode): Promise<NodeStorageFile> {
-  return openLocked(dataPath, mode, lock, "data file", (holder) => new DataFileLockedError(dataPath, metaPath, holder?.pid ?? null, holder?.command ?? null));
+  return openLocked(
+    dataPath,
+    mode,
+    lock,
+    "data file",
+    (holder) => new DataFileLockedError(dataPath, metaPath, holder?.pid ?? null, holder?.command ?? null),
+  );
 }
 
 async function openLocked(

@@ -13,7 +13,14 @@ import { KEY_END } from "../pdata/btree/walker.js";
 import { plainValues, type ValueType } from "../pdata/btree/value-type.js";
 import { RefcountTable } from "../pdata/refcount-table.js";
 import { BITMAP_ENTRIES } from "../pdata/space-map-format.js";
-import { SpaceMapLayout, loadSpaceMap, persistIncrementally, persistWhole, type BlockReader, type SpaceMapRoot } from "../pdata/space-map-store.js";
+import {
+  SpaceMapLayout,
+  loadSpaceMap,
+  persistIncrementally,
+  persistWhole,
+  type BlockReader,
+  type SpaceMapRoot,
+} from "../pdata/space-map-store.js";
 import { INITIAL_METADATA_BLOCKS } from "../pdata/limits.js";
 import { chooseSuperblock } from "../pdata/superblock-choice.js";
 import { TransactionManager } from "../pdata/transaction-manager.js";
@@ -119,13 +126,18 @@ export class PoolMetadata {
     metadata.changed = true;
     await metadata.commit(dataFile);
     // Both slots hold the first commit, so a fresh pool never shows an unwritten slot.
-    await metaFile.write(encodeSuperblock(metadata.superblock, 1 - (metadata.superblock.transactionId % 2)), (1 - (metadata.superblock.transactionId % 2)) * METADATA_BLOCK_BYTES);
+    await metaFile.write(
+      encodeSuperblock(metadata.superblock, 1 - (metadata.superblock.transactionId % 2)),
+      (1 - (metadata.superblock.transactionId % 2)) * METADATA_BLOCK_BYTES,
+    );
     await metaFile.sync();
     return metadata;
   }
 
   static async open(metaFile: StorageFile, metaPath: string, cacheBlocks?: number): Promise<PoolMetadata> {
-    const { superblock } = await chooseSuperblock(metaFile, metaPath, SUPERBLOCK_SLOTS, (block, slot) => decodeSuperblock(block, slot, metaPath));
+    const { superblock } = await chooseSuperblock(metaFile, metaPath, SUPERBLOCK_SLOTS, (block, slot) =>
+      decodeSuperblock(block, slot, metaPath),
+    );
     // Before the space maps load, the superblock is the only word on the file's size.
     const readRaw = verifiedBlockReader(metaFile, superblock.metadataSpaceMap.blockCount, metaPath);
     // A damaged space map does not stop the pool opening: reads need only the trees, whose
@@ -241,7 +253,8 @@ export class PoolMetadata {
 
   /** O(1): the snapshot shares the origin's mapping tree; shadowing copies it lazily. */
   async snapshot(origin: VolumeState, name: string, readOnly: boolean, now: number): Promise<VolumeState> {
-    if (this.superblock.snapshotTime >= SNAPSHOT_TIME_MAX) throw new LimitExceededError(`the pool has taken ${SNAPSHOT_TIME_MAX} snapshots, its limit`);
+    if (this.superblock.snapshotTime >= SNAPSHOT_TIME_MAX)
+      throw new LimitExceededError(`the pool has taken ${SNAPSHOT_TIME_MAX} snapshots, its limit`);
     await this.checkNewVolume(name);
     this.tm.incRef(origin.record.mappingRoot);
     this.superblock.snapshotTime++;
@@ -308,7 +321,11 @@ export class PoolMetadata {
     if (!found) return null;
     const { dataBlock, time } = decodeMapping(found.value);
     if (!(dataBlock < this.dataRefs.blockCount)) {
-      throw new CorruptBlockError(state.record.mappingRoot, "pointer-out-of-range", `volume '${state.record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool`);
+      throw new CorruptBlockError(
+        state.record.mappingRoot,
+        "pointer-out-of-range",
+        `volume '${state.record.name}' maps block ${virtualBlock} to data block ${dataBlock}, beyond the pool`,
+      );
     }
     return { dataBlock, shared: this.writeNeedsCopy(state, dataBlock, time, found.sharedPath) };
   }
@@ -338,7 +355,11 @@ export class PoolMetadata {
     await this.mappings.forEachInRange(state.record.mappingRoot, from, to, (key, value, sharedPath, nodeIndex) => {
       const { dataBlock, time } = decodeMapping(value);
       if (!(dataBlock < dataBlockCount)) {
-        throw new CorruptBlockError(nodeIndex, "pointer-out-of-range", `volume '${state.record.name}' maps block ${key} to data block ${dataBlock}, beyond the pool`);
+        throw new CorruptBlockError(
+          nodeIndex,
+          "pointer-out-of-range",
+          `volume '${state.record.name}' maps block ${key} to data block ${dataBlock}, beyond the pool`,
+        );
       }
       const sharedNow = sharedPath || this.dataRefs.get(dataBlock) > 1;
       visit(key, dataBlock, sharedNow, this.writeNeedsCopy(state, dataBlock, time, sharedPath));
@@ -366,7 +387,11 @@ export class PoolMetadata {
   async mapBlock(state: VolumeState, virtualBlock: number, dataBlock: number): Promise<void> {
     this.assertLive(state);
     assert(this.dataRefs.get(dataBlock) >= 1, `mapping unallocated data block ${dataBlock}`);
-    const change = await this.mappings.insert(state.record.mappingRoot, virtualBlock, encodeMapping({ dataBlock, time: this.superblock.snapshotTime }));
+    const change = await this.mappings.insert(
+      state.record.mappingRoot,
+      virtualBlock,
+      encodeMapping({ dataBlock, time: this.superblock.snapshotTime }),
+    );
     state.record.mappingRoot = change.root;
     this.dataRefs.confirm(dataBlock);
     if (change.previous) this.dataRefs.dec(decodeMapping(change.previous).dataBlock);
@@ -479,7 +504,8 @@ export class PoolMetadata {
       if (!found) return null;
       const volumeId = readU64(found.value, 0);
       const state = await this.volumeById(volumeId);
-      if (!state) throw new CorruptBlockError(this.superblock.nameIndexRoot, "bad-record", `name index points at missing volume ${volumeId}`);
+      if (!state)
+        throw new CorruptBlockError(this.superblock.nameIndexRoot, "bad-record", `name index points at missing volume ${volumeId}`);
       if (state.record.name === name) return { key: home + probe, volumeId };
     }
     return null;

@@ -151,7 +151,6 @@ export class Pool {
     return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false, tuning.cacheBlocks);
   }
 
-
   // ---- volumes -------------------------------------------------------------------------
 
   async createVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
@@ -195,7 +194,10 @@ export class Pool {
     const found = await this.transactions.read((metadata) => requireVolume(metadata, name));
     const handles = this.openHandles.get(found.id) ?? 0;
     if (sizeBytes < found.record.sizeBytes && handles > 0 && options.force !== true) {
-      throw new VolumeBusyError(name, `${handles} client${handles === 1 ? " has" : "s have"} it open and would see errors past the new end`);
+      throw new VolumeBusyError(
+        name,
+        `${handles} client${handles === 1 ? " has" : "s have"} it open and would see errors past the new end`,
+      );
     }
     const oldSizeBytes = found.record.sizeBytes;
     const info = await this.locksFor(found.id).gate.exclusive(() =>
@@ -233,7 +235,9 @@ export class Pool {
     return this.transactions.change(async (metadata) => {
       const current = metadata.dataRefs.blockCount;
       if (dataBlockCount < current) {
-        throw new InvalidSizeError(`a pool cannot shrink: it has ${formatByteCount(current * DATA_BLOCK_BYTES)}; choose a size of at least that`);
+        throw new InvalidSizeError(
+          `a pool cannot shrink: it has ${formatByteCount(current * DATA_BLOCK_BYTES)}; choose a size of at least that`,
+        );
       }
       await this.dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
       metadata.growData(dataBlockCount);
@@ -401,7 +405,8 @@ function validatePoolSize(sizeBytes: number): number {
 }
 
 function validateVolumeSize(sizeBytes: number): void {
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0) throw new InvalidSizeError(`volume size ${sizeBytes} must be a positive number of bytes`);
+  if (!Number.isSafeInteger(sizeBytes) || sizeBytes <= 0)
+    throw new InvalidSizeError(`volume size ${sizeBytes} must be a positive number of bytes`);
   if (sizeBytes % SECTOR_BYTES !== 0) {
     throw new InvalidSizeError(`volume size ${formatByteCount(sizeBytes)} is not a multiple of ${SECTOR_BYTES} bytes`);
   }

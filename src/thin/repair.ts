@@ -7,7 +7,15 @@
 import { constants } from "node:fs";
 import { copyFile, link, open, realpath, rename, unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
-import { CorruptBlockError, FileExistsError, FileMissingError, InvalidNameError, IoError, LimitExceededError, WrongDataFileError } from "../errors.js";
+import {
+  CorruptBlockError,
+  FileExistsError,
+  FileMissingError,
+  InvalidNameError,
+  IoError,
+  LimitExceededError,
+  WrongDataFileError,
+} from "../errors.js";
 import { assert } from "../io/assert.js";
 import { at } from "../io/checked-index.js";
 import { alignUp, divCeil } from "../io/integers.js";
@@ -24,13 +32,7 @@ import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
 import { NAME_INDEX_VALUE_BYTES, validateVolumeName } from "./names.js";
 import { DamagedMetadata } from "./repair/damaged-metadata.js";
 import { RebuiltPool } from "./repair/rebuilt-pool.js";
-import {
-  REPORT_ITEMS_MAX,
-  type LostVolumes,
-  type RepairReport,
-  type SpaceMapOutcome,
-  type VolumeOutcome,
-} from "./repair/repair-report.js";
+import { REPORT_ITEMS_MAX, type LostVolumes, type RepairReport, type SpaceMapOutcome, type VolumeOutcome } from "./repair/repair-report.js";
 import { KEY_END, salvageTree, type TreeDamage } from "./repair/salvage-tree.js";
 import { SUPERBLOCK_SLOTS, decodeSuperblock, type Superblock } from "./superblock.js";
 import { VOLUME_RECORD_BYTES, decodeVolumeRecord, type VolumeRecord } from "./volume-record.js";
@@ -77,7 +79,9 @@ export async function repairMetadataFile(
   const nameIndexDamage = await salvageTree(damaged, superblock.nameIndexRoot, NAME_INDEX_VALUE_BYTES, () => undefined);
   for (const lost of [...nameIndexDamage.lostSubtrees, ...nameIndexDamage.refusedEntries]) {
     treesWhole = false;
-    notes.push(`the name index is damaged at metadata block ${lost.blockIndex} (${lost.reason}); it is rebuilt from the volume records, so nothing is lost`);
+    notes.push(
+      `the name index is damaged at metadata block ${lost.blockIndex} (${lost.reason}); it is rebuilt from the volume records, so nothing is lost`,
+    );
   }
   if ("unreadable" in chosen.otherSlot) {
     notes.push(`superblock copy ${chosen.otherSlot.slot} is unreadable (${chosen.otherSlot.unreadable}); the new file has both copies`);
@@ -106,7 +110,9 @@ export async function repairMetadataFile(
   assert(verified.clean, `repair wrote metadata that does not check clean: ${verified.problems.map((p) => p.message).join("; ")}`);
 
   const whyNotCompared =
-    oldMetadataMap.failure ?? oldDataMap.failure ?? (treesWhole ? undefined : "some trees could not be read whole, so their references could not all be counted");
+    oldMetadataMap.failure ??
+    oldDataMap.failure ??
+    (treesWhole ? undefined : "some trees could not be read whole, so their references could not all be counted");
   const compared = whyNotCompared === undefined;
   const freedWithLostMappings = compared ? 0 : oldDataMap.table === null ? null : countFreed(oldDataMap.table, rebuilt);
   return {
@@ -128,11 +134,15 @@ export async function repairMetadataFile(
     volumes,
     volumesLost,
     dataSpaceMap: {
-      ...compareSpaceMap(oldDataMap.table, compared, whyNotCompared, rebuilt.dataBlocksUsed, (block) => at(damaged.dataReferences, block, "the old map and the counts both cover the superblock's data blocks")),
+      ...compareSpaceMap(oldDataMap.table, compared, whyNotCompared, rebuilt.dataBlocksUsed, (block) =>
+        at(damaged.dataReferences, block, "the old map and the counts both cover the superblock's data blocks"),
+      ),
       freedWithLostMappings,
     },
     metadataSpaceMap: {
-      ...compareSpaceMap(oldMetadataMap.table, compared, whyNotCompared, rebuilt.metadataBlocksUsed, (block) => at(damaged.references, block, "the old map and the counts both cover the superblock's metadata blocks")),
+      ...compareSpaceMap(oldMetadataMap.table, compared, whyNotCompared, rebuilt.metadataBlocksUsed, (block) =>
+        at(damaged.references, block, "the old map and the counts both cover the superblock's metadata blocks"),
+      ),
       freedWithLostMappings: null,
     },
     notes,
@@ -160,14 +170,20 @@ async function loadOldSpaceMap(
   }
 }
 
-async function salvageVolumeTable(damaged: DamagedMetadata): Promise<{ records: { id: number; record: VolumeRecord }[]; volumesLost: LostVolumes[] }> {
+async function salvageVolumeTable(
+  damaged: DamagedMetadata,
+): Promise<{ records: { id: number; record: VolumeRecord }[]; volumesLost: LostVolumes[] }> {
   const records: { id: number; record: VolumeRecord }[] = [];
   const volumesLost: LostVolumes[] = [];
   const root = damaged.superblock.volumeTableRoot;
   damaged.countReference(root);
   const damage = await salvageTree(damaged, root, VOLUME_RECORD_BYTES, (id, value, leafIndex) => {
     if (id === 0) {
-      volumesLost.push({ blockIndex: leafIndex, reason: "a record under volume id 0, which is never used", volumeIds: { first: 0, end: 1 } });
+      volumesLost.push({
+        blockIndex: leafIndex,
+        reason: "a record under volume id 0, which is never used",
+        volumeIds: { first: 0, end: 1 },
+      });
       return;
     }
     try {
@@ -226,20 +242,25 @@ async function salvageVolume(
     if (refused.length < REPORT_ITEMS_MAX) refused.push({ virtualBlock, blockIndex, reason });
   };
   let kept = 0;
-  const damage: TreeDamage = await salvageTree(damaged, record.mappingRoot, MAPPING_VALUE_BYTES, async (virtualBlock, value, leafIndex, firstVisit) => {
-    const { dataBlock } = decodeMapping(value);
-    if (firstVisit) damaged.countDataReference(dataBlock);
-    if (dataBlock >= rebuilt.dataBlockCount) {
-      refuse(virtualBlock, leafIndex, `maps to data block ${dataBlock}, beyond the pool's ${rebuilt.dataBlockCount}`);
-      return;
-    }
-    if (virtualBlock >= virtualBlockCount) {
-      refuse(virtualBlock, leafIndex, `beyond the volume's ${virtualBlockCount} blocks`);
-      return;
-    }
-    await rebuilt.addMapping(volume, virtualBlock, dataBlock);
-    kept++;
-  });
+  const damage: TreeDamage = await salvageTree(
+    damaged,
+    record.mappingRoot,
+    MAPPING_VALUE_BYTES,
+    async (virtualBlock, value, leafIndex, firstVisit) => {
+      const { dataBlock } = decodeMapping(value);
+      if (firstVisit) damaged.countDataReference(dataBlock);
+      if (dataBlock >= rebuilt.dataBlockCount) {
+        refuse(virtualBlock, leafIndex, `maps to data block ${dataBlock}, beyond the pool's ${rebuilt.dataBlockCount}`);
+        return;
+      }
+      if (virtualBlock >= virtualBlockCount) {
+        refuse(virtualBlock, leafIndex, `beyond the volume's ${virtualBlockCount} blocks`);
+        return;
+      }
+      await rebuilt.addMapping(volume, virtualBlock, dataBlock);
+      kept++;
+    },
+  );
   for (const entry of damage.refusedEntries) refuse(entry.key, entry.blockIndex, entry.reason);
 
   const lostSubtrees = damage.lostSubtrees.map(({ blockIndex, reason, keys }) => ({
@@ -369,14 +390,20 @@ export async function repairPool(metaPath: string, options: RepairPoolOptions = 
     // moved into place; its first commit there makes the path relative again.
     const targetDataPath = options.inPlace ? relative(dirname(finalPath), dataPath) : dataPath;
     if (Buffer.byteLength(targetDataPath) > DATA_PATH_BYTES_MAX) {
-      throw new LimitExceededError(`the data file's path from ${dirname(finalPath)} is longer than ${DATA_PATH_BYTES_MAX} bytes; write the repaired file nearer to it`);
+      throw new LimitExceededError(
+        `the data file's path from ${dirname(finalPath)} is longer than ${DATA_PATH_BYTES_MAX} bytes; write the repaired file nearer to it`,
+      );
     }
     const dataFile = await openLockedDataFile(dataPath, metaPath, "read-only", "exclusive");
     try {
       const identity = new DataFileIdentityStore(dataFile, dataPath);
       const stored = await identity.read(metaPath);
       if (stored !== null && stored.poolUuid !== superblock.uuid) {
-        throw new WrongDataFileError(metaPath, dataPath, `the data file belongs to pool ${stored.poolUuid}, and this is pool ${superblock.uuid}; repair the pool's own metadata file`);
+        throw new WrongDataFileError(
+          metaPath,
+          dataPath,
+          `the data file belongs to pool ${stored.poolUuid}, and this is pool ${superblock.uuid}; repair the pool's own metadata file`,
+        );
       }
       const ownerPath = relative(dirname(dataPath), metaPath);
       const placement = { commitsSeen: stored?.commit ?? superblock.transactionId, repairedCopy: !options.inPlace };

@@ -103,20 +103,30 @@ export function encodeSuperblock(superblock: Superblock, slot: number): Buffer {
 /** Decodes one superblock slot; `metaPath` names the file in errors. */
 export function decodeSuperblock(block: Buffer, slot: number, metaPath: string): Superblock {
   if (fieldBytes(block, F.magic).toString("latin1") !== SUPERBLOCK_MAGIC) {
-    if (readUint(block, BLOCK_HEADER.blockType) === BlockType.Superblock) throw new CorruptBlockError(slot, "bad-superblock", "superblock magic is wrong", metaPath);
+    if (readUint(block, BLOCK_HEADER.blockType) === BlockType.Superblock)
+      throw new CorruptBlockError(slot, "bad-superblock", "superblock magic is wrong", metaPath);
     throw new NotAPoolError(metaPath, `block ${slot} has no thinp superblock magic`);
   }
   verifyBlock(block, BlockType.Superblock, slot);
   const version = readUint(block, F.version);
-  if (version !== FORMAT_VERSION) throw new NotAPoolError(metaPath, `format version ${version}; this thinp reads version ${FORMAT_VERSION}`);
+  if (version !== FORMAT_VERSION)
+    throw new NotAPoolError(metaPath, `format version ${version}; this thinp reads version ${FORMAT_VERSION}`);
   const metadataBlockBytes = readUint(block, F.metadataBlockBytes);
   const dataBlockBytes = readUint(block, F.dataBlockBytes);
   if (metadataBlockBytes !== METADATA_BLOCK_BYTES || dataBlockBytes !== DATA_BLOCK_BYTES) {
-    throw new CorruptBlockError(slot, "bad-superblock", `block sizes ${metadataBlockBytes}/${dataBlockBytes} are not ${METADATA_BLOCK_BYTES}/${DATA_BLOCK_BYTES}`, metaPath);
+    throw new CorruptBlockError(
+      slot,
+      "bad-superblock",
+      `block sizes ${metadataBlockBytes}/${dataBlockBytes} are not ${METADATA_BLOCK_BYTES}/${DATA_BLOCK_BYTES}`,
+      metaPath,
+    );
   }
   const flags = readUint(block, F.flags);
   if ((flags & ~SUPERBLOCK_FLAGS_KNOWN) !== 0) {
-    throw new NotAPoolError(metaPath, `superblock flags 0x${flags.toString(16)} include some this thinp does not know; a newer thinp wrote it`);
+    throw new NotAPoolError(
+      metaPath,
+      `superblock flags 0x${flags.toString(16)} include some this thinp does not know; a newer thinp wrote it`,
+    );
   }
   const pathLength = readUint(block, F.dataPathLength);
   if (pathLength > DATA_PATH_BYTES_MAX) throw new CorruptBlockError(slot, "bad-superblock", `data path length ${pathLength}`, metaPath);
@@ -135,15 +145,24 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
     dataPath: block.toString("utf8", F.dataPath.offset, F.dataPath.offset + pathLength),
   };
   const metadataBlocks = superblock.metadataSpaceMap.blockCount;
-  const pointers = [superblock.volumeTableRoot, superblock.nameIndexRoot, superblock.dataSpaceMap.indexHead, superblock.metadataSpaceMap.indexHead];
+  const pointers = [
+    superblock.volumeTableRoot,
+    superblock.nameIndexRoot,
+    superblock.dataSpaceMap.indexHead,
+    superblock.metadataSpaceMap.indexHead,
+  ];
   // A block that verifies can still hold values no commit writes (an engine bug, a stale
   // block): the space maps' sizes become array sizes and the snapshot time goes into every
   // new mapping, so each is held to its limit here.
   const dataBlocks = superblock.dataSpaceMap.blockCount;
   if (
-    !Number.isSafeInteger(superblock.transactionId) || !Number.isSafeInteger(superblock.nextVolumeId) ||
-    !Number.isSafeInteger(dataBlocks) || dataBlocks === 0 || dataBlocks > POOL_BLOCKS_MAX ||
-    !Number.isSafeInteger(metadataBlocks) || metadataBlocks > METADATA_BLOCKS_MAX ||
+    !Number.isSafeInteger(superblock.transactionId) ||
+    !Number.isSafeInteger(superblock.nextVolumeId) ||
+    !Number.isSafeInteger(dataBlocks) ||
+    dataBlocks === 0 ||
+    dataBlocks > POOL_BLOCKS_MAX ||
+    !Number.isSafeInteger(metadataBlocks) ||
+    metadataBlocks > METADATA_BLOCKS_MAX ||
     superblock.snapshotTime > SNAPSHOT_TIME_MAX ||
     pointers.some((p) => !Number.isSafeInteger(p) || p < SUPERBLOCK_SLOTS.length || p >= metadataBlocks)
   ) {

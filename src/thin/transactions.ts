@@ -71,7 +71,9 @@ export class PoolTransactions {
    * metadata changes, so a failure leaves the transaction sound once the blocks taken are
    * given back, which this does. The blocks are then the caller's, to `settle` or `abandon`.
    */
-  async reserve<T>(section: (metadata: PoolMetadata, allocate: () => Promise<number>) => Promise<T>): Promise<{ value: T; reservation: Reservation }> {
+  async reserve<T>(
+    section: (metadata: PoolMetadata, allocate: () => Promise<number>) => Promise<T>,
+  ): Promise<{ value: T; reservation: Reservation }> {
     return this.run("reserve", async (metadata) => {
       const dataBlocks: number[] = [];
       const allocate = async () => {

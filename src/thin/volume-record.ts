@@ -64,9 +64,15 @@ export function decodeVolumeRecord(value: Buffer, nodeIndex: number): VolumeReco
   const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
   const optionalCount = (v: unknown) => v === null || v === undefined || isCount(v);
   if (
-    typeof fields !== "object" || fields === null ||
-    typeof fields.n !== "string" || !isCount(fields.s) || !isCount(fields.r) || !isCount(fields.m) ||
-    !optionalCount(fields.o) || !isCount(fields.c) || !optionalCount(fields.t)
+    typeof fields !== "object" ||
+    fields === null ||
+    typeof fields.n !== "string" ||
+    !isCount(fields.s) ||
+    !isCount(fields.r) ||
+    !isCount(fields.m) ||
+    !optionalCount(fields.o) ||
+    !isCount(fields.c) ||
+    !optionalCount(fields.t)
   ) {
     throw new CorruptBlockError(nodeIndex, "bad-record", "volume record has missing or invalid fields");
   }

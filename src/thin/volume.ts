@@ -12,7 +12,6 @@ import type { KeyedLocks, SharedGate } from "./locks.js";
 import type { PoolMetadata, VolumeState } from "./pool-metadata.js";
 import type { PoolTransactions } from "./transactions.js";
 
-
 /** What serializes a volume's I/O, one set per volume id, shared by every handle on it. */
 export interface VolumeLocks {
   /** Writes in flight share it; a snapshot of the volume takes it exclusively. */
@@ -31,8 +30,7 @@ interface Piece {
 }
 
 type WritePlan =
-  | { piece: Piece; kind: "in-place"; dataBlock: number }
-  | { piece: Piece; kind: "fresh"; dataBlock: number; copyFrom: number | null };
+  { piece: Piece; kind: "in-place"; dataBlock: number } | { piece: Piece; kind: "fresh"; dataBlock: number; copyFrom: number | null };
 
 export class Volume implements VolumeHandle {
   private lastKnown: VolumeState;
@@ -75,14 +73,21 @@ export class Volume implements VolumeHandle {
 
   async readRuns(offset: number, length: number): Promise<ReadRun[]> {
     const { bytes, runs } = await this.readMapped(offset, length);
-    return runs.map((run) => ({ offset: run.offset, length: run.length, data: run.mapped ? bytes.subarray(run.offset - offset, run.offset - offset + run.length) : null }));
+    return runs.map((run) => ({
+      offset: run.offset,
+      length: run.length,
+      data: run.mapped ? bytes.subarray(run.offset - offset, run.offset - offset + run.length) : null,
+    }));
   }
 
   /**
    * One lookup for the whole range, then one read per run of consecutive data blocks; the
    * buffer is zeroed only where nothing is mapped. Also returns the mapped and unmapped runs.
    */
-  private async readMapped(offset: number, length: number): Promise<{ bytes: Buffer; runs: { offset: number; length: number; mapped: boolean }[] }> {
+  private async readMapped(
+    offset: number,
+    length: number,
+  ): Promise<{ bytes: Buffer; runs: { offset: number; length: number; mapped: boolean }[] }> {
     this.checkRange(offset, length);
     const bytes = Buffer.allocUnsafe(length);
     const runs: { offset: number; length: number; mapped: boolean }[] = [];
@@ -150,7 +155,8 @@ export class Volume implements VolumeHandle {
     const push = (start: number, end: number, mapped: boolean, copyOnWrite: boolean) => {
       if (end <= start) return;
       const last = extents[extents.length - 1];
-      if (last && last.mapped === mapped && last.copyOnWrite === copyOnWrite && last.offset + last.length === start) last.length += end - start;
+      if (last && last.mapped === mapped && last.copyOnWrite === copyOnWrite && last.offset + last.length === start)
+        last.length += end - start;
       else extents.push({ offset: start, length: end - start, mapped, copyOnWrite });
     };
     const end = offset + length;
@@ -161,8 +167,11 @@ export class Volume implements VolumeHandle {
       const to = Math.min(endBlock, from + RANGE_STEP_BLOCKS);
       const mapped: { virtualBlock: number; copyOnWrite: boolean }[] = [];
       await this.tx.read(async (metadata) => {
-        await metadata.forEachMapping(this.liveState(metadata), from, to, (virtualBlock, _dataBlock, _sharedNow, copyOnWrite) =>
-          void mapped.push({ virtualBlock, copyOnWrite }),
+        await metadata.forEachMapping(
+          this.liveState(metadata),
+          from,
+          to,
+          (virtualBlock, _dataBlock, _sharedNow, copyOnWrite) => void mapped.push({ virtualBlock, copyOnWrite }),
         );
       });
       for (const { virtualBlock, copyOnWrite } of mapped) {
@@ -180,19 +189,22 @@ export class Volume implements VolumeHandle {
   // ---- writes --------------------------------------------------------------------------
 
   private async writeLocked(pieces: Piece[], data: Buffer): Promise<void> {
-    await this.locks.blocks.runAll(pieces.map((piece) => piece.virtualBlock), async () => {
-      const { value: plans, reservation } = await this.tx.reserve((metadata, allocate) => this.planWrites(metadata, pieces, allocate));
-      try {
-        await this.writeAll(plans, data);
-      } catch (error) {
-        await this.tx.abandon(reservation);
-        throw error;
-      }
-      await this.tx.settle(reservation, async (metadata) => {
-        const state = this.liveState(metadata);
-        for (const plan of plans) if (plan.kind === "fresh") await metadata.mapBlock(state, plan.piece.virtualBlock, plan.dataBlock);
-      });
-    });
+    await this.locks.blocks.runAll(
+      pieces.map((piece) => piece.virtualBlock),
+      async () => {
+        const { value: plans, reservation } = await this.tx.reserve((metadata, allocate) => this.planWrites(metadata, pieces, allocate));
+        try {
+          await this.writeAll(plans, data);
+        } catch (error) {
+          await this.tx.abandon(reservation);
+          throw error;
+        }
+        await this.tx.settle(reservation, async (metadata) => {
+          const state = this.liveState(metadata);
+          for (const plan of plans) if (plan.kind === "fresh") await metadata.mapBlock(state, plan.piece.virtualBlock, plan.dataBlock);
+        });
+      },
+    );
   }
 
   /** Decides, per block, between writing in place and provisioning a fresh data block. */
@@ -326,7 +338,7 @@ export class Volume implements VolumeHandle {
 
 function splitIntoPieces(offset: number, length: number): Piece[] {
   const pieces: Piece[] = [];
-  for (let done = 0; done < length; ) {
+  for (let done = 0; done < length;) {
     const at = offset + done;
     const virtualBlock = Math.floor(at / DATA_BLOCK_BYTES);
     const inBlock = at % DATA_BLOCK_BYTES;
@@ -338,7 +350,10 @@ function splitIntoPieces(offset: number, length: number): Piece[] {
 }
 
 /** Joins pieces whose data blocks are consecutive on disk into single reads. */
-function coalesce(pieces: Piece[], dataBlockOf: (piece: Piece) => number | null): { inRequest: number; byteLength: number; dataBlock: number; inBlock: number }[] {
+function coalesce(
+  pieces: Piece[],
+  dataBlockOf: (piece: Piece) => number | null,
+): { inRequest: number; byteLength: number; dataBlock: number; inBlock: number }[] {
   const runs: { inRequest: number; byteLength: number; dataBlock: number; inBlock: number; lastBlock: number }[] = [];
   for (const piece of pieces) {
     const dataBlock = dataBlockOf(piece);

@@ -90,7 +90,8 @@ interface Variant {
 
 function* variantsFor(inFlight: PendingWrite[], options: CrashStateOptions, budget: number): Generator<Variant> {
   const count = inFlight.length;
-  const describe = (kept: PendingWrite[]) => `${kept.length} of ${count} pending writes landed (ops ${kept.map((w) => w.index).join(",") || "none"})`;
+  const describe = (kept: PendingWrite[]) =>
+    `${kept.length} of ${count} pending writes landed (ops ${kept.map((w) => w.index).join(",") || "none"})`;
   if (count === 0) {
     yield { writes: [], reversed: false, description: "nothing pending" };
     return;
@@ -119,6 +120,11 @@ function* variantsFor(inFlight: PendingWrite[], options: CrashStateOptions, budg
   const sectors = Math.ceil(last.bytes.length / SECTOR_BYTES);
   if (sectors > 1 && produced < budget + 1) {
     const keepBytes = (1 + options.random.below(sectors - 1)) * SECTOR_BYTES;
-    yield { writes: inFlight, reversed: false, torn: { write: last, keepBytes }, description: `${describe(inFlight)}, op ${last.index} torn after ${keepBytes} bytes` };
+    yield {
+      writes: inFlight,
+      reversed: false,
+      torn: { write: last, keepBytes },
+      description: `${describe(inFlight)}, op ${last.index} torn after ${keepBytes} bytes`,
+    };
   }
 }

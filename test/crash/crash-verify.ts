@@ -40,7 +40,11 @@ export async function verifyCrashState(workload: CrashWorkload, state: CrashStat
   }
 
   const report = await checkMetadataFile(metaFile, "meta");
-  if (!report.clean) return `check found: ${report.problems.map((p) => p.message).slice(0, 5).join("; ")}`;
+  if (!report.clean)
+    return `check found: ${report.problems
+      .map((p) => p.message)
+      .slice(0, 5)
+      .join("; ")}`;
 
   const listed = (await pool.listVolumes()).map((info) => info.name).sort();
   const wanted = [...expected.volumes.keys()].sort();
@@ -86,7 +90,9 @@ function compareBlock(name: string, start: number, read: Buffer, expected: Buffe
   for (let i = 0; i < read.length; i++) {
     if (read[i] === expected[i]) continue;
     const at = start + i;
-    const explained = laterHere.some((write) => at >= write.offset && at < write.offset + write.bytes.length && write.bytes[at - write.offset] === read[i]);
+    const explained = laterHere.some(
+      (write) => at >= write.offset && at < write.offset + write.bytes.length && write.bytes[at - write.offset] === read[i],
+    );
     if (!explained) {
       return `'${name}' byte ${at} reads ${read[i]}, neither the committed ${expected[i]} nor a value a later write put there`;
     }

@@ -129,7 +129,9 @@ export async function runCrashWorkload(seed: number, shape: WorkloadShape): Prom
         });
       }
     } catch (error) {
-      throw new Error(`workload seed ${seed} failed at step ${step} (${steps[steps.length - 1]}): ${(error as Error).stack}`, { cause: error });
+      throw new Error(`workload seed ${seed} failed at step ${step} (${steps[steps.length - 1]}): ${(error as Error).stack}`, {
+        cause: error,
+      });
     }
   }
   return { seed, log, bases, commits, writes, touchedBlocks, steps };

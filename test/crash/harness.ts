@@ -25,7 +25,12 @@ export interface CrashRunReport {
 
 export const DEFAULT_SHAPE: WorkloadShape = { steps: 220, poolBlocks: 2048 };
 
-export async function runCrashSeed(seed: number, statesMax: number, shape: WorkloadShape = DEFAULT_SHAPE, failuresMax = 3): Promise<CrashRunReport> {
+export async function runCrashSeed(
+  seed: number,
+  statesMax: number,
+  shape: WorkloadShape = DEFAULT_SHAPE,
+  failuresMax = 3,
+): Promise<CrashRunReport> {
   const started = performance.now();
   const workload = await runCrashWorkload(seed, shape);
   const random = new SeededRandom(seed ^ 0x5eed);

@@ -50,7 +50,9 @@ async function main(): Promise<number> {
     }
     console.log(describeFailure(shortest));
   }
-  console.log(`total: ${totalStates} crash states in ${(totalMs / 1000).toFixed(1)} s, ${Math.round(totalStates / (totalMs / 1000))} states/s`);
+  console.log(
+    `total: ${totalStates} crash states in ${(totalMs / 1000).toFixed(1)} s, ${Math.round(totalStates / (totalMs / 1000))} states/s`,
+  );
   return failed === 0 ? 0 : 1;
 }
 

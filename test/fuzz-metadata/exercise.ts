@@ -25,7 +25,12 @@ export interface CaseOptions {
   repair: boolean;
 }
 
-export async function exerciseCase(file: MemoryStorageFile, fuzzPool: FuzzPool, random: SeededRandom, options: CaseOptions): Promise<string[]> {
+export async function exerciseCase(
+  file: MemoryStorageFile,
+  fuzzPool: FuzzPool,
+  random: SeededRandom,
+  options: CaseOptions,
+): Promise<string[]> {
   const run = new CaseRun(fuzzPool, random, options.family === "detectable");
   const check = await run.attempt("check", () => checkMetadataFile(file, "meta"));
   const readFailures = await run.readEverything(file);
@@ -152,18 +157,26 @@ class CaseRun {
       const reads = await Promise.all(windows.map(([offset, length]) => volume.read(offset, length)));
       if (!this.mustNotLie) continue;
       const expected = original!.find((candidate) => candidate.id === info.id);
-      if (expected === undefined || expected.name !== info.name || expected.sizeBytes !== info.sizeBytes || expected.readOnly !== info.readOnly) {
+      if (
+        expected === undefined ||
+        expected.name !== info.name ||
+        expected.sizeBytes !== info.sizeBytes ||
+        expected.readOnly !== info.readOnly
+      ) {
         this.violation(`repair made volume ${JSON.stringify(info)}, which the pool never had`);
         continue;
       }
       const outcome = report.volumes.find((entry) => entry.id === info.id)!;
       if (outcome.mappingsKept !== info.mappedBlocks || outcome.mappingsKept + outcome.mappingsLost !== expected.mappedBlocks) {
-        this.violation(`repair of ${info.name} reports ${outcome.mappingsKept} kept + ${outcome.mappingsLost} lost of ${expected.mappedBlocks}, and the pool maps ${info.mappedBlocks}`);
+        this.violation(
+          `repair of ${info.name} reports ${outcome.mappingsKept} kept + ${outcome.mappingsLost} lost of ${expected.mappedBlocks}, and the pool maps ${info.mappedBlocks}`,
+        );
       }
       const image = this.fuzzPool.volumes.get(info.name)!.bytes;
       windows.forEach(([offset, length], i) => {
         const wanted = salvagedImage(image, extents, offset, length);
-        if (!reads[i]!.equals(wanted)) this.violation(`repaired ${info.name} at ${offset}+${length} holds bytes that are neither the original nor zeros where unmapped`);
+        if (!reads[i]!.equals(wanted))
+          this.violation(`repaired ${info.name} at ${offset}+${length} holds bytes that are neither the original nor zeros where unmapped`);
       });
     }
     if (this.mustNotLie && check?.clean && (report.lostData || !sameListing(listing, original!))) {
@@ -190,6 +203,9 @@ function sameListing(actual: VolumeInfo[], expected: VolumeInfo[]): boolean {
 
 function describeError(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
-  const frames = (error.stack ?? "").split("\n").slice(1, 5).map((line) => line.trim());
+  const frames = (error.stack ?? "")
+    .split("\n")
+    .slice(1, 5)
+    .map((line) => line.trim());
   return `${error.name}: ${error.message} [${frames.join(" | ")}]`;
 }

@@ -19,7 +19,10 @@ export class ContentModel {
   /** 1 where the model is sure of the byte. */
   private readonly known: Uint8Array;
 
-  constructor(readonly sizeBytes: number, initial?: Buffer) {
+  constructor(
+    readonly sizeBytes: number,
+    initial?: Buffer,
+  ) {
     this.bytes = Buffer.alloc(sizeBytes);
     initial?.copy(this.bytes);
     this.known = new Uint8Array(sizeBytes).fill(1);

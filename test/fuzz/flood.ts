@@ -63,7 +63,13 @@ async function greeted(socket: FuzzSocket): Promise<boolean> {
 }
 
 /** Runs one flood; resolves with the number of connections it opened. */
-export async function runFlood(kind: FloodKind, random: SeededRandom, target: FuzzTarget, server: FuzzServer, stats: ScriptStats): Promise<number> {
+export async function runFlood(
+  kind: FloodKind,
+  random: SeededRandom,
+  target: FuzzTarget,
+  server: FuzzServer,
+  stats: ScriptStats,
+): Promise<number> {
   await until(() => server.server.connectionCount === 0, "the server to drop earlier connections");
   const connections = await floodOfKind(kind, random, target, server, stats);
   await until(() => (server.attachedClients() ?? 0) === 0, "every attached client to be detached");
@@ -132,9 +138,26 @@ async function pastTheLimit(random: SeededRandom, server: FuzzServer, stats: Scr
       const role = random.below(3);
       if (role === 2) {
         // Into transmission, then idle: not subject to the handshake timeout.
-        await openSession(socket, server, { exportName: idleExport, structured: false, selectContext: false, via: "go", noZeroes: true, infoTypes: [] });
+        await openSession(socket, server, {
+          exportName: idleExport,
+          structured: false,
+          selectContext: false,
+          via: "go",
+          noZeroes: true,
+          infoTypes: [],
+        });
       } else {
-        if (role === 1) socket.send(sessionOpeningBytes({ exportName: idleExport, structured: true, selectContext: false, via: "go", noZeroes: true, infoTypes: [] }).subarray(0, 1 + random.below(24)));
+        if (role === 1)
+          socket.send(
+            sessionOpeningBytes({
+              exportName: idleExport,
+              structured: true,
+              selectContext: false,
+              via: "go",
+              noZeroes: true,
+              infoTypes: [],
+            }).subarray(0, 1 + random.below(24)),
+          );
         if (!(await greeted(socket))) throw new FuzzFailure(`connection ${i + 1} of a limit of ${limit} was refused`);
       }
     }
@@ -167,7 +190,10 @@ async function handshakeTimeout(random: SeededRandom, server: FuzzServer, stats:
     for (let i = 0; i < limit; i++) {
       const socket = await FuzzSocket.connect(server.socketPath, server.limits.handshakeTimeoutMs * 3);
       sockets.push(socket);
-      if (random.next() < 0.5) socket.send(Buffer.concat([Buffer.from([0, 0, 0, 3]), optionBytes(P.NBD_OPT_GO, Buffer.alloc(4))]).subarray(0, 4 + random.below(20)));
+      if (random.next() < 0.5)
+        socket.send(
+          Buffer.concat([Buffer.from([0, 0, 0, 3]), optionBytes(P.NBD_OPT_GO, Buffer.alloc(4))]).subarray(0, 4 + random.below(20)),
+        );
       if (!(await greeted(socket))) throw new FuzzFailure(`idle connection ${i + 1} of a limit of ${limit} was refused`);
     }
     tally(stats, "flood: idle handshakes left to time out", limit);
@@ -212,7 +238,9 @@ async function slowReaderOptions(server: FuzzServer, stats: ScriptStats): Promis
     // Thousands of copies of one option make one case, not thousands.
     tally(stats, "flood: options from a client that never reads", 1);
     if (growth > bound) {
-      throw new FuzzFailure(`${optionCount} LIST options from a client that reads nothing grew buffers by ${(growth / MiB).toFixed(0)} MiB (bound ${(bound / MiB).toFixed(0)} MiB)`);
+      throw new FuzzFailure(
+        `${optionCount} LIST options from a client that reads nothing grew buffers by ${(growth / MiB).toFixed(0)} MiB (bound ${(bound / MiB).toFixed(0)} MiB)`,
+      );
     }
   } finally {
     socket.destroy();
@@ -230,7 +258,9 @@ async function slowReaderRequests(server: FuzzServer, stats: ScriptStats): Promi
   const socket = await FuzzSocket.connect(server.socketPath);
   try {
     await openSession(socket, server, { exportName, structured: false, selectContext: false, via: "go", noZeroes: true, infoTypes: [] });
-    const reads = Array.from({ length: requestCount }, (_, i) => requestHeader({ command: P.NBD_CMD_READ, flags: 0, cookie: BigInt(i), offset: 0n, byteLength }));
+    const reads = Array.from({ length: requestCount }, (_, i) =>
+      requestHeader({ command: P.NBD_CMD_READ, flags: 0, cookie: BigInt(i), offset: 0n, byteLength }),
+    );
     const growth = await peakBufferGrowth(
       () => {
         void socket.pauseReading(500);
@@ -241,7 +271,9 @@ async function slowReaderRequests(server: FuzzServer, stats: ScriptStats): Promi
     );
     tally(stats, "flood: reads from a client that never reads", 1);
     if (growth > bound) {
-      throw new FuzzFailure(`${requestCount} reads of 1 MiB from a client that reads nothing grew buffers by ${(growth / MiB).toFixed(0)} MiB (bound ${(bound / MiB).toFixed(0)} MiB)`);
+      throw new FuzzFailure(
+        `${requestCount} reads of 1 MiB from a client that reads nothing grew buffers by ${(growth / MiB).toFixed(0)} MiB (bound ${(bound / MiB).toFixed(0)} MiB)`,
+      );
     }
   } finally {
     socket.destroy();

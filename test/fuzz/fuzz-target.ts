@@ -198,7 +198,13 @@ function memoryLimits(options: FuzzTargetOptions): NbdLimits {
   };
 }
 
-async function startServer(kind: "memory", catalog: FuzzCatalog, socketPath: string, limits: NbdLimits, parts: MemoryParts): Promise<FuzzServer> {
+async function startServer(
+  kind: "memory",
+  catalog: FuzzCatalog,
+  socketPath: string,
+  limits: NbdLimits,
+  parts: MemoryParts,
+): Promise<FuzzServer> {
   const server = await startNbdServer({ catalog, socketPath, limits });
   const inner = catalog.inner;
   return {

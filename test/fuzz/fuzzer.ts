@@ -95,7 +95,15 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const timeLimitMs = options.timeLimitMs ?? 10 * 60_000;
   const stats: ScriptStats = { cases: 0, requestKinds: new Map() };
   const failures: FailureReport[] = [];
-  const guard = new CrashGuard((error) => failures.push({ what: "the process", message: `uncaught: ${error.stack ?? String(error)}`, sentHex: null, sentTruncated: false, replay: `--seed ${options.seed}` }));
+  const guard = new CrashGuard((error) =>
+    failures.push({
+      what: "the process",
+      message: `uncaught: ${error.stack ?? String(error)}`,
+      sentHex: null,
+      sentTruncated: false,
+      replay: `--seed ${options.seed}`,
+    }),
+  );
   const started = Date.now();
   const target = await FuzzTarget.start({
     memoryLanes: workers - POOL_WORKERS,
@@ -145,7 +153,13 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
         connections++;
         await wellBehavedClient(server, random);
       } catch (error) {
-        failures.push({ what: `the oracle after round ${round}`, message: (error as Error).message, sentHex: null, sentTruncated: false, replay: `--seed ${options.seed}` });
+        failures.push({
+          what: `the oracle after round ${round}`,
+          message: (error as Error).message,
+          sentHex: null,
+          sentTruncated: false,
+          replay: `--seed ${options.seed}`,
+        });
       }
     }
   };
@@ -155,7 +169,13 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     try {
       connections += await runFlood(kind, random, target, server, stats);
     } catch (error) {
-      failures.push({ what: `flood ${number} (${kind}, ${server.kind} server)`, message: (error as Error).message, sentHex: null, sentTruncated: false, replay: `--seed ${options.seed}` });
+      failures.push({
+        what: `flood ${number} (${kind}, ${server.kind} server)`,
+        message: (error as Error).message,
+        sentHex: null,
+        sentTruncated: false,
+        replay: `--seed ${options.seed}`,
+      });
     }
   };
 
@@ -191,12 +211,22 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
           const next = FLOODS[(floodNumber - 1) % FLOODS.length]!;
           await flood(next.kind, target.server(next.server), floodNumber++);
         }
-        if (round % 10 === 0) log(`round ${round}: ${stats.cases} cases, ${connections} connections, ${Math.round(stats.cases / ((Date.now() - started) / 1000))} cases/s`);
+        if (round % 10 === 0)
+          log(
+            `round ${round}: ${stats.cases} cases, ${connections} connections, ${Math.round(stats.cases / ((Date.now() - started) / 1000))} cases/s`,
+          );
       }
     }
   } finally {
     const problem = await target.close();
-    if (problem !== null) failures.push({ what: "the pool after the run", message: problem, sentHex: null, sentTruncated: false, replay: `--seed ${options.seed}` });
+    if (problem !== null)
+      failures.push({
+        what: "the pool after the run",
+        message: problem,
+        sentHex: null,
+        sentTruncated: false,
+        replay: `--seed ${options.seed}`,
+      });
     guard.remove();
   }
   meter.sample();
@@ -242,9 +272,22 @@ export function describeFailure(failure: FailureReport): string {
 }
 
 /** Replays raw bytes (a failing case's hex) on a fresh server, then runs the oracle. */
-export async function replayBytes(bytes: Buffer, serverKind: ServerKind, hangUp: "end" | "destroy", log: (line: string) => void): Promise<FailureReport[]> {
+export async function replayBytes(
+  bytes: Buffer,
+  serverKind: ServerKind,
+  hangUp: "end" | "destroy",
+  log: (line: string) => void,
+): Promise<FailureReport[]> {
   const failures: FailureReport[] = [];
-  const guard = new CrashGuard((error) => failures.push({ what: "the process", message: `uncaught: ${error.stack ?? String(error)}`, sentHex: null, sentTruncated: false, replay: "" }));
+  const guard = new CrashGuard((error) =>
+    failures.push({
+      what: "the process",
+      message: `uncaught: ${error.stack ?? String(error)}`,
+      sentHex: null,
+      sentTruncated: false,
+      replay: "",
+    }),
+  );
   const target = await FuzzTarget.start({ memoryLanes: 6, poolLanes: POOL_WORKERS, connectionsMax: 32, handshakeTimeoutMs: 3000 });
   try {
     const socket = await FuzzSocket.connect(target.server(serverKind).socketPath);
@@ -253,7 +296,14 @@ export async function replayBytes(bytes: Buffer, serverKind: ServerKind, hangUp:
     else socket.end();
     const closed = await socket.drainUntilClosed();
     log(`server ${closed ? "closed the connection" : "did not close the connection"} after sending ${socket.discardedBytes} bytes`);
-    if (!closed) failures.push({ what: "replay", message: "the server did not close the connection", sentHex: null, sentTruncated: false, replay: "" });
+    if (!closed)
+      failures.push({
+        what: "replay",
+        message: "the server did not close the connection",
+        sentHex: null,
+        sentTruncated: false,
+        replay: "",
+      });
     const random = new SeededRandom(1);
     for (const server of [target.memory, target.pool]) {
       try {

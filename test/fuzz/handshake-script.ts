@@ -50,7 +50,13 @@ export function planHandshakeScript(random: SeededRandom, server: FuzzServer): H
     if (server.limits.optionsPerHandshakeMax <= 1000 && random.next() < 0.05) {
       floodLimit = server.limits.optionsPerHandshakeMax;
       const bytes = optionBytes(P.NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0));
-      for (let i = 0; i < floodLimit + 1 + random.below(4); i++) steps.push({ label: "STRUCTURED_REPLY past the option limit", option: P.NBD_OPT_STRUCTURED_REPLY, bytes, expect: { kind: "replies", final: [P.NBD_REP_ACK], before: [] } });
+      for (let i = 0; i < floodLimit + 1 + random.below(4); i++)
+        steps.push({
+          label: "STRUCTURED_REPLY past the option limit",
+          option: P.NBD_OPT_STRUCTURED_REPLY,
+          bytes,
+          expect: { kind: "replies", final: [P.NBD_REP_ACK], before: [] },
+        });
     } else {
       const optionCount = 1 + random.below(8);
       for (let i = 0; i < optionCount; i++) {
@@ -74,11 +80,20 @@ function planEnding(random: SeededRandom, server: FuzzServer, state: HaggleState
     if (roll < 0.45) return { kind: "destroy" };
     if (roll < 0.75) {
       const whole = generateOption(random, server, { ...state }).bytes;
-      return { kind: "cut-option", then: random.next() < 0.8 ? "end" : "destroy", bytes: whole.subarray(0, 1 + random.below(whole.length - 1)) };
+      return {
+        kind: "cut-option",
+        then: random.next() < 0.8 ? "end" : "destroy",
+        bytes: whole.subarray(0, 1 + random.below(whole.length - 1)),
+      };
     }
     const exportName = random.pick([...server.exports.keys()]);
     const name = Buffer.from(exportName, "utf8");
-    steps.push({ label: `GO '${exportName.slice(0, 40)}'`, option: P.NBD_OPT_GO, bytes: optionBytes(P.NBD_OPT_GO, infoRequestData(name, [])), expect: { kind: "go", exportName, infoTypes: [] } });
+    steps.push({
+      label: `GO '${exportName.slice(0, 40)}'`,
+      option: P.NBD_OPT_GO,
+      bytes: optionBytes(P.NBD_OPT_GO, infoRequestData(name, [])),
+      expect: { kind: "go", exportName, infoTypes: [] },
+    });
   }
   const final = steps[steps.length - 1]!.expect;
   if (final.kind !== "go" && final.kind !== "export-name") return { kind: "none" };
@@ -116,7 +131,10 @@ export async function runHandshakeScript(socket: FuzzSocket, server: FuzzServer,
   const all = Buffer.concat([plan.flagsBytes, ...plan.steps.map((step) => step.bytes), endingBytes(plan.ending)]);
   socket.sendInPieces(all, plan.cuts);
   const ending = plan.ending;
-  const hangsUp = ending.kind === "end" || (ending.kind === "cut-option" && ending.then === "end") || (ending.kind === "transmission" && ending.action === "garbage");
+  const hangsUp =
+    ending.kind === "end" ||
+    (ending.kind === "cut-option" && ending.then === "end") ||
+    (ending.kind === "transmission" && ending.action === "garbage");
   if (hangsUp) socket.end();
   if (ending.kind === "destroy" || (ending.kind === "cut-option" && ending.then === "destroy")) {
     socket.destroy();
@@ -163,8 +181,12 @@ async function checkStep(socket: FuzzSocket, server: FuzzServer, step: OptionSte
     case "replies": {
       const replies = await readOptionReplies(socket, step.option, 256);
       const last = replies[replies.length - 1]!;
-      if (!expect.final.includes(last.replyType)) throw new FuzzFailure(`${where}: answered 0x${last.replyType.toString(16)}, expected ${expect.final.map((t) => `0x${t.toString(16)}`).join(" or ")}`);
-      if (replies.slice(0, -1).some((reply) => !expect.before.includes(reply.replyType))) throw new FuzzFailure(`${where}: unexpected replies ${replies.map((r) => r.replyType.toString(16)).join(",")}`);
+      if (!expect.final.includes(last.replyType))
+        throw new FuzzFailure(
+          `${where}: answered 0x${last.replyType.toString(16)}, expected ${expect.final.map((t) => `0x${t.toString(16)}`).join(" or ")}`,
+        );
+      if (replies.slice(0, -1).some((reply) => !expect.before.includes(reply.replyType)))
+        throw new FuzzFailure(`${where}: unexpected replies ${replies.map((r) => r.replyType.toString(16)).join(",")}`);
       if (last.replyType >= 0x8000_0000 && replies.length !== 1) throw new FuzzFailure(`${where}: error after other replies`);
       if (last.replyType === P.NBD_REP_ACK && last.data.length !== 0) throw new FuzzFailure(`${where}: ACK with data`);
       if (last.replyType === P.NBD_REP_ACK && expect.check) {
@@ -190,22 +212,39 @@ async function checkStep(socket: FuzzSocket, server: FuzzServer, step: OptionSte
 
 function checkExport(server: FuzzServer, exportName: string, exportBytes: number, flags: number, structured: boolean): void {
   const facts = server.exports.get(exportName)!;
-  if (exportBytes !== facts.sizeBytes) throw new FuzzFailure(`'${exportName.slice(0, 40)}' announced ${exportBytes} bytes, it has ${facts.sizeBytes}`);
+  if (exportBytes !== facts.sizeBytes)
+    throw new FuzzFailure(`'${exportName.slice(0, 40)}' announced ${exportBytes} bytes, it has ${facts.sizeBytes}`);
   const expected = expectedTransmissionFlags(facts.readOnly, structured);
-  if (flags !== expected) throw new FuzzFailure(`'${exportName.slice(0, 40)}' transmission flags 0x${flags.toString(16)}, expected 0x${expected.toString(16)}`);
+  if (flags !== expected)
+    throw new FuzzFailure(`'${exportName.slice(0, 40)}' transmission flags 0x${flags.toString(16)}, expected 0x${expected.toString(16)}`);
 }
 
-async function transmission(socket: FuzzSocket, server: FuzzServer, plan: HandshakePlan, ending: Extract<Ending, { kind: "transmission" }>): Promise<void> {
+async function transmission(
+  socket: FuzzSocket,
+  server: FuzzServer,
+  plan: HandshakePlan,
+  ending: Extract<Ending, { kind: "transmission" }>,
+): Promise<void> {
   const last = plan.steps[plan.steps.length - 1]!.expect as { exportName: string };
   const facts = server.exports.get(last.exportName)!;
   if (ending.action === "read") {
-    const session = { facts, structured: plan.structuredAtEnd, contextId: null, transmissionFlags: expectedTransmissionFlags(facts.readOnly, plan.structuredAtEnd) };
+    const session = {
+      facts,
+      structured: plan.structuredAtEnd,
+      contextId: null,
+      transmissionFlags: expectedTransmissionFlags(facts.readOnly, plan.structuredAtEnd),
+    };
     const reader = new ReplyReader(socket, session);
-    reader.add({ spec: { command: P.NBD_CMD_READ, flags: 0, cookie: 0x5eadn, offset: BigInt(ending.readOffset), byteLength: 512 }, expectedErrno: 0, unsettled: [] });
+    reader.add({
+      spec: { command: P.NBD_CMD_READ, flags: 0, cookie: 0x5eadn, offset: BigInt(ending.readOffset), byteLength: 512 },
+      expectedErrno: 0,
+      unsettled: [],
+    });
     await reader.next();
   }
   if (ending.action === "garbage") {
-    if (!(await socket.drainUntilClosed())) throw new FuzzFailure("garbage after the handshake: the server did not close the half-closed connection");
+    if (!(await socket.drainUntilClosed()))
+      throw new FuzzFailure("garbage after the handshake: the server did not close the half-closed connection");
     return;
   }
   return expectClose(socket, `DISC after the handshake`);

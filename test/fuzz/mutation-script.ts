@@ -39,7 +39,12 @@ export function planMutationScript(random: SeededRandom, server: FuzzServer): Mu
     infoTypes: [],
   };
   const facts = server.exports.get(choice.exportName)!;
-  const session = { facts, structured, contextId: choice.selectContext ? 1 : null, transmissionFlags: expectedTransmissionFlags(facts.readOnly, structured) };
+  const session = {
+    facts,
+    structured,
+    contextId: choice.selectContext ? 1 : null,
+    transmissionFlags: expectedTransmissionFlags(facts.readOnly, structured),
+  };
   const requests: GeneratedRequest[] = [];
   for (let i = 0; i < random.below(12); i++) requests.push(generateRequest(random, session, requests));
   const parts = [sessionOpeningBytes(choice), ...requests.map((request) => requestBytes(request.spec))];
@@ -101,6 +106,8 @@ export async function runMutationScript(socket: FuzzSocket, plan: MutationPlan, 
   stats.cases++;
   stats.requestKinds.set("mutated stream", (stats.requestKinds.get("mutated stream") ?? 0) + 1);
   if (!(await socket.drainUntilClosed())) {
-    throw new FuzzFailure(`mutated stream (${plan.mutations.join("; ")}): the server did not close the connection after the client hung up`);
+    throw new FuzzFailure(
+      `mutated stream (${plan.mutations.join("; ")}): the server did not close the connection after the client hung up`,
+    );
   }
 }

@@ -62,10 +62,16 @@ function randomName(random: SeededRandom, server: FuzzServer): NameCase {
       return { bytes, status: server.exports.has(bytes.toString()) ? "exists" : "unknown", label: "name of 4096 bytes" };
     }
     case 4:
-      return { bytes: Buffer.alloc(NAME_BYTES_MAX + 1 + (random.next() < 0.8 ? 0 : random.below(8000)), "n"), status: "invalid", label: "name over 4096 bytes" };
+      return {
+        bytes: Buffer.alloc(NAME_BYTES_MAX + 1 + (random.next() < 0.8 ? 0 : random.below(8000)), "n"),
+        status: "invalid",
+        label: "name over 4096 bytes",
+      };
     case 5:
-      if (server.busy.size > 0 && random.next() < 0.5) return { bytes: Buffer.from([...server.busy][0]!), status: "busy", label: "busy export" };
-      if (server.broken.size > 0) return { bytes: Buffer.from([...server.broken][0]!), status: "broken", label: "export that cannot be opened" };
+      if (server.busy.size > 0 && random.next() < 0.5)
+        return { bytes: Buffer.from([...server.busy][0]!), status: "busy", label: "busy export" };
+      if (server.broken.size > 0)
+        return { bytes: Buffer.from([...server.broken][0]!), status: "broken", label: "export that cannot be opened" };
       return { bytes: Buffer.from("no-such"), status: "unknown", label: "unknown name" };
     case 6: {
       const bytes = Buffer.from(`missing-${random.below(1000)}`);
@@ -113,13 +119,20 @@ function infoOrGo(random: SeededRandom, server: FuzzServer, option: typeof P.NBD
     return fail(INVALID, `${what} with under 6 bytes of data`, option, bytes);
   }
   if (malformation === 1) {
-    const data = infoRequestData(name.bytes, infoTypes, { nameLengthField: random.next() < 0.5 ? 0xffff_ffff : name.bytes.length + 1 + random.below(100) });
+    const data = infoRequestData(name.bytes, infoTypes, {
+      nameLengthField: random.next() < 0.5 ? 0xffff_ffff : name.bytes.length + 1 + random.below(100),
+    });
     return fail(INVALID, `${what} whose name length runs past the data`, option, optionBytes(option, data));
   }
   if (malformation === 2) {
     const lie = random.next() < 0.5 ? 0xffff : infoTypes.length + 1 + random.below(10);
     const data = infoRequestData(name.bytes, infoTypes, { countField: lie });
-    return fail(unknownToo(name, INVALID), `${what} with request count ${lie} for ${infoTypes.length} requests`, option, optionBytes(option, data));
+    return fail(
+      unknownToo(name, INVALID),
+      `${what} with request count ${lie} for ${infoTypes.length} requests`,
+      option,
+      optionBytes(option, data),
+    );
   }
   if (malformation === 3) {
     const data = infoRequestData(name.bytes, infoTypes, { trailing: random.bytes(1 + random.below(5)) });
@@ -128,7 +141,8 @@ function infoOrGo(random: SeededRandom, server: FuzzServer, option: typeof P.NBD
   const bytes = optionBytes(option, infoRequestData(name.bytes, infoTypes));
   const label = `${what} of ${name.label} with info requests [${infoTypes.join(",")}]`;
   if (name.status === "invalid") return fail(INVALID, label, option, bytes);
-  if (name.status === "unknown" || name.status === "broken" || (name.status === "busy" && option === P.NBD_OPT_GO)) return fail(UNKNOWN, label, option, bytes);
+  if (name.status === "unknown" || name.status === "broken" || (name.status === "busy" && option === P.NBD_OPT_GO))
+    return fail(UNKNOWN, label, option, bytes);
   const exportName = name.bytes.toString("utf8");
   if (option === P.NBD_OPT_GO) return { label, option, bytes, expect: { kind: "go", exportName, infoTypes } };
   // INFO: the same replies as GO but negotiation goes on. A busy export still answers INFO.
@@ -146,7 +160,12 @@ const QUERIES: readonly [string, "allocation" | "wildcard" | "nothing" | "invali
   ["", "invalid"],
 ];
 
-function metaContext(random: SeededRandom, server: FuzzServer, option: typeof P.NBD_OPT_LIST_META_CONTEXT | typeof P.NBD_OPT_SET_META_CONTEXT, state: HaggleState): OptionStep {
+function metaContext(
+  random: SeededRandom,
+  server: FuzzServer,
+  option: typeof P.NBD_OPT_LIST_META_CONTEXT | typeof P.NBD_OPT_SET_META_CONTEXT,
+  state: HaggleState,
+): OptionStep {
   const set = option === P.NBD_OPT_SET_META_CONTEXT;
   const what = set ? "SET_META_CONTEXT" : "LIST_META_CONTEXT";
   const name = randomName(random, server);
@@ -189,7 +208,8 @@ function metaContext(random: SeededRandom, server: FuzzServer, option: typeof P.
   if (set && !state.structured) return fail(INVALID, `${label} before STRUCTURED_REPLY`, option, bytes);
   if (lying || malformed || name.status === "invalid") return fail(unknownToo(name, INVALID), label, option, bytes);
   // The document orders nothing between an unknown export and a query without a namespace: either error will do.
-  if (name.status === "unknown" || name.status === "broken") return fail(queryInvalid ? [...INVALID, ...UNKNOWN] : UNKNOWN, label, option, bytes);
+  if (name.status === "unknown" || name.status === "broken")
+    return fail(queryInvalid ? [...INVALID, ...UNKNOWN] : UNKNOWN, label, option, bytes);
   if (queryInvalid) return fail(INVALID, label, option, bytes);
   const listed = !set && (queries.length === 0 || kinds.includes("allocation") || kinds.includes("wildcard"));
   const selected = set && kinds.includes("allocation");
@@ -198,7 +218,8 @@ function metaContext(random: SeededRandom, server: FuzzServer, option: typeof P.
     const found = replies.filter((reply) => reply.replyType === P.NBD_REP_META_CONTEXT);
     if (found.length !== contexts) return `${found.length} contexts, expected ${contexts}`;
     for (const reply of found) {
-      if (reply.data.subarray(4).toString("utf8") !== P.BASE_ALLOCATION_CONTEXT) return `context '${reply.data.subarray(4).toString("utf8")}'`;
+      if (reply.data.subarray(4).toString("utf8") !== P.BASE_ALLOCATION_CONTEXT)
+        return `context '${reply.data.subarray(4).toString("utf8")}'`;
       if (!set && reply.data.readUInt32BE(0) !== 0) return "LIST_META_CONTEXT must send context id 0";
     }
     return null;
@@ -255,7 +276,12 @@ function maximumLength(random: SeededRandom): OptionStep {
 }
 
 function hugeLength(random: SeededRandom): OptionStep {
-  const declared = random.pick([OPTION_BYTES_MAX + 1, 0x8000_0000, 0xffff_ffff, OPTION_BYTES_MAX + 1 + random.below(0xffff_ffff - OPTION_BYTES_MAX)]);
+  const declared = random.pick([
+    OPTION_BYTES_MAX + 1,
+    0x8000_0000,
+    0xffff_ffff,
+    OPTION_BYTES_MAX + 1 + random.below(0xffff_ffff - OPTION_BYTES_MAX),
+  ]);
   const option = 1 + random.below(11);
   const bytes = optionBytes(option, random.bytes(random.below(100)), { declaredBytes: declared });
   return { label: `option ${option} announcing ${declared} bytes of data`, option, bytes, expect: { kind: "close" } };
@@ -264,10 +290,28 @@ function hugeLength(random: SeededRandom): OptionStep {
 function badMagic(random: SeededRandom): OptionStep {
   const magic = random.pick([P.NBD_OPTS_MAGIC ^ (1n << BigInt(random.below(64))), P.NBD_REP_MAGIC, P.NBD_INIT_MAGIC, 0n]);
   const option = 1 + random.below(11);
-  return { label: `option with magic 0x${magic.toString(16)}`, option, bytes: optionBytes(option, Buffer.alloc(0), { magic }), expect: { kind: "close" } };
+  return {
+    label: `option with magic 0x${magic.toString(16)}`,
+    option,
+    bytes: optionBytes(option, Buffer.alloc(0), { magic }),
+    expect: { kind: "close" },
+  };
 }
 
-type OptionKind = "structured" | "list" | "info" | "go" | "list-meta" | "set-meta" | "export-name" | "abort" | "unknown" | "zero-length" | "maximum-length" | "huge-length" | "bad-magic";
+type OptionKind =
+  | "structured"
+  | "list"
+  | "info"
+  | "go"
+  | "list-meta"
+  | "set-meta"
+  | "export-name"
+  | "abort"
+  | "unknown"
+  | "zero-length"
+  | "maximum-length"
+  | "huge-length"
+  | "bad-magic";
 const OPTION_WEIGHTS: readonly [OptionKind, number][] = [
   ["structured", 10],
   ["list", 6],
@@ -295,12 +339,28 @@ function optionOfKind(kind: OptionKind, random: SeededRandom, server: FuzzServer
     case "structured": {
       if (random.next() < 0.8) {
         state.structured = true;
-        return { label: "STRUCTURED_REPLY", option: P.NBD_OPT_STRUCTURED_REPLY, bytes: optionBytes(P.NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0)), expect: { kind: "replies", final: ACK, before: [] } };
+        return {
+          label: "STRUCTURED_REPLY",
+          option: P.NBD_OPT_STRUCTURED_REPLY,
+          bytes: optionBytes(P.NBD_OPT_STRUCTURED_REPLY, Buffer.alloc(0)),
+          expect: { kind: "replies", final: ACK, before: [] },
+        };
       }
-      return fail(INVALID, "STRUCTURED_REPLY with data", P.NBD_OPT_STRUCTURED_REPLY, optionBytes(P.NBD_OPT_STRUCTURED_REPLY, random.bytes(1 + random.below(16))));
+      return fail(
+        INVALID,
+        "STRUCTURED_REPLY with data",
+        P.NBD_OPT_STRUCTURED_REPLY,
+        optionBytes(P.NBD_OPT_STRUCTURED_REPLY, random.bytes(1 + random.below(16))),
+      );
     }
     case "list":
-      if (random.next() < 0.8) return { label: "LIST", option: P.NBD_OPT_LIST, bytes: optionBytes(P.NBD_OPT_LIST, Buffer.alloc(0)), expect: { kind: "replies", final: ACK, before: [P.NBD_REP_SERVER] } };
+      if (random.next() < 0.8)
+        return {
+          label: "LIST",
+          option: P.NBD_OPT_LIST,
+          bytes: optionBytes(P.NBD_OPT_LIST, Buffer.alloc(0)),
+          expect: { kind: "replies", final: ACK, before: [P.NBD_REP_SERVER] },
+        };
       return fail(INVALID, "LIST with data", P.NBD_OPT_LIST, optionBytes(P.NBD_OPT_LIST, random.bytes(1 + random.below(16))));
     case "info":
       return infoOrGo(random, server, P.NBD_OPT_INFO);
@@ -313,7 +373,12 @@ function optionOfKind(kind: OptionKind, random: SeededRandom, server: FuzzServer
     case "export-name":
       return exportName(random, server);
     case "abort":
-      return { label: "ABORT", option: P.NBD_OPT_ABORT, bytes: optionBytes(P.NBD_OPT_ABORT, random.bytes(random.next() < 0.7 ? 0 : random.below(32))), expect: { kind: "abort" } };
+      return {
+        label: "ABORT",
+        option: P.NBD_OPT_ABORT,
+        bytes: optionBytes(P.NBD_OPT_ABORT, random.bytes(random.next() < 0.7 ? 0 : random.below(32))),
+        expect: { kind: "abort" },
+      };
     case "unknown":
       return unknownOption(random);
     case "zero-length":

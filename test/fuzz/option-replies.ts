@@ -75,7 +75,12 @@ export function sessionOpeningBytes(choice: SessionChoice): Buffer {
 }
 
 /** Sends the opening (in pieces cut at `cuts`) and checks every reply; the session is then in transmission. */
-export async function openSession(socket: FuzzSocket, server: FuzzServer, choice: SessionChoice, cuts: readonly number[] = []): Promise<Session> {
+export async function openSession(
+  socket: FuzzSocket,
+  server: FuzzServer,
+  choice: SessionChoice,
+  cuts: readonly number[] = [],
+): Promise<Session> {
   const facts = server.exports.get(choice.exportName);
   if (facts === undefined) throw new Error(`fuzzer bug: no export '${choice.exportName}' on the ${server.kind} server`);
   socket.sendInPieces(sessionOpeningBytes(choice), cuts);
@@ -106,19 +111,28 @@ export async function openSession(socket: FuzzSocket, server: FuzzServer, choice
     flags = reply.readUInt16BE(8);
     if (reply.subarray(10).some((byte) => byte !== 0)) throw new FuzzFailure("EXPORT_NAME padding is not zeros");
   }
-  if (exportBytes !== facts.sizeBytes) throw new FuzzFailure(`export '${choice.exportName}' announced ${exportBytes} bytes, it has ${facts.sizeBytes}`);
-  if (flags !== expectedFlags) throw new FuzzFailure(`transmission flags 0x${flags.toString(16)}, the document says 0x${expectedFlags.toString(16)}`);
+  if (exportBytes !== facts.sizeBytes)
+    throw new FuzzFailure(`export '${choice.exportName}' announced ${exportBytes} bytes, it has ${facts.sizeBytes}`);
+  if (flags !== expectedFlags)
+    throw new FuzzFailure(`transmission flags 0x${flags.toString(16)}, the document says 0x${expectedFlags.toString(16)}`);
   return { facts, structured: choice.structured, contextId, transmissionFlags: flags };
 }
 
 /** Checks a successful INFO or GO answer; returns the export's size and flags. */
-export function checkInfoReplies(replies: OptionReply[], exportName: string, infoTypes: readonly number[]): { exportBytes: number; flags: number } {
+export function checkInfoReplies(
+  replies: OptionReply[],
+  exportName: string,
+  infoTypes: readonly number[],
+): { exportBytes: number; flags: number } {
   const last = replies[replies.length - 1]!;
-  if (last.replyType !== P.NBD_REP_ACK) throw new FuzzFailure(`INFO/GO for '${exportName.slice(0, 40)}' ended with 0x${last.replyType.toString(16)}`);
+  if (last.replyType !== P.NBD_REP_ACK)
+    throw new FuzzFailure(`INFO/GO for '${exportName.slice(0, 40)}' ended with 0x${last.replyType.toString(16)}`);
   const infos = replies.slice(0, -1);
-  if (infos.some((reply) => reply.replyType !== P.NBD_REP_INFO || reply.data.length < 2)) throw new FuzzFailure("INFO/GO reply other than NBD_REP_INFO before the ACK");
+  if (infos.some((reply) => reply.replyType !== P.NBD_REP_INFO || reply.data.length < 2))
+    throw new FuzzFailure("INFO/GO reply other than NBD_REP_INFO before the ACK");
   const first = infos[0];
-  if (first === undefined || first.data.readUInt16BE(0) !== P.NBD_INFO_EXPORT || first.data.length !== 12) throw new FuzzFailure("NBD_INFO_EXPORT is not the first INFO reply");
+  if (first === undefined || first.data.readUInt16BE(0) !== P.NBD_INFO_EXPORT || first.data.length !== 12)
+    throw new FuzzFailure("NBD_INFO_EXPORT is not the first INFO reply");
   const blockSize = infos.find((reply) => reply.data.readUInt16BE(0) === P.NBD_INFO_BLOCK_SIZE);
   if (
     blockSize === undefined ||
@@ -131,7 +145,8 @@ export function checkInfoReplies(replies: OptionReply[], exportName: string, inf
   }
   if (infoTypes.includes(P.NBD_INFO_NAME)) {
     const name = infos.find((reply) => reply.data.readUInt16BE(0) === P.NBD_INFO_NAME);
-    if (name === undefined || name.data.subarray(2).toString("utf8") !== exportName) throw new FuzzFailure("NBD_INFO_NAME missing or wrong");
+    if (name === undefined || name.data.subarray(2).toString("utf8") !== exportName)
+      throw new FuzzFailure("NBD_INFO_NAME missing or wrong");
   }
   return { exportBytes: Number(first.data.readBigUInt64BE(2)), flags: first.data.readUInt16BE(10) };
 }

@@ -47,7 +47,9 @@ export class MemoryMeter {
     if (process.env.FUZZ_MEMORY_TRACE) {
       const usage = process.memoryUsage();
       const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(0);
-      console.log(`memory: rss ${mib(usage.rss)} heap ${mib(usage.heapUsed)}/${mib(usage.heapTotal)} external ${mib(usage.external)} arrayBuffers ${mib(usage.arrayBuffers)}`);
+      console.log(
+        `memory: rss ${mib(usage.rss)} heap ${mib(usage.heapUsed)}/${mib(usage.heapTotal)} external ${mib(usage.external)} arrayBuffers ${mib(usage.arrayBuffers)}`,
+      );
     }
   }
 

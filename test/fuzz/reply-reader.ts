@@ -109,14 +109,20 @@ export class ReplyReader {
     const candidates = this.candidates(cookie);
     // With structured replies, a successful READ or BLOCK_STATUS cannot be the one a simple reply answers.
     const mustBeStructured = (candidate: PendingRequest) =>
-      this.session.structured && errno === 0 && (candidate.spec.command === P.NBD_CMD_READ || candidate.spec.command === P.NBD_CMD_BLOCK_STATUS);
+      this.session.structured &&
+      errno === 0 &&
+      (candidate.spec.command === P.NBD_CMD_READ || candidate.spec.command === P.NBD_CMD_BLOCK_STATUS);
     const acceptable = candidates.filter((candidate) => this.errnoAcceptable(candidate, errno));
     const request = acceptable.find((candidate) => !mustBeStructured(candidate)) ?? acceptable[0];
-    if (request === undefined) throw new FuzzFailure(`${describe(candidates[0]!)}: simple reply errno ${errno}, expected ${candidates[0]!.expectedErrno}`);
+    if (request === undefined)
+      throw new FuzzFailure(`${describe(candidates[0]!)}: simple reply errno ${errno}, expected ${candidates[0]!.expectedErrno}`);
     this.retire(request);
     const { command, byteLength } = request.spec;
     if (errno !== 0 || (command !== P.NBD_CMD_READ && command !== P.NBD_CMD_BLOCK_STATUS)) return { request, errno };
-    if (this.session.structured) throw new FuzzFailure(`${describe(request)}: simple reply to a ${command === P.NBD_CMD_READ ? "READ" : "BLOCK_STATUS"} after structured replies were negotiated`);
+    if (this.session.structured)
+      throw new FuzzFailure(
+        `${describe(request)}: simple reply to a ${command === P.NBD_CMD_READ ? "READ" : "BLOCK_STATUS"} after structured replies were negotiated`,
+      );
     if (command === P.NBD_CMD_BLOCK_STATUS) throw new FuzzFailure(`${describe(request)}: BLOCK_STATUS answered without structured replies`);
     return { request, errno, data: await this.socket.read(byteLength) };
   }
@@ -128,10 +134,16 @@ export class ReplyReader {
     for (;;) {
       const header = await this.socket.read(P.STRUCTURED_REPLY_HEADER_BYTES);
       const magic = header.readUInt32BE(0);
-      if (magic !== P.NBD_STRUCTURED_REPLY_MAGIC) throw new FuzzFailure(`chunk ${chunks.length} of a reply has magic 0x${magic.toString(16)}: replies interleaved or framing lost`);
+      if (magic !== P.NBD_STRUCTURED_REPLY_MAGIC)
+        throw new FuzzFailure(`chunk ${chunks.length} of a reply has magic 0x${magic.toString(16)}: replies interleaved or framing lost`);
       const payloadBytes = header.readUInt32BE(16);
       if (payloadBytes > CHUNK_PAYLOAD_BYTES_MAX) throw new FuzzFailure(`chunk payload of ${payloadBytes} bytes`);
-      const chunk = { flags: header.readUInt16BE(4), chunkType: header.readUInt16BE(6), cookie: header.readBigUInt64BE(8), payload: await this.socket.read(payloadBytes) };
+      const chunk = {
+        flags: header.readUInt16BE(4),
+        chunkType: header.readUInt16BE(6),
+        cookie: header.readBigUInt64BE(8),
+        payload: await this.socket.read(payloadBytes),
+      };
       if (chunks.length > 0 && chunk.cookie !== chunks[0]!.cookie) throw new FuzzFailure("chunks of two replies interleaved");
       if ((chunk.flags & ~P.NBD_REPLY_FLAG_DONE) !== 0) throw new FuzzFailure(`chunk flags 0x${chunk.flags.toString(16)}`);
       chunks.push(chunk);
@@ -160,9 +172,11 @@ export class ReplyReader {
       if (last.payload.length < 6) return `error chunk of ${last.payload.length} bytes`;
       const errno = last.payload.readUInt32BE(0);
       const messageBytes = last.payload.readUInt16BE(4);
-      if (6 + messageBytes !== last.payload.length || messageBytes > MESSAGE_BYTES_MAX) return `error message of ${messageBytes} bytes in a ${last.payload.length}-byte chunk`;
+      if (6 + messageBytes !== last.payload.length || messageBytes > MESSAGE_BYTES_MAX)
+        return `error message of ${messageBytes} bytes in a ${last.payload.length}-byte chunk`;
       if (errno === 0) return "error chunk with errno 0";
-      if (!this.errnoAcceptable(request, errno)) return `error ${errno} (${last.payload.subarray(6).toString("utf8")}), expected ${request.expectedErrno}`;
+      if (!this.errnoAcceptable(request, errno))
+        return `error ${errno} (${last.payload.subarray(6).toString("utf8")}), expected ${request.expectedErrno}`;
       return { request, errno };
     }
     if (request.expectedErrno !== 0) return `succeeded, expected error ${request.expectedErrno}`;
@@ -172,17 +186,20 @@ export class ReplyReader {
       case P.NBD_CMD_BLOCK_STATUS:
         return this.blockStatusReply(request, chunks);
       default:
-        if (chunks.length !== 1 || last.chunkType !== P.NBD_REPLY_TYPE_NONE || last.payload.length !== 0) return "success of a command without data must be one empty NONE chunk";
+        if (chunks.length !== 1 || last.chunkType !== P.NBD_REPLY_TYPE_NONE || last.payload.length !== 0)
+          return "success of a command without data must be one empty NONE chunk";
         return { request, errno: 0 };
     }
   }
 
   private blockStatusReply(request: PendingRequest, chunks: Chunk[]): Reply | string {
     const chunk = chunks[0]!;
-    if (chunks.length !== 1 || chunk.chunkType !== P.NBD_REPLY_TYPE_BLOCK_STATUS) return "BLOCK_STATUS must answer with one BLOCK_STATUS chunk";
+    if (chunks.length !== 1 || chunk.chunkType !== P.NBD_REPLY_TYPE_BLOCK_STATUS)
+      return "BLOCK_STATUS must answer with one BLOCK_STATUS chunk";
     const payload = chunk.payload;
     if (payload.length < 12 || (payload.length - 4) % 8 !== 0) return `BLOCK_STATUS payload of ${payload.length} bytes`;
-    if (payload.readUInt32BE(0) !== this.session.contextId) return `context id ${payload.readUInt32BE(0)}, selected ${this.session.contextId}`;
+    if (payload.readUInt32BE(0) !== this.session.contextId)
+      return `context id ${payload.readUInt32BE(0)}, selected ${this.session.contextId}`;
     const count = (payload.length - 4) / 8;
     if (count > BLOCK_STATUS_EXTENTS_MAX) return `${count} descriptors`;
     if (request.spec.flags & P.NBD_CMD_FLAG_REQ_ONE && count !== 1) return `${count} descriptors with REQ_ONE`;
@@ -197,7 +214,8 @@ export class ReplyReader {
       cursor += byteLength;
     }
     const described = cursor - Number(request.spec.offset);
-    if (described > request.spec.byteLength || described > BLOCK_STATUS_SCAN_BYTES_MAX) return `descriptors cover ${described} bytes of a ${request.spec.byteLength}-byte request`;
+    if (described > request.spec.byteLength || described > BLOCK_STATUS_SCAN_BYTES_MAX)
+      return `descriptors cover ${described} bytes of a ${request.spec.byteLength}-byte request`;
     return { request, errno: 0, extents };
   }
 }
@@ -208,7 +226,8 @@ function readReply(request: PendingRequest, chunks: Chunk[]): Reply | string {
   const data = Buffer.alloc(byteLength);
   if (byteLength === 0) {
     const only = chunks[0]!;
-    if (chunks.length !== 1 || only.chunkType !== P.NBD_REPLY_TYPE_NONE || only.payload.length !== 0) return "a zero-length READ must answer with one NONE chunk";
+    if (chunks.length !== 1 || only.chunkType !== P.NBD_REPLY_TYPE_NONE || only.payload.length !== 0)
+      return "a zero-length READ must answer with one NONE chunk";
     return { request, errno: 0, data };
   }
   const covered: ByteRange[] = [];
@@ -227,8 +246,10 @@ function readReply(request: PendingRequest, chunks: Chunk[]): Reply | string {
     } else {
       return `chunk type ${chunk.chunkType} in a READ reply`;
     }
-    if (range.offset < start || range.offset + range.byteLength > start + byteLength) return `chunk ${range.offset}+${range.byteLength} outside the request`;
-    if (covered.some((other) => range.offset < other.offset + other.byteLength && other.offset < range.offset + range.byteLength)) return "chunks overlap";
+    if (range.offset < start || range.offset + range.byteLength > start + byteLength)
+      return `chunk ${range.offset}+${range.byteLength} outside the request`;
+    if (covered.some((other) => range.offset < other.offset + other.byteLength && other.offset < range.offset + range.byteLength))
+      return "chunks overlap";
     covered.push(range);
   }
   const total = covered.reduce((sum, range) => sum + range.byteLength, 0);

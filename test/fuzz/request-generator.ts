@@ -146,7 +146,11 @@ export function generateRequest(random: SeededRandom, session: Session, earlier:
     case "past-the-end": {
       const byteLength = 1 + random.below(65536);
       const offset = Math.max(0, size - random.below(byteLength));
-      spec = { ...spec, offset: BigInt(offset), byteLength: Math.min(U32_MAX, offset + byteLength > size ? byteLength : byteLength + size) };
+      spec = {
+        ...spec,
+        offset: BigInt(offset),
+        byteLength: Math.min(U32_MAX, offset + byteLength > size ? byteLength : byteLength + size),
+      };
       break;
     }
     case "crossing-2^53": {
@@ -158,9 +162,15 @@ export function generateRequest(random: SeededRandom, session: Session, earlier:
       command = P.NBD_CMD_WRITE;
       const byteLength = 1 + random.below(random.next() < 0.9 ? 8192 : PAYLOAD_BYTES_MAX);
       const why = random.below(3);
-      const offset = why === 0 ? BigInt(size) + BigInt(random.below(1 << 20)) : why === 1 ? TWO_POW_53 + BigInt(random.below(1 << 20)) : BigInt(random.below(Math.max(1, size - byteLength)));
+      const offset =
+        why === 0
+          ? BigInt(size) + BigInt(random.below(1 << 20))
+          : why === 1
+            ? TWO_POW_53 + BigInt(random.below(1 << 20))
+            : BigInt(random.below(Math.max(1, size - byteLength)));
       // why 2: a flag WRITE does not take, so even an in-range write is refused.
-      const flags = why === 2 ? (1 << (1 + random.below(15))) | randomValidFlags(random, command, session) : randomValidFlags(random, command, session);
+      const flags =
+        why === 2 ? (1 << (1 + random.below(15))) | randomValidFlags(random, command, session) : randomValidFlags(random, command, session);
       spec = { ...spec, command, offset, byteLength, flags };
       break;
     }
@@ -179,11 +189,20 @@ export function generateRequest(random: SeededRandom, session: Session, earlier:
     case "maximum-read":
       // Exactly REQUEST_BYTES_MAX: the largest read allowed (served on the huge export, past the end elsewhere).
       command = random.next() < 0.7 ? P.NBD_CMD_READ : P.NBD_CMD_CACHE;
-      spec = { ...spec, command, offset: BigInt(random.below(1 << 20)), byteLength: REQUEST_BYTES_MAX, flags: randomValidFlags(random, command, session) };
+      spec = {
+        ...spec,
+        command,
+        offset: BigInt(random.below(1 << 20)),
+        byteLength: REQUEST_BYTES_MAX,
+        flags: randomValidFlags(random, command, session),
+      };
       break;
     case "flush-with-range":
       command = P.NBD_CMD_FLUSH;
-      spec = random.next() < 0.5 ? { ...spec, command, offset: BigInt(1 + random.below(size)) } : { ...spec, command, byteLength: 1 + random.below(U32_MAX) };
+      spec =
+        random.next() < 0.5
+          ? { ...spec, command, offset: BigInt(1 + random.below(size)) }
+          : { ...spec, command, byteLength: 1 + random.below(U32_MAX) };
       break;
   }
   if (spec.command === P.NBD_CMD_WRITE && spec.byteLength <= PAYLOAD_BYTES_MAX) spec.payload = payloadFor(random, spec.byteLength);

@@ -99,7 +99,8 @@ export function planRequestScript(random: SeededRandom, server: FuzzServer, lane
     contextExportName: random.next() < 0.1 ? random.pick([...server.exports.keys()]) : undefined,
     via: random.next() < 0.9 ? "go" : "export-name",
     noZeroes: random.next() < 0.7,
-    infoTypes: random.next() < 0.5 ? [] : [P.NBD_INFO_NAME, P.NBD_INFO_DESCRIPTION, P.NBD_INFO_BLOCK_SIZE].filter(() => random.next() < 0.5),
+    infoTypes:
+      random.next() < 0.5 ? [] : [P.NBD_INFO_NAME, P.NBD_INFO_DESCRIPTION, P.NBD_INFO_BLOCK_SIZE].filter(() => random.next() < 0.5),
   };
   const session = plannedSession(server, choice);
   const bursts: Burst[] = [];
@@ -136,14 +137,24 @@ function terminalBytes(random: SeededRandom, terminal: Terminal, session: Sessio
   switch (terminal) {
     case "disc":
     case "probe-then-disc":
-      return requestHeader({ ...anyHeader(), command: P.NBD_CMD_DISC, flags: random.next() < 0.9 ? 0 : random.below(0x10000), byteLength: 0, offset: 0n });
+      return requestHeader({
+        ...anyHeader(),
+        command: P.NBD_CMD_DISC,
+        flags: random.next() < 0.9 ? 0 : random.below(0x10000),
+        byteLength: 0,
+        offset: 0n,
+      });
     case "bad-magic": {
       let magic = Math.floor(random.next() * 2 ** 32);
       if (magic === P.NBD_REQUEST_MAGIC) magic ^= 1;
       return requestHeader({ ...anyHeader(), magic });
     }
     case "write-too-long":
-      return requestHeader({ ...anyHeader(), command: P.NBD_CMD_WRITE, byteLength: REQUEST_BYTES_MAX + 1 + random.below(0xffff_ffff - REQUEST_BYTES_MAX) });
+      return requestHeader({
+        ...anyHeader(),
+        command: P.NBD_CMD_WRITE,
+        byteLength: REQUEST_BYTES_MAX + 1 + random.below(0xffff_ffff - REQUEST_BYTES_MAX),
+      });
     case "end-mid-header":
     case "destroy-mid-header":
       return requestHeader(anyHeader()).subarray(0, 1 + random.below(P.REQUEST_HEADER_BYTES - 1));
@@ -265,7 +276,10 @@ function checkAgainstModel(session: Session, reply: Reply): void {
   for (const extent of reply.extents ?? []) {
     if (extent.flags !== (P.NBD_STATE_HOLE | P.NBD_STATE_ZERO)) continue;
     const nonzero = model.firstKnownNonzero(extent.offset, extent.byteLength, reply.request.unsettled);
-    if (nonzero !== null) throw new FuzzFailure(`${describe(reply.request)}: ${extent.offset}+${extent.byteLength} reported as zero, but offset ${nonzero} holds data`);
+    if (nonzero !== null)
+      throw new FuzzFailure(
+        `${describe(reply.request)}: ${extent.offset}+${extent.byteLength} reported as zero, but offset ${nonzero} holds data`,
+      );
   }
 }
 
@@ -308,7 +322,11 @@ async function probe(socket: FuzzSocket, reader: ReplyReader, session: Session, 
   const offset = BigInt(target.offset);
   let written: Buffer | null = null;
   if (!session.facts.readOnly) {
-    const write: PendingRequest = { spec: { command: P.NBD_CMD_WRITE, flags: 0, cookie, offset, byteLength: target.data.length, payload: target.data }, expectedErrno: 0, unsettled: [] };
+    const write: PendingRequest = {
+      spec: { command: P.NBD_CMD_WRITE, flags: 0, cookie, offset, byteLength: target.data.length, payload: target.data },
+      expectedErrno: 0,
+      unsettled: [],
+    };
     reader.add(write);
     socket.send(requestBytes(write.spec));
     const [reply] = await readReplies(reader, session);
@@ -319,11 +337,16 @@ async function probe(socket: FuzzSocket, reader: ReplyReader, session: Session, 
       session.facts.model?.forget(target.offset, target.data.length);
     }
   }
-  const read: PendingRequest = { spec: { command: P.NBD_CMD_READ, flags: 0, cookie: cookie + 1n, offset, byteLength: target.data.length }, expectedErrno: 0, unsettled: [] };
+  const read: PendingRequest = {
+    spec: { command: P.NBD_CMD_READ, flags: 0, cookie: cookie + 1n, offset, byteLength: target.data.length },
+    expectedErrno: 0,
+    unsettled: [],
+  };
   reader.add(read);
   socket.send(requestBytes(read.spec));
   const [reply] = await readReplies(reader, session);
-  if (written !== null && reply!.errno === 0 && !reply!.data!.equals(written)) throw new FuzzFailure(`probe: read back differs from the write at ${target.offset}+${written.length}`);
+  if (written !== null && reply!.errno === 0 && !reply!.data!.equals(written))
+    throw new FuzzFailure(`probe: read back differs from the write at ${target.offset}+${written.length}`);
 }
 
 /** After the terminal step: the server must close, and must send nothing more. */
@@ -331,6 +354,6 @@ async function expectEnding(socket: FuzzSocket, terminal: Terminal): Promise<voi
   if (terminal.startsWith("destroy")) return;
   const closed = await socket.drainUntilClosed();
   if (!closed) throw new FuzzFailure(`after '${terminal}' the server did not close the connection`);
-  if (terminal !== "garbage" && socket.discardedBytes > 0) throw new FuzzFailure(`after '${terminal}' the server sent ${socket.discardedBytes} unexpected bytes`);
+  if (terminal !== "garbage" && socket.discardedBytes > 0)
+    throw new FuzzFailure(`after '${terminal}' the server sent ${socket.discardedBytes} unexpected bytes`);
 }
-

@@ -47,7 +47,12 @@ async function main(): Promise<number> {
   const replayHex = argument("replay");
   if (replayHex !== undefined) {
     const server = argument("server") === "pool" ? "pool" : "memory";
-    const failures = await replayBytes(Buffer.from(replayHex, "hex"), server, process.argv.includes("--destroy") ? "destroy" : "end", console.log);
+    const failures = await replayBytes(
+      Buffer.from(replayHex, "hex"),
+      server,
+      process.argv.includes("--destroy") ? "destroy" : "end",
+      console.log,
+    );
     failures.forEach(printFailure);
     console.log(failures.length === 0 ? "replay: the server coped" : "replay: FAILED");
     return failures.length === 0 ? 0 : 1;
@@ -56,7 +61,9 @@ async function main(): Promise<number> {
   const cases = wholeNumber("cases", DEFAULT_CASES);
   const script = argument("script") === undefined ? undefined : wholeNumber("script", 0);
   const timeLimitMs = wholeNumber("time-limit", 10 * 60) * 1000;
-  console.log(`fuzz: seed ${seed}, ${script === undefined ? `${cases} cases` : `script ${script} only`}${(globalThis as { gc?: unknown }).gc ? "" : " (no --expose-gc: generous memory bound)"}`);
+  console.log(
+    `fuzz: seed ${seed}, ${script === undefined ? `${cases} cases` : `script ${script} only`}${(globalThis as { gc?: unknown }).gc ? "" : " (no --expose-gc: generous memory bound)"}`,
+  );
   const report = await runFuzz({ seed, cases, onlyScript: script, timeLimitMs, log: (line) => console.log(`  ${line}`) });
   const kinds = [...report.kinds.entries()].sort((a, b) => b[1] - a[1]);
   console.log("cases by kind:");

@@ -15,7 +15,14 @@ export function chooseScriptKind(random: SeededRandom): ScriptKind {
 }
 
 /** Runs a script of `kind`; `lane` is the worker's own export ("" for none). Throws on a failure. */
-export async function runScript(kind: ScriptKind, socket: FuzzSocket, server: FuzzServer, lane: string, random: SeededRandom, stats: ScriptStats): Promise<void> {
+export async function runScript(
+  kind: ScriptKind,
+  socket: FuzzSocket,
+  server: FuzzServer,
+  lane: string,
+  random: SeededRandom,
+  stats: ScriptStats,
+): Promise<void> {
   if (kind === "handshake") await runHandshakeScript(socket, server, planHandshakeScript(random, server), stats);
   else if (kind === "requests") await runRequestScript(socket, server, planRequestScript(random, server, lane), stats);
   else await runMutationScript(socket, planMutationScript(random, server), stats);

@@ -71,7 +71,11 @@ export async function startServe(args: readonly string[], options: ServeOptions)
     },
     async stop(signal: NodeJS.Signals = "SIGTERM") {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      const code = await withTimeout(exited, SERVE_STOP_TIMEOUT_MS, () => `thinp serve did not exit within ${SERVE_STOP_TIMEOUT_MS} ms of ${signal}\n${stderr}`);
+      const code = await withTimeout(
+        exited,
+        SERVE_STOP_TIMEOUT_MS,
+        () => `thinp serve did not exit within ${SERVE_STOP_TIMEOUT_MS} ms of ${signal}\n${stderr}`,
+      );
       running.delete(server);
       return code;
     },
@@ -81,11 +85,21 @@ export async function startServe(args: readonly string[], options: ServeOptions)
     },
   };
   running.add(server);
-  await waitForReady(child, () => stdout, () => stderr, exited);
+  await waitForReady(
+    child,
+    () => stdout,
+    () => stderr,
+    exited,
+  );
   return server;
 }
 
-async function waitForReady(child: ChildProcess, stdout: () => string, stderr: () => string, exited: Promise<number | null>): Promise<void> {
+async function waitForReady(
+  child: ChildProcess,
+  stdout: () => string,
+  stderr: () => string,
+  exited: Promise<number | null>,
+): Promise<void> {
   const ready = new Promise<void>((resolve) => {
     const check = () => {
       if (stdout().includes(READY_LINE)) {
@@ -101,7 +115,11 @@ async function waitForReady(child: ChildProcess, stdout: () => string, stderr: (
   // Once ready, a later exit is the test's business, not an unhandled rejection.
   exitedEarly.catch(() => undefined);
   try {
-    await withTimeout(Promise.race([ready, exitedEarly]), SERVE_READY_TIMEOUT_MS, () => `thinp serve not ready after ${SERVE_READY_TIMEOUT_MS} ms\n${stderr()}`);
+    await withTimeout(
+      Promise.race([ready, exitedEarly]),
+      SERVE_READY_TIMEOUT_MS,
+      () => `thinp serve not ready after ${SERVE_READY_TIMEOUT_MS} ms\n${stderr()}`,
+    );
   } catch (failure) {
     child.kill("SIGKILL");
     throw failure;

@@ -99,7 +99,12 @@ export async function mappingRootOf(metaPath: string, volumeName: string): Promi
 }
 
 /** Rewrites a metadata block with `change` applied and its checksum made valid again. */
-export async function rewriteMetadataBlock(metaPath: string, blockIndex: number, type: BlockType, change: (block: Buffer) => void): Promise<void> {
+export async function rewriteMetadataBlock(
+  metaPath: string,
+  blockIndex: number,
+  type: BlockType,
+  change: (block: Buffer) => void,
+): Promise<void> {
   const block = await readMetadataBlock(metaPath, blockIndex);
   change(block);
   sealBlock(block, type, blockIndex);

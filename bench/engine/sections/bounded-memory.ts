@@ -20,7 +20,19 @@ export async function measureReopenMemory(built: LargePool, seed: number): Promi
   progress(`bounded memory: child process reads ${formatCount(READ_COUNT)} x 4 KiB`);
   const child = await run(
     process.execPath,
-    [readerPath, "--meta", built.metaPath, "--volume", LARGE_VOLUME, "--reads", String(READ_COUNT), "--stride", String(LARGE_STRIDE_BLOCKS), "--seed", String(seed)],
+    [
+      readerPath,
+      "--meta",
+      built.metaPath,
+      "--volume",
+      LARGE_VOLUME,
+      "--reads",
+      String(READ_COUNT),
+      "--stride",
+      String(LARGE_STRIDE_BLOCKS),
+      "--seed",
+      String(seed),
+    ],
     { timeout: CHILD_TIMEOUT_MS, maxBuffer: 1 << 20 },
   );
   // The child prints its report last; an empty output fails to parse, which says enough.

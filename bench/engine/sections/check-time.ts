@@ -55,10 +55,6 @@ export async function measureCheckTime(large: LargePool, seed: number): Promise<
         numeric: [false, true],
       },
     ],
-    findings: [
-      elapsedMs / 1000 < CHECK_SECONDS_MAX
-        ? `PASS: under ${CHECK_SECONDS_MAX} s.`
-        : `FAIL: over ${CHECK_SECONDS_MAX} s.`,
-    ],
+    findings: [elapsedMs / 1000 < CHECK_SECONDS_MAX ? `PASS: under ${CHECK_SECONDS_MAX} s.` : `FAIL: over ${CHECK_SECONDS_MAX} s.`],
   };
 }

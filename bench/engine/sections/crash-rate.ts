@@ -18,7 +18,13 @@ export async function measureCrashRate(seed: number): Promise<Section> {
     if (failure !== undefined) throw new Error(`crash harness found a failure with seed ${seed + i}: ${failure.problem}`);
     states += report.states;
     milliseconds += report.milliseconds;
-    rows.push([String(seed + i), formatCount(report.operations), formatCount(report.commits), formatCount(report.states), formatCount(report.states / (report.milliseconds / 1000))]);
+    rows.push([
+      String(seed + i),
+      formatCount(report.operations),
+      formatCount(report.commits),
+      formatCount(report.states),
+      formatCount(report.states / (report.milliseconds / 1000)),
+    ]);
   }
   rows.push(["all", "", "", formatCount(states), formatCount(states / (milliseconds / 1000))]);
   return {
@@ -27,6 +33,8 @@ export async function measureCrashRate(seed: number): Promise<Section> {
       "The crash harness (test/crash): a seeded workload over a memory pool, its writes and syncs recorded; each crash state is rebuilt, reopened, checked and its data verified.",
       `Same code as \`npm run crash -- --seed S --states ${STATES_PER_SEED}\`; the time includes the workload.`,
     ],
-    tables: [{ headers: ["seed", "I/O operations", "commits", "crash states", "states/s"], rows, numeric: [false, true, true, true, true] }],
+    tables: [
+      { headers: ["seed", "I/O operations", "commits", "crash states", "states/s"], rows, numeric: [false, true, true, true, true] },
+    ],
   };
 }

@@ -42,14 +42,42 @@ export async function measureDataPath(scratch: ScratchDir, seed: number): Promis
   const sequential = Array.from({ length: VOLUME_BYTES / SEQUENTIAL_IO_BYTES }, (_, i) => i * SEQUENTIAL_IO_BYTES);
   const randomOffsets = Array.from({ length: RANDOM_OPS }, () => randomIndex(random, VOLUME_BYTES / RANDOM_IO_BYTES) * RANDOM_IO_BYTES);
   const workloads: Workload[] = [
-    { name: "sequential 1 MiB write, first (thinp provisions)", kind: "write", ioBytes: SEQUENTIAL_IO_BYTES, offsets: sequential, queueDepth: 1, unit: "MiB/s" },
-    { name: "sequential 1 MiB overwrite (in place)", kind: "write", ioBytes: SEQUENTIAL_IO_BYTES, offsets: sequential, queueDepth: 1, unit: "MiB/s" },
+    {
+      name: "sequential 1 MiB write, first (thinp provisions)",
+      kind: "write",
+      ioBytes: SEQUENTIAL_IO_BYTES,
+      offsets: sequential,
+      queueDepth: 1,
+      unit: "MiB/s",
+    },
+    {
+      name: "sequential 1 MiB overwrite (in place)",
+      kind: "write",
+      ioBytes: SEQUENTIAL_IO_BYTES,
+      offsets: sequential,
+      queueDepth: 1,
+      unit: "MiB/s",
+    },
     { name: "sequential 1 MiB read", kind: "read", ioBytes: SEQUENTIAL_IO_BYTES, offsets: sequential, queueDepth: 1, unit: "MiB/s" },
   ];
   for (const queueDepth of QUEUE_DEPTHS) {
     workloads.push(
-      { name: `random 4 KiB write, QD ${queueDepth}`, kind: "write", ioBytes: RANDOM_IO_BYTES, offsets: randomOffsets, queueDepth, unit: "IOPS" },
-      { name: `random 4 KiB read, QD ${queueDepth}`, kind: "read", ioBytes: RANDOM_IO_BYTES, offsets: randomOffsets, queueDepth, unit: "IOPS" },
+      {
+        name: `random 4 KiB write, QD ${queueDepth}`,
+        kind: "write",
+        ioBytes: RANDOM_IO_BYTES,
+        offsets: randomOffsets,
+        queueDepth,
+        unit: "IOPS",
+      },
+      {
+        name: `random 4 KiB read, QD ${queueDepth}`,
+        kind: "read",
+        ioBytes: RANDOM_IO_BYTES,
+        offsets: randomOffsets,
+        queueDepth,
+        unit: "IOPS",
+      },
     );
   }
   const payload = randomBytes(SEQUENTIAL_IO_BYTES);
@@ -64,8 +92,17 @@ export async function measureDataPath(scratch: ScratchDir, seed: number): Promis
     const rawRounds = at(rawMs, i, "one list of times per workload");
     const thinRate = rateOf(workload, median(thinRounds));
     const rawRate = rateOf(workload, median(rawRounds));
-    const roundRatios = thinRounds.map((elapsedMs, round) => rateOf(workload, elapsedMs) / rateOf(workload, at(rawRounds, round, "both sides ran every round")));
-    return [workload.name, workload.unit, formatCount(thinRate), formatCount(rawRate), formatRatio(thinRate / rawRate), roundRatios.map(formatRatio).join(" ")];
+    const roundRatios = thinRounds.map(
+      (elapsedMs, round) => rateOf(workload, elapsedMs) / rateOf(workload, at(rawRounds, round, "both sides ran every round")),
+    );
+    return [
+      workload.name,
+      workload.unit,
+      formatCount(thinRate),
+      formatCount(rawRate),
+      formatRatio(thinRate / rawRate),
+      roundRatios.map(formatRatio).join(" "),
+    ];
   });
   return {
     title: "6. Data-path throughput in-process, beside a raw file",
@@ -74,12 +111,25 @@ export async function measureDataPath(scratch: ScratchDir, seed: number): Promis
       `Random workloads: ${formatCount(RANDOM_OPS)} operations at seeded random 4 KiB-aligned offsets over the whole volume (all blocks mapped by then, so thinp writes in place); QD n = n requests in flight. Every read allocates a fresh buffer on both sides, as \`Volume.read\` does.`,
       `No fsync inside the timing on either side: both run against the page cache. Both files are fsynced (untimed; thinp by \`pool.commit()\`) before every measurement, so neither inherits the other's writeback. ${ROUNDS} rounds, each on fresh files, alternating which side goes first; the table shows each side's median and, last, every round's ratio, so the noise is visible.`,
     ],
-    tables: [{ headers: ["workload", "unit", "thinp", "raw file", "thinp / raw", "ratio per round"], rows, numeric: [false, false, true, true, true, true] }],
+    tables: [
+      {
+        headers: ["workload", "unit", "thinp", "raw file", "thinp / raw", "ratio per round"],
+        rows,
+        numeric: [false, false, true, true, true, true],
+      },
+    ],
   };
 }
 
 /** One round on fresh files: every workload on both sides, alternating which side goes first. */
-async function runRound(scratch: ScratchDir, round: number, workloads: Workload[], payload: Buffer, thinMs: number[][], rawMs: number[][]): Promise<void> {
+async function runRound(
+  scratch: ScratchDir,
+  round: number,
+  workloads: Workload[],
+  payload: Buffer,
+  thinMs: number[][],
+  rawMs: number[][],
+): Promise<void> {
   const { dataPath, metaPath } = scratch.poolPaths(`data-path-${round}`);
   const rawPath = scratch.file(`raw-${round}.img`);
   const pool = await Pool.create(dataPath, metaPath, { sizeBytes: POOL_BYTES });

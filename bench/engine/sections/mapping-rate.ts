@@ -25,7 +25,10 @@ export async function measureMappingRates(scratch: ScratchDir, seed: number): Pr
     const appendedKeys = stridedKeys(BATCH_MAPPINGS, 1).map((offset) => PREFILLED_MAPPINGS + offset);
     // Random: the even blocks of 0..200k mapped in random order; inserts land on random odd blocks.
     const evenKeys = shuffle(stridedKeys(PREFILLED_MAPPINGS, 2), random);
-    const oddKeys = shuffle(stridedKeys(PREFILLED_MAPPINGS, 2).map((key) => key + 1), random);
+    const oddKeys = shuffle(
+      stridedKeys(PREFILLED_MAPPINGS, 2).map((key) => key + 1),
+      random,
+    );
     await pool.createVolume("sequential", (PREFILLED_MAPPINGS + BATCH_MAPPINGS) * DATA_BLOCK_BYTES);
     await pool.createVolume("random", 2 * PREFILLED_MAPPINGS * DATA_BLOCK_BYTES);
     progress(`mapping rate: prefilling two volumes with ${formatCount(PREFILLED_MAPPINGS)} mappings each`);
@@ -81,7 +84,14 @@ export async function measureMappingRates(scratch: ScratchDir, seed: number): Pr
 
     const rows = bench.tasks.map((task) => {
       const stats = statsOf(task);
-      return [task.name, formatCount(ratePerSecond(stats, BATCH_MAPPINGS)), formatMs(stats.meanMs), formatMs(stats.p99Ms), formatRme(stats), String(stats.sampleCount)];
+      return [
+        task.name,
+        formatCount(ratePerSecond(stats, BATCH_MAPPINGS)),
+        formatMs(stats.meanMs),
+        formatMs(stats.p99Ms),
+        formatRme(stats),
+        String(stats.sampleCount),
+      ];
     });
     return {
       title: "1. Mapping insert and lookup rate (metadata layer, file pool)",

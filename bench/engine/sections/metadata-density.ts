@@ -34,7 +34,16 @@ export function describeMetadataDensity(pools: LargePool[]): Section {
     ],
     tables: [
       {
-        headers: ["insertion order", "mappings", "metadata blocks", "MiB", "bytes/mapping", "dm-thin bytes/mapping", "build s", "build mappings/s"],
+        headers: [
+          "insertion order",
+          "mappings",
+          "metadata blocks",
+          "MiB",
+          "bytes/mapping",
+          "dm-thin bytes/mapping",
+          "build s",
+          "build mappings/s",
+        ],
         rows,
         numeric: [false, true, true, true, true, true, true, true],
       },

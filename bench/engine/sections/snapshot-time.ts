@@ -59,8 +59,18 @@ export async function measureSnapshotTime(pool: Pool, largeMappings: number): Pr
     const small = stats(`${operation} ${SMALL_VOLUME}`);
     const large = stats(`${operation} ${LARGE_VOLUME}`);
     ratios.push(large.meanMs / small.meanMs);
-    for (const [origin, measured] of [[SMALL_VOLUME, small], [LARGE_VOLUME, large]] as const) {
-      rows.push([operation, formatCount(mappingsOf[origin]), formatMs(measured.meanMs), formatMs(measured.p99Ms), formatRme(measured), String(measured.sampleCount)]);
+    for (const [origin, measured] of [
+      [SMALL_VOLUME, small],
+      [LARGE_VOLUME, large],
+    ] as const) {
+      rows.push([
+        operation,
+        formatCount(mappingsOf[origin]),
+        formatMs(measured.meanMs),
+        formatMs(measured.p99Ms),
+        formatRme(measured),
+        String(measured.sampleCount),
+      ]);
     }
     rows.push([`${operation}: 1M / 1k ratio`, "", formatRatio(large.meanMs / small.meanMs), "", "", ""]);
   }
@@ -71,7 +81,13 @@ export async function measureSnapshotTime(pool: Pool, largeMappings: number): Pr
       `Two volumes in one file pool: one with ${formatCount(SMALL_MAPPINGS)} mapped blocks, one with ${formatCount(largeMappings)} (built through the metadata layer, committed every 50k).`,
       "`snapshot` is `pool.snapshot(origin, name)`; `snapshot + commit` also makes it durable. Each snapshot is deleted and committed again after its iteration (untimed).",
     ],
-    tables: [{ headers: ["operation", "origin mappings", "mean ms", "p99 ms", "rme", "samples"], rows, numeric: [false, true, true, true, true, true] }],
+    tables: [
+      {
+        headers: ["operation", "origin mappings", "mean ms", "p99 ms", "rme", "samples"],
+        rows,
+        numeric: [false, true, true, true, true, true],
+      },
+    ],
     findings: [
       flat
         ? `Flat: the 1M-mapping origin snapshots within ${FLAT_RATIO_MAX}x of the 1k one (ratios ${ratios.map(formatRatio).join(" and ")}).`

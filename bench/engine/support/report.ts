@@ -28,7 +28,12 @@ export function renderTable(table: Table): string {
   const widths = table.headers.map((header, column) => Math.max(header.length, 3, ...table.rows.map((row) => (row[column] ?? "").length)));
   const rightAligned = (column: number) => table.numeric?.[column] ?? false;
   const line = (cells: string[]) =>
-    `| ${cells.map((cell, column) => { const width = widths[column] ?? 0; /* a cell past the headers is not padded */ return rightAligned(column) ? cell.padStart(width) : cell.padEnd(width); }).join(" | ")} |`;
+    `| ${cells
+      .map((cell, column) => {
+        const width = widths[column] ?? 0;
+        /* a cell past the headers is not padded */ return rightAligned(column) ? cell.padStart(width) : cell.padEnd(width);
+      })
+      .join(" | ")} |`;
   const rule = `|${widths.map((width, column) => (rightAligned(column) ? `${"-".repeat(width + 1)}:` : "-".repeat(width + 2))).join("|")}|`;
   return [line(table.headers), rule, ...table.rows.map(line)].join("\n");
 }

@@ -28,7 +28,10 @@ const KIND_AT = NODE_HEADER.kind.offset;
 const COUNT_AT = NODE_HEADER.count.offset;
 const MAX_ENTRIES_AT = NODE_HEADER.maxEntries.offset;
 const VALUE_BYTES_AT = NODE_HEADER.valueBytes.offset;
-assert([NODE_HEADER.kind, NODE_HEADER.count, NODE_HEADER.maxEntries, NODE_HEADER.valueBytes].every((field) => field.bytes === 4), "node header fields are u32s");
+assert(
+  [NODE_HEADER.kind, NODE_HEADER.count, NODE_HEADER.maxEntries, NODE_HEADER.valueBytes].every((field) => field.bytes === 4),
+  "node header fields are u32s",
+);
 
 export enum NodeKind {
   Internal = 1,
@@ -75,8 +78,10 @@ export class NodeView {
     if (node.valueBytes !== valueBytes) {
       throw new CorruptBlockError(blockIndex, "bad-node", `node holds ${node.valueBytes}-byte values, ${valueBytes} expected`);
     }
-    if (node.maxEntries !== maxEntriesFor(valueBytes)) throw new CorruptBlockError(blockIndex, "bad-node", `node capacity ${node.maxEntries}`);
-    if (node.count > node.maxEntries) throw new CorruptBlockError(blockIndex, "bad-node", `node holds ${node.count} of ${node.maxEntries} entries`);
+    if (node.maxEntries !== maxEntriesFor(valueBytes))
+      throw new CorruptBlockError(blockIndex, "bad-node", `node capacity ${node.maxEntries}`);
+    if (node.count > node.maxEntries)
+      throw new CorruptBlockError(blockIndex, "bad-node", `node holds ${node.count} of ${node.maxEntries} entries`);
     return node;
   }
 
@@ -124,7 +129,8 @@ export class NodeView {
 
   childAt(index: number): number {
     const child = readU64(this.valueAt(index), 0);
-    if (!Number.isSafeInteger(child)) throw new CorruptBlockError(this.blockIndex, "pointer-out-of-range", `child pointer ${index} out of range`);
+    if (!Number.isSafeInteger(child))
+      throw new CorruptBlockError(this.blockIndex, "pointer-out-of-range", `child pointer ${index} out of range`);
     return child;
   }
 
@@ -198,7 +204,12 @@ export class NodeView {
 
   private shiftEntries(from: number, to: number, length: number): void {
     if (length <= 0) return;
-    this.block.copy(this.block, NODE_HEADER_BYTES + to * KEY_BYTES, NODE_HEADER_BYTES + from * KEY_BYTES, NODE_HEADER_BYTES + (from + length) * KEY_BYTES);
+    this.block.copy(
+      this.block,
+      NODE_HEADER_BYTES + to * KEY_BYTES,
+      NODE_HEADER_BYTES + from * KEY_BYTES,
+      NODE_HEADER_BYTES + (from + length) * KEY_BYTES,
+    );
     const vo = this.valuesOffset();
     const vb = this.valueBytes;
     this.block.copy(this.block, vo + to * vb, vo + from * vb, vo + (from + length) * vb);

@@ -30,7 +30,8 @@ export class DamagedMetadata {
     this.references = new Uint32Array(blockCount);
     this.visited = new Uint8Array(blockCount);
     this.dataReferences = new Uint32Array(superblock.dataSpaceMap.blockCount);
-    for (const slot of SUPERBLOCK_SLOTS) countOne(this.references, slot, "a superblock that decodes has its pointers above both slots, so the file holds them");
+    for (const slot of SUPERBLOCK_SLOTS)
+      countOne(this.references, slot, "a superblock that decodes has its pointers above both slots, so the file holds them");
   }
 
   get blockCount(): number {

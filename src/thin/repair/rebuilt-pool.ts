@@ -16,7 +16,13 @@ export class RebuiltPool {
     private readonly dataFile: StorageFile,
   ) {}
 
-  static async format(target: StorageFile, dataFile: StorageFile, dataBlockCount: number, dataPath: string, lineage: PoolLineage): Promise<RebuiltPool> {
+  static async format(
+    target: StorageFile,
+    dataFile: StorageFile,
+    dataBlockCount: number,
+    dataPath: string,
+    lineage: PoolLineage,
+  ): Promise<RebuiltPool> {
     return new RebuiltPool(await PoolMetadata.format(target, dataBlockCount, dataPath, dataFile, undefined, lineage), dataFile);
   }
 
