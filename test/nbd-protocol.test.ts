@@ -9,7 +9,7 @@ import { AssertionError } from "../src/io/assert.js";
 import { CorruptBlockError, IoError, MetadataFullError, OutOfRangeError, ReadOnlyError, VolumeBusyError } from "../src/errors.js";
 import type { ExportCatalog } from "../src/nbd/catalog.js";
 import { errnoForEngineError } from "../src/nbd/errno.js";
-import type { NbdLimits } from "../src/nbd/limits.js";
+import { REQUEST_BYTES_MAX, type NbdLimits } from "../src/nbd/limits.js";
 import * as P from "../src/nbd/protocol.js";
 import { startNbdServer, type NbdServer } from "../src/nbd/server.js";
 import { MemoryCatalog } from "./support/memory-catalog.js";
@@ -786,10 +786,27 @@ describe("request errors", () => {
     expect((await client.readStructuredRead(end - 512, 512)).errno).toBe(0);
   });
 
+  it("takes a 64 MiB WRITE and READ, past the advertised 32 MiB, from a client that never negotiated block sizes", async () => {
+    const catalog = new MemoryCatalog();
+    catalog.add(new MemoryVolume("big", REQUEST_BYTES_MAX));
+    const server = await startNbdServer({ catalog, listen: { host: "127.0.0.1", port: 0 } });
+    running.push(server);
+    const client = await handshake(server);
+    client.sendOption(P.NBD_OPT_EXPORT_NAME, Buffer.from("big"));
+    expect(Number((await client.read(10)).readBigUInt64BE(0))).toBe(REQUEST_BYTES_MAX);
+    expect(REQUEST_BYTES_MAX).toBe(64 * MiB);
+    const payload = pattern(REQUEST_BYTES_MAX, 9);
+    const written = client.send({ command: P.NBD_CMD_WRITE, offset: 0, payload });
+    expect(await client.readSimpleReply()).toEqual({ errno: 0, cookie: written });
+    const read = client.send({ command: P.NBD_CMD_READ, offset: 0, length: REQUEST_BYTES_MAX });
+    expect(await client.readSimpleReply()).toEqual({ errno: 0, cookie: read });
+    expect((await client.read(REQUEST_BYTES_MAX)).equals(payload)).toBe(true);
+  });
+
   it("a READ longer than REQUEST_BYTES_MAX is EINVAL, not a disconnect", async () => {
     const { server } = await start();
     const { client } = await open(server);
-    client.send({ command: P.NBD_CMD_READ, offset: 0, length: 32 * MiB + 1 });
+    client.send({ command: P.NBD_CMD_READ, offset: 0, length: REQUEST_BYTES_MAX + 1 });
     const [chunk] = await client.readChunksUntilDone();
     expect(decodeErrorPayload(chunk!.payload).errno).toBe(P.NBD_EINVAL);
   });
@@ -890,7 +907,7 @@ describe("malformed transmission input", () => {
   it("a WRITE longer than REQUEST_BYTES_MAX closes only that connection", async () => {
     const { server, disk } = await start();
     const { client } = await open(server);
-    client.send({ command: P.NBD_CMD_WRITE, offset: 0, length: 32 * MiB + 1 });
+    client.send({ command: P.NBD_CMD_WRITE, offset: 0, length: REQUEST_BYTES_MAX + 1 });
     expect(await client.closesWithin()).toBe(true);
     expect(disk.calls).toEqual([]);
     await expectStillServing(server);
@@ -968,15 +985,17 @@ describe("connections", () => {
   });
 
   it("stops reading when the in-flight byte budget is spent", async () => {
-    const { server, disk } = await start({ limits: { inflightBytesMax: 32 * MiB } });
+    // The smallest budget the server takes: one request of the largest size accepted.
+    const { server, disk } = await start({ limits: { inflightBytesMax: REQUEST_BYTES_MAX } });
     const { client } = await open(server);
     const release = disk.hold();
-    for (let i = 0; i < 4; i++) client.send({ command: P.NBD_CMD_READ, offset: 0, length: 16 * MiB });
-    await until(() => disk.running === 2, "two reads in the engine");
+    const readBytes = REQUEST_BYTES_MAX / 4;
+    for (let i = 0; i < 6; i++) client.send({ command: P.NBD_CMD_READ, offset: 0, length: readBytes });
+    await until(() => disk.running === 4, "four reads in the engine");
     await new Promise((resolve) => setTimeout(resolve, 100));
-    expect(disk.calls.length).toBe(2);
+    expect(disk.calls.length).toBe(4);
     release();
-    for (let i = 0; i < 4; i++) expect((await client.readStructuredRead(0, 16 * MiB)).errno).toBe(0);
+    for (let i = 0; i < 6; i++) expect((await client.readStructuredRead(0, readBytes)).errno).toBe(0);
   });
 
   it("stops reading while the client does not take its replies", async () => {

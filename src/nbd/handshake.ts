@@ -5,7 +5,7 @@ import type { VolumeHandle } from "../thin/api.js";
 import { assert } from "../io/assert.js";
 import { ThinpError } from "../errors.js";
 import type { ExportCatalog, ExportListing } from "./catalog.js";
-import { BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, NAME_BYTES_MAX, OPTION_BYTES_MAX, REQUEST_BYTES_MAX } from "./limits.js";
+import { BLOCK_SIZE_MAX_BYTES, BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, NAME_BYTES_MAX, OPTION_BYTES_MAX } from "./limits.js";
 import { contextsToList, contextsToSelect } from "./meta-context.js";
 import type { NbdLog } from "./nbd-log.js";
 import {
@@ -219,7 +219,7 @@ class OptionHaggling {
       if (description !== "") replies.push(encodeInfoText(option, NBD_INFO_DESCRIPTION, description));
     }
     // Sent unasked too: clients that do not understand it must ignore it, and the rest learn our limits.
-    replies.push(encodeInfoBlockSize(option, BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, REQUEST_BYTES_MAX));
+    replies.push(encodeInfoBlockSize(option, BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, BLOCK_SIZE_MAX_BYTES));
     if (option === NBD_OPT_GO) {
       const refusal = this.attach(exportName, lookup.handle);
       if (refusal !== null) return this.fail(option, NBD_REP_ERR_UNKNOWN, refusal);

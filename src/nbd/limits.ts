@@ -15,12 +15,18 @@ const GiB = 1024 * MiB;
 export const NAME_BYTES_MAX = 4096;
 
 /**
- * Largest READ, WRITE or CACHE length, and the maximum block size we advertise. 32 MiB is the
- * size the spec says no client should exceed and no server should treat as an attack, and
- * the largest request the kernel client sends. TRIM, WRITE_ZEROES and BLOCK_STATUS carry no
- * payload, so they may use the whole 32-bit length field.
+ * The maximum block size we advertise: 32 MiB is the size the spec says no client should
+ * exceed and no server should treat as an attack, and the largest request the kernel
+ * client sends.
  */
-export const REQUEST_BYTES_MAX = 32 * MiB;
+export const BLOCK_SIZE_MAX_BYTES = 32 * MiB;
+/**
+ * Largest READ, WRITE or CACHE length accepted. Clients that never negotiate block sizes
+ * (NBD_OPT_EXPORT_NAME) may send more than the advertised maximum; 64 MiB, as nbdkit takes.
+ * TRIM, WRITE_ZEROES and BLOCK_STATUS carry no payload, so they may use the whole 32-bit
+ * length field.
+ */
+export const REQUEST_BYTES_MAX = 64 * MiB;
 
 /** Block sizes advertised in NBD_INFO_BLOCK_SIZE. Minimum 1: the engine handles any alignment. */
 export const BLOCK_SIZE_MIN_BYTES = 1;
@@ -52,8 +58,11 @@ export const HANDSHAKE_TIMEOUT_MS = 30_000;
 export const CONNECTIONS_MAX = 128;
 /** Requests of one connection being served at once; reading pauses at this count. nbdcopy keeps 64 in flight, qemu 16. */
 export const INFLIGHT_REQUESTS_MAX = 64;
-/** Payload and reply bytes of one connection's requests in flight; two maximum-size requests, so one never waits for itself. */
-export const INFLIGHT_BYTES_MAX = 2 * REQUEST_BYTES_MAX;
+/**
+ * Payload and reply bytes of one connection's requests in flight: two requests of the
+ * advertised maximum, or one of the largest accepted, so none ever waits for itself.
+ */
+export const INFLIGHT_BYTES_MAX = 2 * BLOCK_SIZE_MAX_BYTES;
 /** Reply bytes queued on one socket beyond which reading pauses until the socket drains. */
 export const REPLY_BUFFER_BYTES_MAX = 4 * MiB;
 /** How long close() waits for in-flight requests before dropping connections. */
@@ -92,11 +101,13 @@ assert(MESSAGE_BYTES_MAX <= NAME_BYTES_MAX, "error messages are protocol strings
 // the maximum a multiple of the minimum.
 const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
 assert(isPowerOfTwo(BLOCK_SIZE_MIN_BYTES) && isPowerOfTwo(BLOCK_SIZE_PREFERRED_BYTES), "block sizes are powers of two");
-assert(BLOCK_SIZE_MIN_BYTES <= BLOCK_SIZE_PREFERRED_BYTES && BLOCK_SIZE_PREFERRED_BYTES <= REQUEST_BYTES_MAX, "block sizes ordered");
+assert(BLOCK_SIZE_MIN_BYTES <= BLOCK_SIZE_PREFERRED_BYTES && BLOCK_SIZE_PREFERRED_BYTES <= BLOCK_SIZE_MAX_BYTES, "block sizes ordered");
 assert(
-  REQUEST_BYTES_MAX % BLOCK_SIZE_MIN_BYTES === 0 && REQUEST_BYTES_MAX % BLOCK_SIZE_PREFERRED_BYTES === 0,
+  BLOCK_SIZE_MAX_BYTES % BLOCK_SIZE_MIN_BYTES === 0 && BLOCK_SIZE_MAX_BYTES % BLOCK_SIZE_PREFERRED_BYTES === 0,
   "maximum block size whole blocks",
 );
+// What is accepted is at least what is advertised.
+assert(BLOCK_SIZE_MAX_BYTES <= REQUEST_BYTES_MAX, "the advertised maximum is accepted");
 assert(REQUEST_BYTES_MAX <= LENGTH_FIELD_MAX, "request length fits its field");
 // One request of the largest size is always admitted, whatever else is in flight.
 assert(INFLIGHT_BYTES_MAX >= REQUEST_BYTES_MAX, "a maximum-size request fits in flight");

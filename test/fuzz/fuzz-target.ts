@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { ServedPool } from "../../src/control/served-pool.js";
 import { MemoryStorageFile } from "../../src/io/memory-storage-file.js";
 import { DEFAULT_LIMITS, startNbdServer, type NbdLimits, type NbdServer } from "../../src/nbd/index.js";
-import { NAME_BYTES_MAX } from "../../src/nbd/limits.js";
+import { NAME_BYTES_MAX, REQUEST_BYTES_MAX } from "../../src/nbd/limits.js";
 import { Pool } from "../../src/thin/pool.js";
 import { MemoryCatalog } from "../support/memory-catalog.js";
 import { MEMORY_BLOCK_BYTES, MemoryPoolSpace, MemoryVolume } from "../support/memory-volume.js";
@@ -193,7 +193,8 @@ function memoryLimits(options: FuzzTargetOptions): NbdLimits {
     connectionsMax: options.connectionsMax,
     handshakeTimeoutMs: options.handshakeTimeoutMs,
     inflightRequestsMax: 8,
-    inflightBytesMax: 32 * MiB,
+    // The least the server takes: one request of the largest size accepted.
+    inflightBytesMax: REQUEST_BYTES_MAX,
     replyBufferBytesMax: 64 * 1024,
   };
 }

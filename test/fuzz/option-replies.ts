@@ -1,7 +1,7 @@
 // The client side of option haggling as a well-behaved client does it, checking every reply:
 // used to open the sessions that request fuzzing then abuses, and by the health check.
 
-import { BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, OPTION_BYTES_MAX, REQUEST_BYTES_MAX } from "../../src/nbd/limits.js";
+import { BLOCK_SIZE_MAX_BYTES, BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, OPTION_BYTES_MAX } from "../../src/nbd/limits.js";
 import * as P from "../../src/nbd/protocol.js";
 import type { FuzzSocket } from "./fuzz-socket.js";
 import type { FuzzServer } from "./fuzz-target.js";
@@ -139,7 +139,7 @@ export function checkInfoReplies(
     blockSize.data.length !== 14 ||
     blockSize.data.readUInt32BE(2) !== BLOCK_SIZE_MIN_BYTES ||
     blockSize.data.readUInt32BE(6) !== BLOCK_SIZE_PREFERRED_BYTES ||
-    blockSize.data.readUInt32BE(10) !== REQUEST_BYTES_MAX
+    blockSize.data.readUInt32BE(10) !== BLOCK_SIZE_MAX_BYTES
   ) {
     throw new FuzzFailure("NBD_INFO_BLOCK_SIZE missing or not as documented");
   }

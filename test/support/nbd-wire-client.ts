@@ -35,7 +35,9 @@ export interface Request {
 const WAIT_MS = 5_000;
 
 export class WireClient {
-  private buffered: Buffer = Buffer.alloc(0);
+  /** Received and not yet read, in arrival order; joined only when a read needs it, so a large reply costs one copy. */
+  private received: Buffer[] = [];
+  private receivedBytes = 0;
   private waiter: (() => void) | null = null;
   private ended = false;
   private nextCookie = 1n;
@@ -43,7 +45,8 @@ export class WireClient {
 
   private constructor(readonly socket: net.Socket) {
     socket.on("data", (chunk: Buffer) => {
-      this.buffered = Buffer.concat([this.buffered, chunk]);
+      this.received.push(chunk);
+      this.receivedBytes += chunk.length;
       this.waiter?.();
     });
     socket.on("error", () => {});
@@ -99,21 +102,28 @@ export class WireClient {
 
   async read(byteLength: number, timeoutMs = WAIT_MS): Promise<Buffer> {
     await this.waitFor(byteLength, timeoutMs);
-    const out = this.buffered.subarray(0, byteLength);
-    this.buffered = this.buffered.subarray(byteLength);
+    const joined = this.joined();
+    const out = joined.subarray(0, byteLength);
+    this.received = [joined.subarray(byteLength)];
+    this.receivedBytes -= byteLength;
     return out;
+  }
+
+  private joined(): Buffer {
+    if (this.received.length !== 1) this.received = [Buffer.concat(this.received)];
+    return this.received[0]!;
   }
 
   /** The next 4 bytes as a number, left unread. */
   async peekU32(): Promise<number> {
     await this.waitFor(4, WAIT_MS);
-    return this.buffered.readUInt32BE(0);
+    return this.joined().readUInt32BE(0);
   }
 
   private async waitFor(byteLength: number, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while (this.buffered.length < byteLength) {
-      if (this.ended) throw new Error(`connection closed with ${this.buffered.length} of ${byteLength} bytes`);
+    while (this.receivedBytes < byteLength) {
+      if (this.ended) throw new Error(`connection closed with ${this.receivedBytes} of ${byteLength} bytes`);
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new Error(`timed out waiting for ${byteLength} bytes`);
       await new Promise<void>((resolve) => {
@@ -134,7 +144,7 @@ export class WireClient {
   }
 
   get pendingBytes(): number {
-    return this.buffered.length;
+    return this.receivedBytes;
   }
 
   sendRaw(bytes: Uint8Array): void {
