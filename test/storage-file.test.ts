@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { FileExistsError, FileMissingError } from "../src/errors.js";
 import { MemoryStorageFile } from "../src/io/memory-storage-file.js";
+import { readFromPageCache } from "../src/io/cached-read.js";
 import { NodeStorageFile } from "../src/io/node-storage-file.js";
 import type { StorageFile } from "../src/io/storage-file.js";
 
@@ -81,5 +82,32 @@ describe("NodeStorageFile.open", () => {
     await expect(NodeStorageFile.open(join(dir, "nope"), "read-write", "metadata file")).rejects.toThrow(FileMissingError);
     await (await NodeStorageFile.open(join(dir, "f"), "create", "f")).close();
     await expect(NodeStorageFile.open(join(dir, "f"), "create", "f")).rejects.toThrow(FileExistsError);
+  });
+});
+
+describe("reads the page cache answers at once", () => {
+  it("come from the calling thread, end at the end of the file, and match what the usual path reads", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "thinp-io-"));
+    dirs.push(dir);
+    const file = await NodeStorageFile.open(join(dir, "file"), "create", "test file");
+    const bytes = Buffer.alloc(3 * 4096);
+    for (let i = 0; i < bytes.length; i++) bytes[i] = (i * 7 + 3) & 0xff;
+    await file.write(bytes, 0);
+    // Just written, so cached: answered whole, without the thread pool.
+    const cached = Buffer.alloc(4096);
+    expect(readFromPageCache(file.descriptor, cached, 4096)).toBe(4096);
+    expect(cached.equals(bytes.subarray(4096, 8192))).toBe(true);
+    // At the end of the file there is nothing to read; a view into a larger buffer is filled in place.
+    expect(readFromPageCache(file.descriptor, Buffer.alloc(16), bytes.length)).toBe(0);
+    const larger = Buffer.alloc(8192, 0xee);
+    expect(readFromPageCache(file.descriptor, larger.subarray(100, 200), 0)).toBe(100);
+    expect(larger.subarray(100, 200).equals(bytes.subarray(0, 100))).toBe(true);
+    expect(larger[99]).toBe(0xee);
+    // Through the file: a read across the end is the data, then zeros.
+    const across = Buffer.alloc(8192, 0xee);
+    await file.read(across, bytes.length - 4096);
+    expect(across.subarray(0, 4096).equals(bytes.subarray(8192))).toBe(true);
+    expect(across.subarray(4096).every((byte) => byte === 0)).toBe(true);
+    await file.close();
   });
 });

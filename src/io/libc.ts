@@ -1,4 +1,4 @@
-// The few C library calls Node has no API for (flock, the xattr calls), bound once through
+// The few C library calls Node has no API for (flock, the xattr calls, preadv2), bound once through
 // koffi's foreign-function interface. Linux only, like the rest of thinp's file handling.
 
 import koffi from "koffi";
@@ -7,6 +7,8 @@ export interface Libc {
   flock(fd: number, operation: number): number;
   fgetxattr(fd: number, name: string, value: Buffer, size: number): number;
   fsetxattr(fd: number, name: string, value: Buffer, size: number, flags: number): number;
+  /** One preadv2 into `target` (one iovec): bytes read, or -1 with errno set. */
+  preadv2(fd: number, target: Uint8Array, position: number, flags: number): number;
   /** The errno the last failed call left. */
   errno(): number;
 }
@@ -21,6 +23,12 @@ export const ENODATA = 61;
 export const ERANGE = 34;
 export const EPERM = 1;
 export const ENOTSUP = 95;
+export const EAGAIN = 11;
+export const EIO = 5;
+export const ENOSYS = 38;
+export const EOPNOTSUPP = ENOTSUP;
+/** preadv2: fail with EAGAIN rather than wait for the disk (Linux 4.14). */
+export const RWF_NOWAIT = 8;
 
 let bound: Libc | null = null;
 
@@ -30,10 +38,13 @@ export function libc(): Libc {
     const flock = library.func("int flock(int fd, int operation)");
     const fgetxattr = library.func("intptr_t fgetxattr(int fd, const char *name, _Out_ uint8_t *value, size_t size)");
     const fsetxattr = library.func("int fsetxattr(int fd, const char *name, const uint8_t *value, size_t size, int flags)");
+    koffi.struct("iovec", { iov_base: "void *", iov_len: "size_t" });
+    const preadv2 = library.func("intptr_t preadv2(int fd, const iovec *iov, int iovcnt, int64_t offset, int flags)");
     bound = {
       flock: (fd, operation) => flock(fd, operation) as number,
       fgetxattr: (fd, name, value, size) => Number(fgetxattr(fd, name, value, size)),
       fsetxattr: (fd, name, value, size, flags) => fsetxattr(fd, name, value, size, flags) as number,
+      preadv2: (fd, target, position, flags) => Number(preadv2(fd, { iov_base: target, iov_len: target.length }, 1, position, flags)),
       errno: () => koffi.errno(),
     };
   }

@@ -6,5 +6,10 @@ export const SPARSE_PAGE_BYTES = 4096;
 export const XATTR_VALUE_BYTES_MAX = 1024;
 /** Characters of a lock holder's command line shown in a message. */
 export const HOLDER_COMMAND_CHARS_MAX = 120;
+/**
+ * Largest read first tried straight from the page cache on the calling thread (cached-read.ts);
+ * larger reads go to libuv's thread pool, where copying them does not hold up the event loop.
+ */
+export const CACHED_READ_BYTES_MAX = 128 * 1024;
 /** Attempts at a lock call the kernel interrupted before giving up. */
 export const LOCK_EINTR_RETRIES_MAX = 8;

@@ -1,7 +1,9 @@
 import { read as readCallback, write as writeCallback } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { FileExistsError, FileMissingError, IoError } from "../errors.js";
+import { readFromPageCache } from "./cached-read.js";
 import { tryLockFile, type LockMode } from "./file-lock.js";
+import { CACHED_READ_BYTES_MAX } from "./limits.js";
 import type { StorageFile } from "./storage-file.js";
 
 export type OpenMode = "create" | "read-write" | "read-only";
@@ -48,7 +50,14 @@ export class NodeStorageFile implements StorageFile {
   }
 
   async read(buf: Buffer, position: number): Promise<void> {
-    let done = 0;
+    let done = buf.length <= CACHED_READ_BYTES_MAX ? readFromPageCache(this.handle.fd, buf, position) : -1;
+    if (done === 0 && buf.length > 0) {
+      // The end of the file: what lies past it reads as zeros.
+      buf.fill(0);
+      return;
+    }
+    if (done === buf.length) return;
+    done = Math.max(done, 0);
     try {
       while (done < buf.length) {
         const bytesRead = await preadOnce(this.handle.fd, buf, done, buf.length - done, position + done);
