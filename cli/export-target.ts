@@ -4,6 +4,7 @@
 // rename). A block device is written in place, having no name to rename onto. stdout
 // (`-`), a named pipe or a character device takes the image as a stream, front to back.
 
+import { syncPath } from "../src/io/sync-path.js";
 import { constants, promises as fs, type Stats } from "node:fs";
 import path from "node:path";
 import { isatty } from "node:tty";
@@ -199,7 +200,8 @@ class FileTarget implements ExportTarget {
         await onUserFile(name, "output file", () => fs.rename(this.partialPath, finalPath));
       }
     }
-    await syncFolder(path.dirname(finalPath));
+    // Makes the rename durable; a file system that cannot sync a folder has nothing to make durable.
+    await syncPath(path.dirname(finalPath)).catch(() => undefined);
   }
 
   async abandon(): Promise<string> {
@@ -217,14 +219,6 @@ class FileTarget implements ExportTarget {
       `${formatSize(dataBytes)} of data, the rest left as holes`
     );
   }
-}
-
-/** Makes the rename durable; a file system that cannot sync a folder has nothing to make durable. */
-async function syncFolder(folder: string): Promise<void> {
-  const handle = await fs.open(folder, "r").catch(() => null);
-  if (handle === null) return;
-  await handle.sync().catch(() => undefined);
-  await handle.close().catch(() => undefined);
 }
 
 class DeviceTarget implements ExportTarget {

@@ -5,9 +5,8 @@
 
 import { startControlServer, type ControlServer } from "../src/control/control-server.js";
 import { controlSocketPath } from "../src/control/control-protocol.js";
-import type { PoolOperations } from "../src/control/pool-operations.js";
-import type { PoolStatus, VolumeInfo, VolumeUsage } from "../src/thin/api.js";
 import type { Pool } from "../src/thin/pool.js";
+import { LocalPoolOperations } from "./local-pool-operations.js";
 import { PoolBusyError } from "./pool-session.js";
 
 export function describeImport(volumeName: string): string {
@@ -15,38 +14,31 @@ export function describeImport(volumeName: string): string {
 }
 
 /** What the control socket answers while an import runs: reads from the live pool, every change refused. */
-class ImportingPoolOperations implements PoolOperations {
+class ImportingPoolOperations extends LocalPoolOperations {
   constructor(
-    private readonly pool: Pool,
+    pool: Pool,
     private readonly busyWith: string,
-  ) {}
-
-  // The changes take no arguments here: each is refused, whatever it asks.
-  createVolume(): Promise<never> {
-    return this.refuse();
-  }
-  snapshot(): Promise<never> {
-    return this.refuse();
-  }
-  deleteVolume(): Promise<never> {
-    return this.refuse();
-  }
-  resizeVolume(): Promise<never> {
-    return this.refuse();
-  }
-  resizePool(): Promise<never> {
-    return this.refuse();
+  ) {
+    super(pool);
   }
 
-  /** What the import has written so far counts, as it would in `thinp serve` before its next commit. */
-  listVolumes(): Promise<VolumeInfo[]> {
-    return this.pool.listVolumes();
+  // The changes take no arguments here: each is refused, whatever it asks. Reads are the
+  // local ones: what the import has written so far counts, as in `thinp serve` before its
+  // next commit.
+  override createVolume(): Promise<never> {
+    return this.refuse();
   }
-  usage(name: string): Promise<VolumeUsage> {
-    return this.pool.usage(name);
+  override snapshot(): Promise<never> {
+    return this.refuse();
   }
-  async status(): Promise<PoolStatus> {
-    return this.pool.status();
+  override deleteVolume(): Promise<never> {
+    return this.refuse();
+  }
+  override resizeVolume(): Promise<never> {
+    return this.refuse();
+  }
+  override resizePool(): Promise<never> {
+    return this.refuse();
   }
 
   private async refuse(): Promise<never> {

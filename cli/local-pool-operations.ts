@@ -7,7 +7,7 @@ import type { PoolStatus, VolumeInfo, VolumeUsage } from "../src/thin/api.js";
 import type { Pool } from "../src/thin/pool.js";
 
 export class LocalPoolOperations implements PoolOperations {
-  constructor(private readonly pool: Pool) {}
+  constructor(protected readonly pool: Pool) {}
 
   createVolume(name: string, sizeBytes: number): Promise<VolumeInfo> {
     return this.pool.createVolume(name, sizeBytes);

@@ -1,7 +1,8 @@
 // The few C library calls Node has no API for (flock, the xattr calls, preadv2), bound once through
 // koffi's foreign-function interface. Linux only, like the rest of thinp's file handling.
 
-import koffi from "koffi";
+import { createRequire } from "node:module";
+import type * as Koffi from "koffi";
 
 export interface Libc {
   flock(fd: number, operation: number): number;
@@ -25,8 +26,6 @@ export const EPERM = 1;
 export const ENOTSUP = 95;
 export const EAGAIN = 11;
 export const EIO = 5;
-export const ENOSYS = 38;
-export const EOPNOTSUPP = ENOTSUP;
 /** preadv2: fail with EAGAIN rather than wait for the disk (Linux 4.14). */
 export const RWF_NOWAIT = 8;
 
@@ -34,6 +33,9 @@ let bound: Libc | null = null;
 
 export function libc(): Libc {
   if (bound === null) {
+    // Loaded on first use, not at import: commands that never open a file (help, --version,
+    // those answered by a running server) do not pay for the FFI's native module.
+    const koffi = createRequire(import.meta.url)("koffi") as typeof Koffi;
     const library = koffi.load("libc.so.6");
     const flock = library.func("int flock(int fd, int operation)");
     const fgetxattr = library.func("intptr_t fgetxattr(int fd, const char *name, _Out_ uint8_t *value, size_t size)");

@@ -2,7 +2,14 @@
 // volume's mapping tree, and both space maps. Callers serialize access (Pool's metadata
 // mutex); nothing here is safe to interleave.
 
-import { CorruptBlockError, LimitExceededError, PoolDegradedError, VolumeExistsError, type SpaceMapDamage } from "../errors.js";
+import {
+  CorruptBlockError,
+  LimitExceededError,
+  NoSuchVolumeError,
+  PoolDegradedError,
+  VolumeExistsError,
+  type SpaceMapDamage,
+} from "../errors.js";
 import { assert } from "../io/assert.js";
 import { readU64, writeU64 } from "../io/integers.js";
 import type { StorageFile } from "../io/storage-file.js";
@@ -220,6 +227,13 @@ export class PoolMetadata {
   async findVolume(name: string): Promise<VolumeState | null> {
     const found = await this.probeName(name);
     return found ? this.volumeById(found.volumeId) : null;
+  }
+
+  /** The volume named `name`, or NO_SUCH_VOLUME. */
+  async requireVolume(name: string): Promise<VolumeState> {
+    const state = await this.findVolume(name);
+    if (!state) throw new NoSuchVolumeError(name);
+    return state;
   }
 
   async volumeById(id: number): Promise<VolumeState | null> {

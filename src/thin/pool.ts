@@ -9,9 +9,7 @@ import {
   FileExistsError,
   FileMissingError,
   InvalidSizeError,
-  NoSuchVolumeError,
-  DataFileLockedError,
-  PoolLockedError,
+  IoError,
   ShrinkBelowMappedError,
   VolumeBusyError,
 } from "../errors.js";
@@ -87,13 +85,11 @@ export class Pool {
     }
     const opened: NodeStorageFile[] = [];
     try {
-      const dataFile = await NodeStorageFile.open(dataPath, "create", "data file");
+      const dataFile = await openLockedDataFile(dataPath, metaPath, "create", "exclusive");
       opened.push(dataFile);
-      if (!dataFile.tryLock("exclusive")) throw new DataFileLockedError(dataPath, metaPath, null);
       await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
-      const metaFile = await NodeStorageFile.open(metaPath, "create", "metadata file");
+      const metaFile = await openLockedMetadataFile(metaPath, "create", "exclusive");
       opened.push(metaFile);
-      if (!metaFile.tryLock("exclusive")) throw new PoolLockedError(metaPath, null);
       const storedDataPath = relative(dirname(resolve(metaPath)), resolve(dataPath));
       const metadata = await PoolMetadata.format(metaFile, dataBlockCount, storedDataPath, dataFile);
       const identity = new DataFileIdentityStore(dataFile, resolve(dataPath));
@@ -110,9 +106,10 @@ export class Pool {
   }
 
   static async open(metaPath: string, options: PoolOpenOptions = {}): Promise<Pool> {
-    if (!(await pathExists(metaPath))) throw new FileMissingError(metaPath, "metadata file");
     // The data path is stored relative to where the metadata file really is, not to a link.
-    const realMetaPath = await realpath(metaPath);
+    const realMetaPath = await realpath(metaPath).catch((error: NodeJS.ErrnoException) => {
+      throw error.code === "ENOENT" ? new FileMissingError(metaPath, "metadata file") : new IoError(metaPath, error);
+    });
     const access = options.readOnly ? "read" : "write";
     const opened: StorageFile[] = [];
     try {
@@ -163,12 +160,12 @@ export class Pool {
   async snapshot(originName: string, name: string, options: { readOnly?: boolean } = {}): Promise<VolumeInfo> {
     this.assertWritable("the pool");
     validateVolumeName(name);
-    const origin = await this.transactions.read((metadata) => requireVolume(metadata, originName));
+    const origin = await this.transactions.read((metadata) => metadata.requireVolume(originName));
     // Writes in flight to the origin finish first, so the snapshot holds every write
     // acknowledged before it and none acknowledged after.
     return this.locksFor(origin.id).gate.exclusive(() =>
       this.transactions.change(async (metadata) => {
-        const current = await requireVolume(metadata, originName);
+        const current = await metadata.requireVolume(originName);
         return describe(metadata, await metadata.snapshot(current, name, options.readOnly ?? false, Date.now()));
       }),
     );
@@ -176,12 +173,12 @@ export class Pool {
 
   async deleteVolume(name: string): Promise<void> {
     this.assertWritable("the pool");
-    const state = await this.transactions.read((metadata) => requireVolume(metadata, name));
+    const state = await this.transactions.read((metadata) => metadata.requireVolume(name));
     const handles = this.openHandles.get(state.id) ?? 0;
     if (handles > 0) throw new VolumeBusyError(name, `${handles} client${handles === 1 ? " has" : "s have"} it open`);
     await this.locksFor(state.id).gate.exclusive(() =>
       this.transactions.change(async (metadata) => {
-        await metadata.deleteVolume(await requireVolume(metadata, name));
+        await metadata.deleteVolume(await metadata.requireVolume(name));
         this.volumeLocks.delete(state.id);
       }),
     );
@@ -191,7 +188,7 @@ export class Pool {
   async resizeVolume(name: string, sizeBytes: number, options: { force?: boolean } = {}): Promise<VolumeInfo> {
     this.assertWritable("the pool");
     validateVolumeSize(sizeBytes);
-    const found = await this.transactions.read((metadata) => requireVolume(metadata, name));
+    const found = await this.transactions.read((metadata) => metadata.requireVolume(name));
     const handles = this.openHandles.get(found.id) ?? 0;
     if (sizeBytes < found.record.sizeBytes && handles > 0 && options.force !== true) {
       throw new VolumeBusyError(
@@ -202,7 +199,7 @@ export class Pool {
     const oldSizeBytes = found.record.sizeBytes;
     const info = await this.locksFor(found.id).gate.exclusive(() =>
       this.transactions.change(async (metadata) => {
-        const state = await requireVolume(metadata, name);
+        const state = await metadata.requireVolume(name);
         if (sizeBytes < state.record.sizeBytes) {
           let lastMapped = -1;
           const firstCut = Math.ceil(sizeBytes / DATA_BLOCK_BYTES);
@@ -246,7 +243,7 @@ export class Pool {
   }
 
   async volume(name: string): Promise<Volume> {
-    const state = await this.transactions.read((metadata) => requireVolume(metadata, name));
+    const state = await this.transactions.read((metadata) => metadata.requireVolume(name));
     return new Volume(this.transactions, state, this.locksFor(state.id));
   }
 
@@ -261,7 +258,7 @@ export class Pool {
 
   async usage(name: string): Promise<VolumeUsage> {
     return this.transactions.read(async (metadata) => {
-      const state = await requireVolume(metadata, name);
+      const state = await metadata.requireVolume(name);
       let exclusiveBlocks = 0;
       let sharedBlocks = 0;
       await metadata.forEachMapping(state, 0, Number.MAX_SAFE_INTEGER, (_virtualBlock, _dataBlock, sharedNow) => {
@@ -362,12 +359,6 @@ export class Pool {
     const actual = await this.dataFile.byteLength();
     if (actual < needed) throw new DataFileTruncatedError(this.dataPath, actual, needed);
   }
-}
-
-async function requireVolume(metadata: PoolMetadata, name: string): Promise<VolumeState> {
-  const state = await metadata.findVolume(name);
-  if (!state) throw new NoSuchVolumeError(name);
-  return state;
 }
 
 async function describe(metadata: PoolMetadata, state: VolumeState): Promise<VolumeInfo> {

@@ -5,7 +5,7 @@
 // See formats/metadata.md, "Repair".
 
 import { constants } from "node:fs";
-import { copyFile, link, open, realpath, rename, unlink } from "node:fs/promises";
+import { copyFile, link, realpath, rename, unlink } from "node:fs/promises";
 import { dirname, relative, resolve } from "node:path";
 import {
   CorruptBlockError,
@@ -27,6 +27,7 @@ import { chooseSuperblock, type ChosenSuperblock } from "../pdata/superblock-cho
 import { checkMetadataFile } from "./check.js";
 import { DataFileIdentityStore } from "./data-file-identity.js";
 import { openLockedDataFile, openLockedMetadataFile } from "./pool-files.js";
+import { syncPath } from "../io/sync-path.js";
 import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, RENAME_ATTEMPTS_MAX, SECTOR_BYTES } from "./limits.js";
 import { MAPPING_VALUE_BYTES, decodeMapping } from "./mapping-value.js";
 import { NAME_INDEX_VALUE_BYTES, validateVolumeName } from "./names.js";
@@ -471,14 +472,5 @@ async function replaceKeepingBackup(metaPath: string, newPath: string, backupPat
     await syncPath(dirname(metaPath));
   } catch (error) {
     throw new IoError(metaPath, error);
-  }
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await open(path, "r");
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
   }
 }

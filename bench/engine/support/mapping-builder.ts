@@ -5,7 +5,6 @@
 import { assert } from "../../../src/io/assert.js";
 import { at } from "../../../src/io/checked-index.js";
 import type { Pool } from "../../../src/thin/pool.js";
-import type { PoolMetadata, VolumeState } from "../../../src/thin/pool-metadata.js";
 
 /**
  * mapBlock calls per metadata section. The pool trims dirty metadata blocks only between
@@ -41,7 +40,7 @@ export async function mapFreshBlocks(pool: Pool, volumeName: string, keys: reado
 export async function mapKeys(pool: Pool, volumeName: string, keys: readonly number[], start: number, end: number): Promise<void> {
   assert(end - start <= MAPPINGS_PER_SECTION, `a section maps at most ${MAPPINGS_PER_SECTION} keys`);
   await pool.transactions.change(async (metadata) => {
-    const state = await requireVolume(metadata, volumeName);
+    const state = await metadata.requireVolume(volumeName);
     for (let i = start; i < end; i++) {
       const dataBlock = metadata.allocateDataBlock();
       assert(dataBlock !== null, "the bench sized its pool too small");
@@ -52,7 +51,7 @@ export async function mapKeys(pool: Pool, volumeName: string, keys: readonly num
 
 export async function unmapKeys(pool: Pool, volumeName: string, keys: readonly number[], start: number, end: number): Promise<void> {
   await pool.transactions.change(async (metadata) => {
-    const state = await requireVolume(metadata, volumeName);
+    const state = await metadata.requireVolume(volumeName);
     for (let i = start; i < end; i++) {
       const key = at(keys, i, KEYS_IN_RANGE);
       const removed = await metadata.unmapBlock(state, key);
@@ -64,17 +63,11 @@ export async function unmapKeys(pool: Pool, volumeName: string, keys: readonly n
 /** Looks keys up in one metadata section; asserts each is mapped, so a lookup is never a cheap miss. */
 export async function lookupKeys(pool: Pool, volumeName: string, keys: readonly number[], start: number, end: number): Promise<void> {
   await pool.transactions.read(async (metadata) => {
-    const state = await requireVolume(metadata, volumeName);
+    const state = await metadata.requireVolume(volumeName);
     for (let i = start; i < end; i++) {
       const key = at(keys, i, KEYS_IN_RANGE);
       const found = await metadata.lookupMapping(state, key);
       assert(found !== null, `key ${key} should be mapped`);
     }
   });
-}
-
-async function requireVolume(metadata: PoolMetadata, name: string): Promise<VolumeState> {
-  const state = await metadata.findVolume(name);
-  assert(state !== null, `the bench's volume '${name}' exists`);
-  return state;
 }
