@@ -13,6 +13,8 @@ import { killAllBackground, startCli } from "./support/cli-background.js";
 import { assertCliBuilt, makeTempDir, removeTempDir, runCli, runCliOk, runProgram, seededBytes } from "./support/cli-run.js";
 import { eventually, killAllServers, startServe } from "./support/cli-serve-process.js";
 import { readXattrHex, removeXattr } from "./support/xattrs.js";
+import { rewriteMetadataBlock } from "./support/pool-blocks.js";
+import { BlockType } from "../src/pdata/block-format.js";
 
 const MiB = 1024 * 1024;
 let dir: string;
@@ -180,5 +182,29 @@ describe("two metadata files for one data file", () => {
     const recorded = JSON.parse(Buffer.from(readXattrHex(dataPath, DATA_IDENTITY_XATTR)!, "hex").toString("utf8"));
     expect(recorded).toMatchObject({ format: 1, metadata: "meta.img" });
     expect(recorded.commit).toBeGreaterThan(1);
+  });
+
+  it("refuses to repair a metadata file against another pool's data file, naming both", async () => {
+    const other = path.join(dir, "other");
+    await mkdir(other);
+    await runCliOk(["create-pool", "other/data.img", "other/meta.img", "--size", "64M"], { cwd: dir });
+    await rename(path.join(other, "data.img"), path.join(dir, "data.img"));
+    const refused = await runCli(["repair"], { cwd: dir });
+    expect(refused.exitCode).toBe(6);
+    expect(refused.stderr).toContain(`${path.join(dir, "meta.img")} cannot be used with data file ${path.join(dir, "data.img")}`);
+    expect(refused.stderr).toContain("belongs to pool");
+    await expect(stat(path.join(dir, "meta.img.repaired"))).rejects.toThrow(/ENOENT/);
+  });
+});
+
+describe("a metadata file from a newer thinp", () => {
+  it("is refused, saying a newer thinp wrote it, when its superblock has flags this one does not know", async () => {
+    const metaPath = path.join(dir, "meta.img");
+    for (const slot of [0, 1]) {
+      await rewriteMetadataBlock(metaPath, slot, BlockType.Superblock, (block) => block.writeUInt32LE(block.readUInt32LE(28) | 0x80, 28));
+    }
+    const refused = await runCli(["list"], { cwd: dir });
+    expect(refused.exitCode).toBe(6);
+    expect(refused.stderr).toContain("superblock flags 0x80 include some this thinp does not know; a newer thinp wrote it");
   });
 });
