@@ -34,6 +34,21 @@ export class KeyedLocks {
     };
   }
 
+  /**
+   * Holds every key at once if none is held, without waiting: the function that frees them,
+   * or null when one is held (the caller then waits its turn with runAll).
+   */
+  tryHoldAll(keys: readonly number[]): (() => void) | null {
+    for (const key of keys) if (this.tails.has(key)) return null;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    for (const key of keys) this.tails.set(key, held);
+    return () => {
+      release();
+      for (const key of keys) if (this.tails.get(key) === held) this.tails.delete(key);
+    };
+  }
+
   /** Holds every key for the section; keys are taken in ascending order so holders never deadlock. */
   async runAll<T>(keys: number[], section: () => Promise<T>): Promise<T> {
     const sorted = [...new Set(keys)].sort((a, b) => a - b);
@@ -68,6 +83,19 @@ export class SharedGate {
       this.sharedHolders--;
       this.dispatch();
     }
+  }
+
+  /** A shared hold taken at once if nobody holds or waits for it exclusively: its release, or null. */
+  tryShared(): (() => void) | null {
+    if (this.exclusiveHeld || this.queue.length > 0) return null;
+    this.sharedHolders++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.sharedHolders--;
+      this.dispatch();
+    };
   }
 
   async exclusive<T>(section: () => Promise<T>): Promise<T> {

@@ -15,7 +15,7 @@ import { readU64, writeU64 } from "../io/integers.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
 import { verifiedBlockReader } from "../pdata/block-reader.js";
-import { BTree } from "../pdata/btree/btree.js";
+import { BTree, type RangeVisit } from "../pdata/btree/btree.js";
 import { KEY_END } from "../pdata/btree/walker.js";
 import { plainValues, type ValueType } from "../pdata/btree/value-type.js";
 import { RefcountTable } from "../pdata/refcount-table.js";
@@ -61,6 +61,9 @@ export interface PoolLineage {
   transactionId: number;
   repairedCopy: boolean;
 }
+
+/** One mapping a range walk meets: whether another volume shares its data block now, and whether a write would copy it first. */
+export type MappingVisit = (virtualBlock: number, dataBlock: number, sharedNow: boolean, copyOnWrite: boolean) => void;
 
 export interface MappingLookup {
   dataBlock: number;
@@ -358,15 +361,25 @@ export class PoolMetadata {
    * Calls `visit` for each mapping with from <= virtual block < to, in order, saying whether
    * another volume references its data block now, and whether a write would copy it first.
    */
-  async forEachMapping(
-    state: VolumeState,
-    from: number,
-    to: number,
-    visit: (virtualBlock: number, dataBlock: number, sharedNow: boolean, copyOnWrite: boolean) => void,
-  ): Promise<void> {
+  async forEachMapping(state: VolumeState, from: number, to: number, visit: MappingVisit): Promise<void> {
     this.assertLive(state);
+    await this.mappings.forEachInRange(state.record.mappingRoot, from, to, this.mappingVisit(state, visit));
+  }
+
+  /**
+   * forEachMapping without awaiting, when the cache holds every tree node it needs: for
+   * reads and writes that need no section. Null when a node is not cached; the visits made
+   * by then are to be discarded, and the caller looks up again in a section.
+   */
+  forEachMappingCached(state: VolumeState, from: number, to: number, visit: MappingVisit): boolean | null {
+    this.assertLive(state);
+    return this.mappings.forEachInRangeCached(state.record.mappingRoot, from, to, this.mappingVisit(state, visit));
+  }
+
+  /** Decodes and checks each entry a range walk meets, then hands it to `visit`. */
+  private mappingVisit(state: VolumeState, visit: MappingVisit): RangeVisit {
     const dataBlockCount = this.dataRefs.blockCount;
-    await this.mappings.forEachInRange(state.record.mappingRoot, from, to, (key, value, sharedPath, nodeIndex) => {
+    return (key, value, sharedPath, nodeIndex) => {
       const { dataBlock, time } = decodeMapping(value);
       if (!(dataBlock < dataBlockCount)) {
         throw new CorruptBlockError(
@@ -377,7 +390,7 @@ export class PoolMetadata {
       }
       const sharedNow = sharedPath || this.dataRefs.get(dataBlock) > 1;
       visit(key, dataBlock, sharedNow, this.writeNeedsCopy(state, dataBlock, time, sharedPath));
-    });
+    };
   }
 
   /** Up to `limit` mappings from virtual block `from` on, with the snapshot time each was written at. */

@@ -334,6 +334,8 @@ export class Pool {
    */
   private async recordCommitInDataFile(committed: PoolMetadata): Promise<void> {
     if (this.identity === null || this.identityRecord === null) return;
+    // A commit with no metadata change (a flush after writes in place) keeps its transaction id.
+    if (this.identityRecord.commit === committed.transactionId) return;
     const record = { ...this.identityRecord, commit: committed.transactionId };
     try {
       await this.identity.write(record);

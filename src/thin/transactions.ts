@@ -33,13 +33,15 @@ export interface Reservation {
   readonly generation: number;
 }
 
-type SectionKind = "read" | "reserve" | "change";
+type SectionKind = "read" | "reserve" | "change" | "commit";
 
 export class PoolTransactions {
   private readonly mutex = new Mutex();
   /** Reads between their lookup and the end of their data read (see commit). */
   private readonly readsInFlight = new Set<Promise<unknown>>();
   private failure: Error | null = null;
+  /** A \`change\` section is running, and may be part-way through changing a tree. */
+  private changing = false;
   /** Counts rollbacks: a reservation from an earlier generation was taken back by one. */
   private generation = 0;
   /** Data written in place since the last commit, which only a sync makes durable. */
@@ -64,6 +66,19 @@ export class PoolTransactions {
   /** A section that only looks things up. */
   read<T>(section: (metadata: PoolMetadata) => Promise<T>): Promise<T> {
     return this.run("read", section);
+  }
+
+  /**
+   * A lookup answered at once, outside the queue of sections, where that is safe: no section
+   * is part-way through changing a tree (reads, reservations and commits leave every tree
+   * whole, as do the gaps between sections) and no rollback is due. \`look\` must not await:
+   * it answers from memory or returns null (a tree node not cached), and this returns null
+   * too when it may not run now; the caller then looks up in a \`read\` section. Data reads
+   * \`look\` starts must be registered with trackRead inside it, as in a section.
+   */
+  readNow<T>(look: (metadata: PoolMetadata) => T | null): T | null {
+    if (this.changing || this.failure !== null || this.closing) return null;
+    return look(this.metadata);
   }
 
   /**
@@ -141,7 +156,7 @@ export class PoolTransactions {
 
   async commit(): Promise<void> {
     if (this.readOnly) return;
-    await this.change(() => this.commitLocked());
+    await this.run("commit", () => this.commitLocked());
   }
 
   /** Something a commit would make durable: metadata changes or data written in place. */
@@ -149,6 +164,11 @@ export class PoolTransactions {
     return this.dataWrittenSinceCommit || this.metadata.hasUncommittedChanges;
   }
 
+  /**
+   * Called as a data write starts and again once it has finished, so a commit that began
+   * while it was in flight (and may have synced before its bytes arrived) leaves the flag
+   * set for the next one.
+   */
   noteDataWritten(): void {
     this.dataWrittenSinceCommit = true;
   }
@@ -178,12 +198,16 @@ export class PoolTransactions {
     return this.mutex.run(async () => {
       assert(!this.closed, "pool used after close");
       if (this.failure) await this.rollBack();
+      // A commit changes no tree a lookup walks: reads answered during its syncs are sound.
+      if (kind === "change") this.changing = true;
       try {
         await this.metadata.tm.trimDirty();
         return await section(this.metadata);
       } catch (error) {
-        if (kind === "change" && !isRefusal(error)) this.failure = error as Error;
+        if ((kind === "change" || kind === "commit") && !isRefusal(error)) this.failure = error as Error;
         throw error;
+      } finally {
+        this.changing = false;
       }
     });
   }
@@ -213,6 +237,8 @@ export class PoolTransactions {
   }
 
   private async commitLocked(): Promise<void> {
+    // Nothing changed and no write finished since the last commit: all of it is durable.
+    if (!this.hasUncommittedWork) return;
     this.dataWrittenSinceCommit = false;
     try {
       await this.metadata.commit(this.dataFile);

@@ -29,6 +29,12 @@ interface Piece {
   inRequest: number;
 }
 
+interface MappedRun {
+  offset: number;
+  length: number;
+  mapped: boolean;
+}
+
 type WritePlan =
   { piece: Piece; kind: "in-place"; dataBlock: number } | { piece: Piece; kind: "fresh"; dataBlock: number; copyFrom: number | null };
 
@@ -83,41 +89,66 @@ export class Volume implements VolumeHandle {
   /**
    * One lookup for the whole range, then one read per run of consecutive data blocks; the
    * buffer is zeroed only where nothing is mapped. Also returns the mapped and unmapped runs.
+   * The lookup is answered at once when the tree's nodes are cached and no change is under
+   * way, and waits for a read section otherwise.
    */
-  private async readMapped(
-    offset: number,
-    length: number,
-  ): Promise<{ bytes: Buffer; runs: { offset: number; length: number; mapped: boolean }[] }> {
+  private async readMapped(offset: number, length: number): Promise<{ bytes: Buffer; runs: MappedRun[] }> {
     this.checkRange(offset, length);
     const bytes = Buffer.allocUnsafe(length);
-    const runs: { offset: number; length: number; mapped: boolean }[] = [];
-    if (length === 0) return { bytes, runs };
+    if (length === 0) return { bytes, runs: [] };
     const pieces = splitIntoPieces(offset, length);
     const firstPiece = pieces[0];
     const lastPiece = pieces.at(-1);
     assert(firstPiece !== undefined && lastPiece !== undefined, "a range of one byte or more has a piece");
     const first = firstPiece.virtualBlock;
     const end = lastPiece.virtualBlock + 1;
+    const started =
+      this.tx.readNow((metadata) => {
+        const mapped = new Map<number, number>();
+        const answered = metadata.forEachMappingCached(this.liveState(metadata), first, end, (virtualBlock, dataBlock) => {
+          mapped.set(virtualBlock, dataBlock);
+        });
+        return answered === null ? null : this.startReads(offset, pieces, mapped, bytes);
+      }) ??
+      (await this.tx.read(async (metadata) => {
+        const mapped = new Map<number, number>();
+        await metadata.forEachMapping(
+          this.liveState(metadata),
+          first,
+          end,
+          (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock),
+        );
+        return this.startReads(offset, pieces, mapped, bytes);
+      }));
+    await started.reads;
+    return { bytes, runs: started.runs };
+  }
+
+  /**
+   * Called where the lookup was made, in the same turn: zeroes what is unmapped and starts
+   * the data reads, registered so a commit cannot free those blocks for reuse first.
+   */
+  private startReads(
+    offset: number,
+    pieces: Piece[],
+    mapped: Map<number, number>,
+    bytes: Buffer,
+  ): { reads: Promise<unknown>; runs: MappedRun[] } {
+    const runs: MappedRun[] = [];
+    for (const piece of pieces) {
+      const isMapped = mapped.has(piece.virtualBlock);
+      const last = runs[runs.length - 1];
+      if (last && last.mapped === isMapped) last.length += piece.byteLength;
+      else runs.push({ offset: offset + piece.inRequest, length: piece.byteLength, mapped: isMapped });
+      if (!isMapped) bytes.fill(0, piece.inRequest, piece.inRequest + piece.byteLength);
+    }
     const reads: Promise<void>[] = [];
-    await this.tx.read(async (metadata) => {
-      const state = this.liveState(metadata);
-      const mapped = new Map<number, number>();
-      await metadata.forEachMapping(state, first, end, (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock));
-      for (const piece of pieces) {
-        const isMapped = mapped.has(piece.virtualBlock);
-        const last = runs[runs.length - 1];
-        if (last && last.mapped === isMapped) last.length += piece.byteLength;
-        else runs.push({ offset: offset + piece.inRequest, length: piece.byteLength, mapped: isMapped });
-        if (!isMapped) bytes.fill(0, piece.inRequest, piece.inRequest + piece.byteLength);
-      }
-      for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
-        const target = bytes.subarray(run.inRequest, run.inRequest + run.byteLength);
-        // Registered inside the metadata section, so a commit cannot free these blocks for reuse first.
-        reads.push(this.tx.trackRead(this.tx.dataFile.read(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)));
-      }
-    });
-    await Promise.all(reads);
-    return { bytes, runs };
+    for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
+      const target = bytes.subarray(run.inRequest, run.inRequest + run.byteLength);
+      reads.push(this.tx.trackRead(this.tx.dataFile.read(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)));
+    }
+    const only = reads.length === 1 ? reads[0] : undefined;
+    return { reads: only ?? Promise.all(reads), runs };
   }
 
   async write(offset: number, bytes: Uint8Array): Promise<void> {
@@ -126,7 +157,41 @@ export class Volume implements VolumeHandle {
     if (bytes.length === 0) return;
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.tx.noteDataWritten();
-    await this.locks.gate.shared(() => this.writeLocked(splitIntoPieces(offset, bytes.length), data));
+    const pieces = splitIntoPieces(offset, bytes.length);
+    const inPlace = this.writeInPlaceNow(pieces, data);
+    if (inPlace !== null) return inPlace;
+    await this.locks.gate.shared(() => this.writeLocked(pieces, data));
+  }
+
+  /**
+   * The common overwrite, with no section: when the gate and every block are free, and the
+   * cached tree says this volume alone owns each block, the bytes go in place under the same
+   * holds writeLocked takes. Null when any of that is not so; the caller then waits its turn.
+   */
+  private writeInPlaceNow(pieces: Piece[], data: Buffer): Promise<void> | null {
+    const releaseGate = this.locks.gate.tryShared();
+    if (releaseGate === null) return null;
+    const releaseBlocks = this.locks.blocks.tryHoldAll(pieces.map((piece) => piece.virtualBlock));
+    if (releaseBlocks === null) {
+      releaseGate();
+      return null;
+    }
+    const release = () => {
+      releaseBlocks();
+      releaseGate();
+    };
+    let plans: WritePlan[] | null;
+    try {
+      plans = this.tx.readNow((metadata) => inPlacePlans(metadata, this.liveState(metadata), pieces));
+    } catch (error) {
+      release();
+      throw error;
+    }
+    if (plans === null) {
+      release();
+      return null;
+    }
+    return this.writeAll(plans, data).finally(release);
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -251,6 +316,7 @@ export class Volume implements VolumeHandle {
       ...merged,
       ...direct.map((run) => dataFile.write(data.subarray(run.inRequest, run.inRequest + run.byteLength), run.position)),
     ]);
+    this.tx.noteDataWritten();
   }
 
   /** A partial write to a fresh block: the rest is the shared block's old contents, or zeros. */
@@ -334,6 +400,35 @@ export class Volume implements VolumeHandle {
     this.lastKnown = state;
     return state;
   }
+}
+
+/**
+ * Plans for writing every piece in place, from the cache alone: null unless every block is
+ * mapped and would not be copied first (shared with a snapshot), or if a node is not cached.
+ */
+function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[]): WritePlan[] | null {
+  const firstPiece = pieces[0];
+  const lastPiece = pieces.at(-1);
+  assert(firstPiece !== undefined && lastPiece !== undefined, "a write of one byte or more has a piece");
+  const owned = new Map<number, number>();
+  let copies = false;
+  const answered = metadata.forEachMappingCached(
+    state,
+    firstPiece.virtualBlock,
+    lastPiece.virtualBlock + 1,
+    (virtualBlock, dataBlock, _sharedNow, copyOnWrite) => {
+      if (copyOnWrite) copies = true;
+      else owned.set(virtualBlock, dataBlock);
+    },
+  );
+  if (answered === null || copies) return null;
+  const plans: WritePlan[] = [];
+  for (const piece of pieces) {
+    const dataBlock = owned.get(piece.virtualBlock);
+    if (dataBlock === undefined) return null;
+    plans.push({ piece, kind: "in-place", dataBlock });
+  }
+  return plans;
 }
 
 function splitIntoPieces(offset: number, length: number): Piece[] {

@@ -6,7 +6,7 @@
 import { CorruptBlockError } from "../../errors.js";
 import { assert } from "../../io/assert.js";
 import { writeU64 } from "../../io/integers.js";
-import { BlockType } from "../block-format.js";
+import { BlockType, blockTypeName } from "../block-format.js";
 import type { TransactionManager } from "../transaction-manager.js";
 import { CHILD_VALUE_BYTES, NodeKind, NodeView } from "./node.js";
 import type { ValueType } from "./value-type.js";
@@ -140,6 +140,29 @@ export class BTree {
   async forEachInRange(root: number, from: number, to: number, visit: RangeVisit): Promise<boolean> {
     return this.walker.walk(root, this.valueType.valueBytes, new RangeVisitor(this.tm, from, to, visit), from, to);
   }
+
+  /**
+   * forEachInRange without awaiting, when every node the walk needs is in the cache; null
+   * when one is not, and then the visits already made are to be discarded (the caller walks
+   * again with forEachInRange, which reads what is missing).
+   */
+  forEachInRangeCached(root: number, from: number, to: number, visit: RangeVisit): boolean | null {
+    return this.walker.walkCached(root, this.valueType.valueBytes, new RangeVisitor(this.tm, from, to, visit), this.cachedNode, from, to);
+  }
+
+  /** A node's block from the cache, with the type check a read from the cache makes. */
+  private readonly cachedNode = (blockIndex: number): Buffer | undefined => {
+    const cached = this.tm.cache.get(blockIndex);
+    if (cached === undefined) return undefined;
+    if (cached.type !== BlockType.BTreeNode) {
+      throw new CorruptBlockError(
+        blockIndex,
+        "wrong-type",
+        `expected a ${blockTypeName(BlockType.BTreeNode)} block, found type ${blockTypeName(cached.type)}`,
+      );
+    }
+    return cached.block;
+  };
 
   /** The tree loses one referrer; nodes (and their values) no longer referenced are freed. */
   async deleteTree(root: number): Promise<void> {

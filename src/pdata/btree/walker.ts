@@ -57,6 +57,9 @@ export interface NodeVisitor {
 /** Reads a block for a node and verifies it (type, self index, checksum); throws CorruptBlockError. */
 export type NodeBlockReader = (blockIndex: number) => Promise<Buffer>;
 
+/** A node's block if memory holds it (verified when it was read), else undefined; never reads. */
+export type CachedNodeBlock = (blockIndex: number) => Buffer | undefined;
+
 export class TreeWalker {
   /** Nodes walked (or being walked), by a walker that remembers. */
   private readonly seen: Set<number> | null;
@@ -90,6 +93,26 @@ export class TreeWalker {
     if (!(await walk.node(root, 0, KEY_END, 0))) return false;
     if (visitor.endWalk) await visitor.endWalk();
     return true;
+  }
+
+  /**
+   * The same walk for a visitor that fails on its first bad block and visits synchronously,
+   * done without awaiting when every node it needs is in memory: `cached` answers each read.
+   * Returns null, having stopped at once, when one is not: the visits made so far must then
+   * be discarded, and the caller walks again with \`walk\`. Otherwise as \`walk\`.
+   */
+  walkCached(root: number, valueBytes: number, visitor: NodeVisitor, cached: CachedNodeBlock, from = 0, to = KEY_END): boolean | null {
+    assert(
+      !this.remembers &&
+        visitor.failed === undefined &&
+        visitor.acceptChild === undefined &&
+        visitor.leave === undefined &&
+        visitor.endWalk === undefined,
+      "a cached walk is fail-fast and visits on the way down only",
+    );
+    const walk = new CachedWalk(visitor, cached, valueBytes, from, to);
+    const finished = walk.node(root, 0, KEY_END, 0);
+    return walk.missed ? null : finished;
   }
 
   /** @internal Walk's view of the walker's memory. */
@@ -256,6 +279,51 @@ class Walk {
     const keys = first === null || end === null ? null : { first, end };
     if (keys !== null && remember && this.walker.remembers) this.walker.failed.set(error.blockIndex, error);
     this.visitor.failed(error, keys, depth);
+    return true;
+  }
+}
+
+/**
+ * Walk's fail-fast descent (\`node\` then \`childrenInRange\`, for a walker that does not
+ * remember), synchronous, over blocks already in memory. Kept beside Walk so the two stay
+ * the same walk: every check there that applies to a fail-fast visitor is made here too.
+ */
+class CachedWalk {
+  /** A node the walk needed was not in memory: the walk stopped there. */
+  missed = false;
+
+  constructor(
+    private readonly visitor: NodeVisitor,
+    private readonly cached: CachedNodeBlock,
+    private readonly valueBytes: number,
+    private readonly from: number,
+    private readonly to: number,
+  ) {}
+
+  node(blockIndex: number, first: number, end: number, depth: number): boolean {
+    if (depth >= TREE_DEPTH_MAX) {
+      throw new CorruptBlockError(blockIndex, "loop", `the tree is deeper than ${TREE_DEPTH_MAX} levels: its nodes point in a loop`);
+    }
+    const block = this.cached(blockIndex);
+    if (block === undefined) {
+      this.missed = true;
+      return false;
+    }
+    const node = NodeView.open(block, blockIndex, this.valueBytes);
+    const step = this.visitor.visit(node, first, end, depth);
+    assert(!(step instanceof Promise), "a cached walk's visitor visits synchronously");
+    if (step === "stop") return false;
+    if (step !== "skip" && !node.isLeaf) {
+      const count = node.count;
+      const start = this.from > first && count > 0 ? node.childIndexFor(this.from) : 0;
+      let childFirst = first;
+      for (let i = start; i < count; i++) {
+        const childEnd = i + 1 < count ? node.keyAt(i + 1) : end;
+        if (!this.node(node.childAt(i), childFirst, childEnd, depth + 1)) return false;
+        if (childEnd >= this.to) break;
+        childFirst = childEnd;
+      }
+    }
     return true;
   }
 }

@@ -1,0 +1,129 @@
+// Reads and overwrites answered from the cached tree without waiting for a metadata section,
+// and what a commit must still sync: each of these holds an I/O in flight at the moment that
+// matters, through a data file whose writes or syncs wait until the test lets them go.
+
+import { describe, expect, it } from "vitest";
+import { MemoryStorageFile } from "../src/io/memory-storage-file.js";
+import { Pool } from "../src/thin/pool.js";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const BLOCK = 64 * KiB;
+
+/** A data file whose next write or sync can be held until released; counts syncs. */
+class HeldDataFile extends MemoryStorageFile {
+  syncs = 0;
+  private holdWrites: Promise<void> | null = null;
+  private holdSyncs: Promise<void> | null = null;
+
+  /** Holds every write (or sync) from now until the returned function is called. */
+  hold(what: "writes" | "syncs"): () => void {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    if (what === "writes") this.holdWrites = held;
+    else this.holdSyncs = held;
+    return () => {
+      if (what === "writes") this.holdWrites = null;
+      else this.holdSyncs = null;
+      release();
+    };
+  }
+
+  override async write(buf: Uint8Array, position: number): Promise<void> {
+    if (this.holdWrites) await this.holdWrites;
+    await super.write(buf, position);
+  }
+
+  override async sync(): Promise<void> {
+    if (this.holdSyncs) await this.holdSyncs;
+    this.syncs++;
+    await super.sync();
+  }
+}
+
+async function poolWithOneBlockWritten() {
+  const data = new HeldDataFile("data");
+  const pool = await Pool.formatFiles(new MemoryStorageFile("meta"), data, { sizeBytes: 16 * MiB });
+  await pool.createVolume("v", 4 * MiB);
+  const volume = await pool.volume("v");
+  await volume.write(0, Buffer.alloc(BLOCK, 1));
+  await pool.commit();
+  return { pool, data, volume };
+}
+
+/** Settles within a few turns of the event loop, or reports that it is still waiting. */
+async function settlesSoon<T>(promise: Promise<T>): Promise<T | "still waiting"> {
+  const waiting = new Promise<"still waiting">((resolve) => setTimeout(() => resolve("still waiting"), 50));
+  return Promise.race([promise, waiting]);
+}
+
+describe("the data path without a metadata section", () => {
+  it("answers a read while a commit waits for its sync, with the bytes last written", async () => {
+    const { pool, data, volume } = await poolWithOneBlockWritten();
+    await volume.write(BLOCK, Buffer.alloc(4 * KiB, 2)); // a fresh block: the commit has metadata to write
+    const release = data.hold("syncs");
+    const commit = pool.commit();
+    const read = await settlesSoon(volume.read(BLOCK, 4 * KiB));
+    expect(read).toEqual(Buffer.alloc(4 * KiB, 2));
+    release();
+    await commit;
+    await pool.close();
+  });
+
+  it("writes in place, while a commit waits for its sync, without waiting for it", async () => {
+    const { pool, data, volume } = await poolWithOneBlockWritten();
+    await volume.write(BLOCK, Buffer.alloc(4 * KiB, 2));
+    const release = data.hold("syncs");
+    const commit = pool.commit();
+    expect(await settlesSoon(volume.write(0, Buffer.alloc(4 * KiB, 3)))).toBeUndefined();
+    release();
+    await commit;
+    expect(await volume.read(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 3));
+    await pool.close();
+  });
+
+  it("makes a read wait for a change section part-way through, and then see its result", async () => {
+    const { pool, volume } = await poolWithOneBlockWritten();
+    let resume!: () => void;
+    const paused = new Promise<void>((resolve) => (resume = resolve));
+    let entered!: () => void;
+    const inside = new Promise<void>((resolve) => (entered = resolve));
+    const state = await pool.transactions.read(async (metadata) => (await metadata.findVolume("v"))!);
+    const change = pool.transactions.change(async (metadata) => {
+      const live = metadata.stateById(state.id)!;
+      await metadata.unmapBlock(live, 0);
+      entered();
+      await paused;
+    });
+    await inside;
+    const read = volume.read(0, 4 * KiB);
+    expect(await settlesSoon(read)).toBe("still waiting");
+    resume();
+    await change;
+    expect(await read).toEqual(Buffer.alloc(4 * KiB));
+    await pool.close();
+  });
+
+  it("still syncs the data file at a flush after an overwrite that finished while a commit ran", async () => {
+    const { pool, data, volume } = await poolWithOneBlockWritten();
+    const releaseWrite = data.hold("writes");
+    const write = volume.write(0, Buffer.alloc(4 * KiB, 4));
+    // This commit's sync comes before the overwrite's bytes reach the file.
+    await pool.commit();
+    releaseWrite();
+    await write;
+    const before = data.syncs;
+    await pool.commit();
+    expect(data.syncs).toBe(before + 1);
+    await pool.close();
+  });
+
+  it("skips the sync of a flush with nothing written or changed since the last commit", async () => {
+    const { pool, data } = await poolWithOneBlockWritten();
+    const before = data.syncs;
+    await pool.commit();
+    await pool.commit();
+    expect(data.syncs).toBe(before);
+    await pool.close();
+  });
+});
