@@ -2,6 +2,7 @@ import { read as readCallback, write as writeCallback } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import { FileExistsError, FileMissingError, IoError } from "../errors.js";
 import { readFromPageCache } from "./cached-read.js";
+import { writeInline, writesInline } from "./inline-write.js";
 import { tryLockFile, type LockMode } from "./file-lock.js";
 import { CACHED_READ_BYTES_MAX } from "./limits.js";
 import type { StorageFile } from "./storage-file.js";
@@ -73,6 +74,10 @@ export class NodeStorageFile implements StorageFile {
   async write(buf: Uint8Array, position: number): Promise<void> {
     let done = 0;
     try {
+      if (writesInline(position, buf.length)) {
+        writeInline(this.handle.fd, buf, position);
+        return;
+      }
       while (done < buf.length) {
         done += await pwriteOnce(this.handle.fd, buf, done, buf.length - done, position + done);
       }
@@ -83,7 +88,8 @@ export class NodeStorageFile implements StorageFile {
 
   async sync(): Promise<void> {
     try {
-      await this.handle.sync();
+      // fdatasync: the data and what reading it back needs (allocation, size), not times.
+      await this.handle.datasync();
     } catch (error) {
       throw new IoError(this.path, error);
     }
