@@ -6,6 +6,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { FileExistsError, FileMissingError } from "../src/errors.js";
 import { MemoryStorageFile } from "../src/io/memory-storage-file.js";
 import { readFromPageCache } from "../src/io/cached-read.js";
+import { writesInline } from "../src/io/inline-write.js";
+import { INLINE_WRITE_BYTES_MAX } from "../src/io/limits.js";
 import { NodeStorageFile } from "../src/io/node-storage-file.js";
 import type { StorageFile } from "../src/io/storage-file.js";
 
@@ -47,6 +49,24 @@ describe.each(implementations)("%s", (_name, make) => {
     expect([...tail]).toEqual([2, 3, 0, 0, 0, 0, 0, 0, 0, 0]);
   });
 
+  it("writes whole pages, partial pages and writes above the inline limit byte-exact", async () => {
+    const file = await make();
+    const cases: [number, number][] = [
+      [0, 4096], // one whole page: done on the calling thread by NodeStorageFile
+      [8192, 65536], // a whole data block
+      [4096 * 40 + 100, 5000], // not page-aligned: through the thread pool
+      [1 << 20, 256 * 1024], // above the inline limit
+    ];
+    for (const [position, length] of cases) {
+      const bytes = Buffer.alloc(length);
+      for (let i = 0; i < length; i++) bytes[i] = (i * 7 + position) & 0xff;
+      await file.write(bytes, position);
+      const back = Buffer.alloc(length);
+      await file.read(back, position);
+      expect(back.equals(bytes)).toBe(true);
+    }
+  });
+
   it("truncates up and down", async () => {
     const file = await make();
     await file.write(Buffer.alloc(100000, 7), 0);
@@ -82,6 +102,17 @@ describe("NodeStorageFile.open", () => {
     await expect(NodeStorageFile.open(join(dir, "nope"), "read-write", "metadata file")).rejects.toThrow(FileMissingError);
     await (await NodeStorageFile.open(join(dir, "f"), "create", "f")).close();
     await expect(NodeStorageFile.open(join(dir, "f"), "create", "f")).rejects.toThrow(FileExistsError);
+  });
+});
+
+describe("writes done on the calling thread", () => {
+  it("are whole pages no larger than the limit", () => {
+    expect(writesInline(0, 4096)).toBe(true);
+    expect(writesInline(4096, INLINE_WRITE_BYTES_MAX)).toBe(true);
+    expect(writesInline(4096, INLINE_WRITE_BYTES_MAX + 4096)).toBe(false);
+    expect(writesInline(100, 4096)).toBe(false);
+    expect(writesInline(0, 100)).toBe(false);
+    expect(writesInline(0, 0)).toBe(false);
   });
 });
 
