@@ -104,6 +104,34 @@ describe("the data path without a metadata section", () => {
     await pool.close();
   });
 
+  it("answers a whole read on the calling thread with the same bytes and runs as the usual read", async () => {
+    const { pool, volume } = await poolWithOneBlockWritten();
+    await volume.write(3 * BLOCK + 512, Buffer.alloc(3 * KiB, 5));
+    for (const [offset, length] of [
+      [0, 4 * KiB],
+      [BLOCK - 100, 4 * BLOCK + 200],
+      [2 * BLOCK, 2 * BLOCK],
+    ] as const) {
+      expect(volume.readNow(offset, length)).toEqual(await volume.read(offset, length));
+      expect(volume.readRunsNow(offset, length)).toEqual(await volume.readRuns(offset, length));
+    }
+    await pool.close();
+  });
+
+  it("declines to read on the calling thread while a change section is part-way through", async () => {
+    const { pool, volume } = await poolWithOneBlockWritten();
+    let resume!: () => void;
+    const paused = new Promise<void>((resolve) => (resume = resolve));
+    const change = pool.transactions.change(() => paused);
+    await Promise.resolve();
+    await settlesSoon(Promise.resolve());
+    expect(volume.readNow(0, 4 * KiB)).toBeNull();
+    resume();
+    await change;
+    expect(volume.readNow(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 1));
+    await pool.close();
+  });
+
   it("still syncs the data file at a flush after an overwrite that finished while a commit ran", async () => {
     const { pool, data, volume } = await poolWithOneBlockWritten();
     const releaseWrite = data.hold("writes");

@@ -20,6 +20,11 @@ export class MemoryStorageFile implements StorageFile {
     this.pages.read(buf, position);
   }
 
+  readNow(buf: Buffer, position: number): boolean {
+    this.pages.read(buf, position);
+    return true;
+  }
+
   async write(buf: Uint8Array, position: number): Promise<void> {
     this.pages.write(buf, position);
   }

@@ -50,15 +50,21 @@ export class NodeStorageFile implements StorageFile {
     return tryLockFile(this.handle.fd, mode, this.path);
   }
 
-  async read(buf: Buffer, position: number): Promise<void> {
-    let done = buf.length <= CACHED_READ_BYTES_MAX ? readFromPageCache(this.handle.fd, buf, position) : -1;
-    if (done === 0 && buf.length > 0) {
+  readNow(buf: Buffer, position: number): boolean {
+    if (buf.length === 0) return true;
+    if (buf.length > CACHED_READ_BYTES_MAX) return false;
+    const done = readFromPageCache(this.handle.fd, buf, position);
+    if (done === 0) {
       // The end of the file: what lies past it reads as zeros.
       buf.fill(0);
-      return;
+      return true;
     }
-    if (done === buf.length) return;
-    done = Math.max(done, 0);
+    return done === buf.length;
+  }
+
+  async read(buf: Buffer, position: number): Promise<void> {
+    if (this.readNow(buf, position)) return;
+    let done = 0;
     try {
       while (done < buf.length) {
         const bytesRead = await preadOnce(this.handle.fd, buf, done, buf.length - done, position + done);

@@ -30,6 +30,10 @@ export class RecordingStorageFile implements StorageFile {
     return this.inner.read(buf, position);
   }
 
+  readNow(buf: Buffer, position: number): boolean {
+    return this.inner.readNow?.(buf, position) ?? false;
+  }
+
   async write(buf: Uint8Array, position: number): Promise<void> {
     this.log.operations.push({ kind: "write", fileId: this.fileId, position, bytes: Buffer.from(buf) });
     await this.inner.write(buf, position);

@@ -5,6 +5,12 @@ export interface StorageFile {
   readonly path: string;
   /** Fills `buf` from `position`; bytes past the end of the file read as zeros. */
   read(buf: Buffer, position: number): Promise<void>;
+  /**
+   * Fills \`buf\` from \`position\` on the calling thread when that needs no wait (the page
+   * cache holds the bytes): true when filled, false when the caller must use \`read\` (\`buf\`
+   * may then hold some of the bytes). Optional; without it every read goes through \`read\`.
+   */
+  readNow?(buf: Buffer, position: number): boolean;
   write(buf: Uint8Array, position: number): Promise<void>;
   /** Makes every completed write durable. */
   sync(): Promise<void>;

@@ -1,38 +1,57 @@
 // Replies to NBD_CMD_READ. With structured replies, unmapped runs go out as hole chunks
 // (12 bytes on the wire however long the hole), and only mapped runs carry data.
 
-import type { VolumeHandle } from "../thin/api.js";
+import type { ReadRun, VolumeHandle } from "../thin/api.js";
 import { assert } from "../io/assert.js";
 import { encodeDataChunk, encodeHoleChunk, encodeNoneChunk, encodeSimpleReply } from "./transmission-messages.js";
 
-async function readExactly(handle: VolumeHandle, offset: number, byteLength: number): Promise<Buffer> {
-  const data = await handle.read(offset, byteLength);
+/** The reply frames to a READ: on the calling thread when the engine can answer at once, else later. */
+export type ReadReply = Buffer[] | Promise<Buffer[]>;
+
+function checkLength(data: Buffer, byteLength: number): Buffer {
   assert(data.length === byteLength, `read of ${byteLength} bytes returned ${data.length}`);
   return data;
 }
 
-export async function simpleReadReply(handle: VolumeHandle, cookie: bigint, offset: number, byteLength: number): Promise<Buffer[]> {
+/** The bytes, at once if the handle can give them without waiting. */
+function readExactly(handle: VolumeHandle, offset: number, byteLength: number): Buffer | Promise<Buffer> {
+  const now = handle.readNow?.(offset, byteLength) ?? null;
+  if (now !== null) return checkLength(now, byteLength);
+  return handle.read(offset, byteLength).then((data) => checkLength(data, byteLength));
+}
+
+export function simpleReadReply(handle: VolumeHandle, cookie: bigint, offset: number, byteLength: number): ReadReply {
   if (byteLength === 0) return [encodeSimpleReply(cookie, 0)];
-  const data = await readExactly(handle, offset, byteLength);
+  const data = readExactly(handle, offset, byteLength);
+  if (data instanceof Promise) return data.then((bytes) => [encodeSimpleReply(cookie, 0), bytes]);
   return [encodeSimpleReply(cookie, 0), data];
 }
 
 /**
  * Every engine call finishes before the first byte is sent, so no error can follow a chunk
- * and the last content chunk can carry the DONE flag. With `dontFragment` the client asked
+ * and the last content chunk can carry the DONE flag. With \`dontFragment\` the client asked
  * for exactly one content chunk, holes included as zeros.
  */
-export async function structuredReadReply(
+export function structuredReadReply(
   handle: VolumeHandle,
   cookie: bigint,
   offset: number,
   byteLength: number,
   dontFragment: boolean,
-): Promise<Buffer[]> {
+): ReadReply {
   if (byteLength === 0) return [encodeNoneChunk(cookie)];
-  if (dontFragment) return encodeDataChunk(cookie, true, offset, await readExactly(handle, offset, byteLength));
+  if (dontFragment) {
+    const data = readExactly(handle, offset, byteLength);
+    if (data instanceof Promise) return data.then((bytes) => encodeDataChunk(cookie, true, offset, bytes));
+    return encodeDataChunk(cookie, true, offset, data);
+  }
   // One lookup gives both the bytes and where the holes are.
-  const runs = await handle.readRuns(offset, byteLength);
+  const runs = handle.readRunsNow?.(offset, byteLength) ?? null;
+  if (runs !== null) return chunksFor(cookie, offset, byteLength, runs);
+  return handle.readRuns(offset, byteLength).then((later) => chunksFor(cookie, offset, byteLength, later));
+}
+
+function chunksFor(cookie: bigint, offset: number, byteLength: number, runs: ReadRun[]): Buffer[] {
   let cursor = offset;
   const frames: Buffer[] = [];
   runs.forEach((run, index) => {

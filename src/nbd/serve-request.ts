@@ -30,27 +30,43 @@ export function errorReply(session: NegotiatedExport, cookie: bigint, errno: Nbd
 }
 
 /**
- * The reply frames for a request that passed validateRequest. Engine failures become error
+ * The reply frames for a request that passed validateRequest: at once when the engine can
+ * answer without waiting (a READ of cached data), else later. Engine failures become error
  * replies and the connection carries on; a failed assertion propagates (it is a bug).
  */
-export async function serveRequest(
+export function serveRequest(
   request: RequestHeader,
   payload: Buffer | null,
   session: NegotiatedExport,
   catalog: ExportCatalog,
   log: NbdLog,
-): Promise<Buffer[]> {
+): Buffer[] | Promise<Buffer[]> {
+  const failed = (error: unknown) => failureReply(request, session, log, error);
   try {
-    return await perform(request, payload, session, catalog);
+    const reply = request.command === NBD_CMD_READ ? readReply(request, session) : perform(request, payload, session, catalog);
+    return reply instanceof Promise ? reply.catch(failed) : reply;
   } catch (error) {
-    const errno = errnoForEngineError(error);
-    const message = error instanceof Error ? error.message : String(error);
-    log(
-      "warn",
-      `${commandName(request.command)} of ${request.byteLength} bytes at ${request.offset} on '${session.exportName}' failed: ${message}`,
-    );
-    return errorReply(session, request.cookie, errno, message);
+    // Through a promise, so a failed assertion rejects as it would have from the engine.
+    return Promise.resolve(error).then(failed);
   }
+}
+
+function failureReply(request: RequestHeader, session: NegotiatedExport, log: NbdLog, error: unknown): Buffer[] {
+  const errno = errnoForEngineError(error);
+  const message = error instanceof Error ? error.message : String(error);
+  log(
+    "warn",
+    `${commandName(request.command)} of ${request.byteLength} bytes at ${request.offset} on '${session.exportName}' failed: ${message}`,
+  );
+  return errorReply(session, request.cookie, errno, message);
+}
+
+function readReply(request: RequestHeader, session: NegotiatedExport): Buffer[] | Promise<Buffer[]> {
+  const { handle } = session;
+  const { cookie, offset, byteLength, commandFlags } = request;
+  return session.structuredReplies
+    ? structuredReadReply(handle, cookie, offset, byteLength, (commandFlags & NBD_CMD_FLAG_DF) !== 0)
+    : simpleReadReply(handle, cookie, offset, byteLength);
 }
 
 async function perform(
@@ -67,10 +83,6 @@ async function perform(
     if (commandFlags & NBD_CMD_FLAG_FUA) await catalog.flush();
   };
   switch (request.command) {
-    case NBD_CMD_READ:
-      return session.structuredReplies
-        ? structuredReadReply(handle, cookie, offset, byteLength, (commandFlags & NBD_CMD_FLAG_DF) !== 0)
-        : simpleReadReply(handle, cookie, offset, byteLength);
     case NBD_CMD_WRITE:
       assert(payload !== null && payload.length === byteLength, "WRITE payload matches its length");
       if (byteLength === 0) return done;

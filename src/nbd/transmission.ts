@@ -105,7 +105,13 @@ export class Transmission {
     }
     // serveRequest turns every operating error into a reply; if it rejects, an assertion
     // failed, and the rejection is left unhandled on purpose so the process stops.
-    void serveRequest(request, payload, this.session, this.environment.catalog, this.environment.log).then(
+    const reply = serveRequest(request, payload, this.session, this.environment.catalog, this.environment.log);
+    if (!(reply instanceof Promise)) {
+      this.writer.send(reply);
+      release();
+      return;
+    }
+    void reply.then(
       (frames) => {
         this.writer.send(frames);
         release();

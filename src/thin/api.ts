@@ -78,6 +78,12 @@ export interface VolumeHandle {
   read(offset: number, length: number): Promise<Buffer>;
   /** A read that also says which runs are unmapped, from one lookup: they come back as null. */
   readRuns(offset: number, length: number): Promise<ReadRun[]>;
+  /**
+   * \`read\` and \`readRuns\` done on the calling thread when nothing they need must be waited
+   * for; null when something must (then call the asynchronous form). Optional.
+   */
+  readNow?(offset: number, length: number): Buffer | null;
+  readRunsNow?(offset: number, length: number): ReadRun[] | null;
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /** Unmaps whole blocks in the range and zeroes the partial blocks at its ends. */
   discard(offset: number, length: number): Promise<void>;

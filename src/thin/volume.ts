@@ -79,11 +79,51 @@ export class Volume implements VolumeHandle {
 
   async readRuns(offset: number, length: number): Promise<ReadRun[]> {
     const { bytes, runs } = await this.readMapped(offset, length);
-    return runs.map((run) => ({
-      offset: run.offset,
-      length: run.length,
-      data: run.mapped ? bytes.subarray(run.offset - offset, run.offset - offset + run.length) : null,
-    }));
+    return withData(offset, bytes, runs);
+  }
+
+  readNow(offset: number, length: number): Buffer | null {
+    return this.readMappedNow(offset, length)?.bytes ?? null;
+  }
+
+  readRunsNow(offset: number, length: number): ReadRun[] | null {
+    const read = this.readMappedNow(offset, length);
+    return read === null ? null : withData(offset, read.bytes, read.runs);
+  }
+
+  /**
+   * The whole read on the calling thread, when the tree's nodes are cached, no change is
+   * under way and the page cache holds every data byte; null otherwise (then \`readMapped\`).
+   * Nothing is awaited between the lookup and the data reads, so no commit can free the
+   * blocks in between and none need registering.
+   */
+  private readMappedNow(offset: number, length: number): { bytes: Buffer; runs: MappedRun[] } | null {
+    const dataFile = this.tx.dataFile;
+    if (dataFile.readNow === undefined) return null;
+    this.checkRange(offset, length);
+    const bytes = Buffer.allocUnsafe(length);
+    if (length === 0) return { bytes, runs: [] };
+    const pieces = splitIntoPieces(offset, length);
+    return this.tx.readNow((metadata) => {
+      const mapped = this.cachedMappings(metadata, pieces);
+      if (mapped === null) return null;
+      const runs = mappedRuns(offset, pieces, mapped, bytes);
+      for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
+        const target = bytes.subarray(run.inRequest, run.inRequest + run.byteLength);
+        if (!dataFile.readNow?.(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)) return null;
+      }
+      return { bytes, runs };
+    });
+  }
+
+  /** The mappings of the pieces' blocks from the cached tree, or null if a node is not cached. */
+  private cachedMappings(metadata: PoolMetadata, pieces: Piece[]): Map<number, number> | null {
+    const { first, end } = blockSpan(pieces);
+    const mapped = new Map<number, number>();
+    const answered = metadata.forEachMappingCached(this.liveState(metadata), first, end, (virtualBlock, dataBlock) => {
+      mapped.set(virtualBlock, dataBlock);
+    });
+    return answered === null ? null : mapped;
   }
 
   /**
@@ -97,20 +137,13 @@ export class Volume implements VolumeHandle {
     const bytes = Buffer.allocUnsafe(length);
     if (length === 0) return { bytes, runs: [] };
     const pieces = splitIntoPieces(offset, length);
-    const firstPiece = pieces[0];
-    const lastPiece = pieces.at(-1);
-    assert(firstPiece !== undefined && lastPiece !== undefined, "a range of one byte or more has a piece");
-    const first = firstPiece.virtualBlock;
-    const end = lastPiece.virtualBlock + 1;
     const started =
       this.tx.readNow((metadata) => {
-        const mapped = new Map<number, number>();
-        const answered = metadata.forEachMappingCached(this.liveState(metadata), first, end, (virtualBlock, dataBlock) => {
-          mapped.set(virtualBlock, dataBlock);
-        });
-        return answered === null ? null : this.startReads(offset, pieces, mapped, bytes);
+        const mapped = this.cachedMappings(metadata, pieces);
+        return mapped === null ? null : this.startReads(offset, pieces, mapped, bytes);
       }) ??
       (await this.tx.read(async (metadata) => {
+        const { first, end } = blockSpan(pieces);
         const mapped = new Map<number, number>();
         await metadata.forEachMapping(
           this.liveState(metadata),
@@ -134,14 +167,7 @@ export class Volume implements VolumeHandle {
     mapped: Map<number, number>,
     bytes: Buffer,
   ): { reads: Promise<unknown>; runs: MappedRun[] } {
-    const runs: MappedRun[] = [];
-    for (const piece of pieces) {
-      const isMapped = mapped.has(piece.virtualBlock);
-      const last = runs[runs.length - 1];
-      if (last && last.mapped === isMapped) last.length += piece.byteLength;
-      else runs.push({ offset: offset + piece.inRequest, length: piece.byteLength, mapped: isMapped });
-      if (!isMapped) bytes.fill(0, piece.inRequest, piece.inRequest + piece.byteLength);
-    }
+    const runs = mappedRuns(offset, pieces, mapped, bytes);
     const reads: Promise<void>[] = [];
     for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
       const target = bytes.subarray(run.inRequest, run.inRequest + run.byteLength);
@@ -407,20 +433,13 @@ export class Volume implements VolumeHandle {
  * mapped and would not be copied first (shared with a snapshot), or if a node is not cached.
  */
 function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[]): WritePlan[] | null {
-  const firstPiece = pieces[0];
-  const lastPiece = pieces.at(-1);
-  assert(firstPiece !== undefined && lastPiece !== undefined, "a write of one byte or more has a piece");
+  const { first, end } = blockSpan(pieces);
   const owned = new Map<number, number>();
   let copies = false;
-  const answered = metadata.forEachMappingCached(
-    state,
-    firstPiece.virtualBlock,
-    lastPiece.virtualBlock + 1,
-    (virtualBlock, dataBlock, _sharedNow, copyOnWrite) => {
-      if (copyOnWrite) copies = true;
-      else owned.set(virtualBlock, dataBlock);
-    },
-  );
+  const answered = metadata.forEachMappingCached(state, first, end, (virtualBlock, dataBlock, _sharedNow, copyOnWrite) => {
+    if (copyOnWrite) copies = true;
+    else owned.set(virtualBlock, dataBlock);
+  });
   if (answered === null || copies) return null;
   const plans: WritePlan[] = [];
   for (const piece of pieces) {
@@ -429,6 +448,35 @@ function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[
     plans.push({ piece, kind: "in-place", dataBlock });
   }
   return plans;
+}
+
+/** The virtual blocks [first, end) a request's pieces span. */
+function blockSpan(pieces: Piece[]): { first: number; end: number } {
+  const firstPiece = pieces[0];
+  const lastPiece = pieces.at(-1);
+  assert(firstPiece !== undefined && lastPiece !== undefined, "a range of one byte or more has a piece");
+  return { first: firstPiece.virtualBlock, end: lastPiece.virtualBlock + 1 };
+}
+
+/** Zeroes the unmapped pieces of \`bytes\` and returns the mapped and unmapped runs, merged. */
+function mappedRuns(offset: number, pieces: Piece[], mapped: Map<number, number>, bytes: Buffer): MappedRun[] {
+  const runs: MappedRun[] = [];
+  for (const piece of pieces) {
+    const isMapped = mapped.has(piece.virtualBlock);
+    const last = runs[runs.length - 1];
+    if (last && last.mapped === isMapped) last.length += piece.byteLength;
+    else runs.push({ offset: offset + piece.inRequest, length: piece.byteLength, mapped: isMapped });
+    if (!isMapped) bytes.fill(0, piece.inRequest, piece.inRequest + piece.byteLength);
+  }
+  return runs;
+}
+
+function withData(offset: number, bytes: Buffer, runs: MappedRun[]): ReadRun[] {
+  return runs.map((run) => ({
+    offset: run.offset,
+    length: run.length,
+    data: run.mapped ? bytes.subarray(run.offset - offset, run.offset - offset + run.length) : null,
+  }));
 }
 
 function splitIntoPieces(offset: number, length: number): Piece[] {
