@@ -29,6 +29,11 @@ class HeldDataFile extends MemoryStorageFile {
     };
   }
 
+  /** Held writes must wait, so none is taken on the calling thread meanwhile. */
+  override writeNow(buf: Uint8Array, position: number): boolean {
+    return this.holdWrites === null && super.writeNow(buf, position);
+  }
+
   override async write(buf: Uint8Array, position: number): Promise<void> {
     if (this.holdWrites) await this.holdWrites;
     await super.write(buf, position);
@@ -129,6 +134,18 @@ describe("the data path without a metadata section", () => {
     resume();
     await change;
     expect(volume.readNow(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 1));
+    await pool.close();
+  });
+
+  it("overwrites a block the volume alone owns on the calling thread, and declines a fresh or shared one", async () => {
+    const { pool, volume } = await poolWithOneBlockWritten();
+    expect(volume.writeNow(4 * KiB, Buffer.alloc(4 * KiB, 6))).toBe(true);
+    expect(await volume.read(4 * KiB, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 6));
+    expect(volume.writeNow(BLOCK, Buffer.alloc(4 * KiB, 6))).toBe(false); // unmapped: needs a section
+    await pool.snapshot("v", "s");
+    expect(volume.writeNow(0, Buffer.alloc(4 * KiB, 7))).toBe(false); // shared with s: copied first
+    await volume.write(0, Buffer.alloc(4 * KiB, 7));
+    expect(await (await pool.volume("s")).read(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 1));
     await pool.close();
   });
 

@@ -29,6 +29,11 @@ export class MemoryStorageFile implements StorageFile {
     this.pages.write(buf, position);
   }
 
+  writeNow(buf: Uint8Array, position: number): boolean {
+    this.pages.write(buf, position);
+    return true;
+  }
+
   async sync(): Promise<void> {
     this.durable = this.pages.clone();
   }

@@ -77,13 +77,20 @@ export class NodeStorageFile implements StorageFile {
     if (done < buf.length) buf.fill(0, done);
   }
 
+  writeNow(buf: Uint8Array, position: number): boolean {
+    if (!writesInline(position, buf.length)) return false;
+    try {
+      writeInline(this.handle.fd, buf, position);
+    } catch (error) {
+      throw new IoError(this.path, error);
+    }
+    return true;
+  }
+
   async write(buf: Uint8Array, position: number): Promise<void> {
+    if (this.writeNow(buf, position)) return;
     let done = 0;
     try {
-      if (writesInline(position, buf.length)) {
-        writeInline(this.handle.fd, buf, position);
-        return;
-      }
       while (done < buf.length) {
         done += await pwriteOnce(this.handle.fd, buf, done, buf.length - done, position + done);
       }

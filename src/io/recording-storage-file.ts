@@ -34,6 +34,15 @@ export class RecordingStorageFile implements StorageFile {
     return this.inner.readNow?.(buf, position) ?? false;
   }
 
+  writeNow(buf: Uint8Array, position: number): boolean {
+    if (this.inner.writeNow === undefined) return false;
+    // Logged first, as \`write\` logs, so a crash state can hold the write or not.
+    this.log.operations.push({ kind: "write", fileId: this.fileId, position, bytes: Buffer.from(buf) });
+    if (this.inner.writeNow(buf, position)) return true;
+    this.log.operations.pop();
+    return false;
+  }
+
   async write(buf: Uint8Array, position: number): Promise<void> {
     this.log.operations.push({ kind: "write", fileId: this.fileId, position, bytes: Buffer.from(buf) });
     await this.inner.write(buf, position);

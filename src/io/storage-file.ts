@@ -12,6 +12,12 @@ export interface StorageFile {
    */
   readNow?(buf: Buffer, position: number): boolean;
   write(buf: Uint8Array, position: number): Promise<void>;
+  /**
+   * Writes all of \`buf\` at \`position\` on the calling thread when that is cheap (a small
+   * whole-page write into the page cache): true when written, false when the caller must use
+   * \`write\`. Optional, like readNow.
+   */
+  writeNow?(buf: Uint8Array, position: number): boolean;
   /** Makes every completed write durable. */
   sync(): Promise<void>;
   byteLength(): Promise<number>;

@@ -43,7 +43,14 @@ export function serveRequest(
 ): Buffer[] | Promise<Buffer[]> {
   const failed = (error: unknown) => failureReply(request, session, log, error);
   try {
-    const reply = request.command === NBD_CMD_READ ? readReply(request, session) : perform(request, payload, session, catalog);
+    if (request.command === NBD_CMD_READ) {
+      const reply = readReply(request, session);
+      return reply instanceof Promise ? reply.catch(failed) : reply;
+    }
+    if (request.command === NBD_CMD_WRITE && payload !== null && writtenNow(request, payload, session)) {
+      return [encodeSimpleReply(request.cookie, 0)];
+    }
+    const reply = perform(request, payload, session, catalog);
     return reply instanceof Promise ? reply.catch(failed) : reply;
   } catch (error) {
     // Through a promise, so a failed assertion rejects as it would have from the engine.
@@ -59,6 +66,13 @@ function failureReply(request: RequestHeader, session: NegotiatedExport, log: Nb
     `${commandName(request.command)} of ${request.byteLength} bytes at ${request.offset} on '${session.exportName}' failed: ${message}`,
   );
   return errorReply(session, request.cookie, errno, message);
+}
+
+/** A WRITE without FUA that the engine took on the calling thread. */
+function writtenNow(request: RequestHeader, payload: Buffer, session: NegotiatedExport): boolean {
+  if (request.commandFlags & NBD_CMD_FLAG_FUA || request.byteLength === 0) return false;
+  assert(payload.length === request.byteLength, "WRITE payload matches its length");
+  return session.handle.writeNow?.(request.offset, payload) ?? false;
 }
 
 function readReply(request: RequestHeader, session: NegotiatedExport): Buffer[] | Promise<Buffer[]> {

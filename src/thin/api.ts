@@ -85,6 +85,8 @@ export interface VolumeHandle {
   readNow?(offset: number, length: number): Buffer | null;
   readRunsNow?(offset: number, length: number): ReadRun[] | null;
   write(offset: number, bytes: Uint8Array): Promise<void>;
+  /** \`write\` done on the calling thread when nothing must be waited for: false when it was not (then call \`write\`). Optional. */
+  writeNow?(offset: number, bytes: Uint8Array): boolean;
   /** Unmaps whole blocks in the range and zeroes the partial blocks at its ends. */
   discard(offset: number, length: number): Promise<void>;
   /** Makes the range read as zeros; unmaps whole blocks unless `keepAllocated`. */

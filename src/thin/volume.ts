@@ -184,17 +184,28 @@ export class Volume implements VolumeHandle {
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.tx.noteDataWritten();
     const pieces = splitIntoPieces(offset, bytes.length);
-    const inPlace = this.writeInPlaceNow(pieces, data);
+    const inPlace = this.writeInPlaceNow(pieces, data, false);
+    if (inPlace === "written") return;
     if (inPlace !== null) return inPlace;
     await this.locks.gate.shared(() => this.writeLocked(pieces, data));
+  }
+
+  writeNow(offset: number, bytes: Uint8Array): boolean {
+    this.checkWritable();
+    this.checkRange(offset, bytes.length);
+    if (bytes.length === 0) return true;
+    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return this.writeInPlaceNow(splitIntoPieces(offset, bytes.length), data, true) === "written";
   }
 
   /**
    * The common overwrite, with no section: when the gate and every block are free, and the
    * cached tree says this volume alone owns each block, the bytes go in place under the same
-   * holds writeLocked takes. Null when any of that is not so; the caller then waits its turn.
+   * holds writeLocked takes: on the calling thread if the data file can take them so
+   * ("written"), else started (a promise). Null when any of that is not so, or when
+   * \`onlyNow\` and the file cannot take them at once; the caller then writes the usual way.
    */
-  private writeInPlaceNow(pieces: Piece[], data: Buffer): Promise<void> | null {
+  private writeInPlaceNow(pieces: Piece[], data: Buffer, onlyNow: boolean): "written" | Promise<void> | null {
     const releaseGate = this.locks.gate.tryShared();
     if (releaseGate === null) return null;
     const releaseBlocks = this.locks.blocks.tryHoldAll(pieces.map((piece) => piece.virtualBlock));
@@ -209,15 +220,35 @@ export class Volume implements VolumeHandle {
     let plans: WritePlan[] | null;
     try {
       plans = this.tx.readNow((metadata) => inPlacePlans(metadata, this.liveState(metadata), pieces));
+      if (plans !== null && this.writeRunsNow(plans, data)) {
+        release();
+        return "written";
+      }
     } catch (error) {
       release();
       throw error;
     }
-    if (plans === null) {
+    if (plans === null || onlyNow) {
       release();
       return null;
     }
     return this.writeAll(plans, data).finally(release);
+  }
+
+  /**
+   * In-place plans written on the calling thread, if the data file takes every run so; false
+   * if it declines one (those before it are written, and the caller writes them all again,
+   * which leaves the same bytes).
+   */
+  private writeRunsNow(plans: WritePlan[], data: Buffer): boolean {
+    const dataFile = this.tx.dataFile;
+    if (dataFile.writeNow === undefined) return false;
+    this.tx.noteDataWritten();
+    for (const run of directRuns(plans)) {
+      if (!dataFile.writeNow(data.subarray(run.inRequest, run.inRequest + run.byteLength), run.position)) return false;
+    }
+    this.tx.noteDataWritten();
+    return true;
   }
 
   async discard(offset: number, length: number): Promise<void> {
@@ -315,33 +346,17 @@ export class Volume implements VolumeHandle {
     return plans;
   }
 
-  /**
-   * Writes every plan's bytes. Pieces that go straight to the file (in place, or a whole
-   * fresh block) are joined into one write where both the file positions and the request's
-   * bytes are contiguous, as a sequential write to freshly allocated blocks usually is.
-   */
+  /** Writes every plan's bytes: partial fresh blocks merged with their old contents, the rest directly. */
   private async writeAll(plans: WritePlan[], data: Buffer): Promise<void> {
-    const direct: { position: number; inRequest: number; byteLength: number }[] = [];
-    const merged: Promise<void>[] = [];
-    for (const plan of plans) {
-      const { piece } = plan;
-      if (plan.kind === "fresh" && piece.byteLength !== DATA_BLOCK_BYTES) {
-        merged.push(this.writeMergedBlock(plan, data));
-        continue;
-      }
-      const position = plan.dataBlock * DATA_BLOCK_BYTES + (plan.kind === "in-place" ? piece.inBlock : 0);
-      const last = direct[direct.length - 1];
-      if (last && last.position + last.byteLength === position && last.inRequest + last.byteLength === piece.inRequest) {
-        last.byteLength += piece.byteLength;
-      } else {
-        direct.push({ position, inRequest: piece.inRequest, byteLength: piece.byteLength });
-      }
-    }
     const dataFile = this.tx.dataFile;
-    await Promise.all([
-      ...merged,
-      ...direct.map((run) => dataFile.write(data.subarray(run.inRequest, run.inRequest + run.byteLength), run.position)),
-    ]);
+    const writes: Promise<void>[] = [];
+    for (const plan of plans) {
+      if (plan.kind === "fresh" && plan.piece.byteLength !== DATA_BLOCK_BYTES) writes.push(this.writeMergedBlock(plan, data));
+    }
+    for (const run of directRuns(plans)) {
+      writes.push(dataFile.write(data.subarray(run.inRequest, run.inRequest + run.byteLength), run.position));
+    }
+    await Promise.all(writes);
     this.tx.noteDataWritten();
   }
 
@@ -448,6 +463,27 @@ function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[
     plans.push({ piece, kind: "in-place", dataBlock });
   }
   return plans;
+}
+
+/**
+ * The plans whose bytes go straight to the file (in place, or a whole fresh block), joined
+ * into one write where both the file positions and the request's bytes are contiguous, as a
+ * sequential write to freshly allocated blocks usually is.
+ */
+function directRuns(plans: WritePlan[]): { position: number; inRequest: number; byteLength: number }[] {
+  const direct: { position: number; inRequest: number; byteLength: number }[] = [];
+  for (const plan of plans) {
+    const { piece } = plan;
+    if (plan.kind === "fresh" && piece.byteLength !== DATA_BLOCK_BYTES) continue;
+    const position = plan.dataBlock * DATA_BLOCK_BYTES + (plan.kind === "in-place" ? piece.inBlock : 0);
+    const last = direct[direct.length - 1];
+    if (last && last.position + last.byteLength === position && last.inRequest + last.byteLength === piece.inRequest) {
+      last.byteLength += piece.byteLength;
+    } else {
+      direct.push({ position, inRequest: piece.inRequest, byteLength: piece.byteLength });
+    }
+  }
+  return direct;
 }
 
 /** The virtual blocks [first, end) a request's pieces span. */
