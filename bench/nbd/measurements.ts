@@ -1,6 +1,7 @@
 // Samples per metric and server. Each number is measured in several rounds with the servers
 // taking turns, so a change in background load lands on every server rather than on
-// whichever happened to run then; the table shows the median and the spread.
+// whichever happened to run then; the table shows the median and the spread. The same ids
+// key the server CPU per request of each row, in a second instance.
 
 import { assert } from "../../src/io/assert.js";
 import { at } from "../../src/io/checked-index.js";

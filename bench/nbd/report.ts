@@ -1,5 +1,6 @@
 // The results as markdown: the machine, how each workload ran, and one table of every
-// server's numbers with thinp's ratio to each peer (above 1: thinp is faster).
+// server's numbers with thinp's ratio to each peer (above 1: thinp is faster). The server
+// CPU table is in cpu-table.ts.
 
 import { execFileSync } from "node:child_process";
 import { availableParallelism, cpus, loadavg, release } from "node:os";
@@ -7,10 +8,16 @@ import { at } from "../../src/io/checked-index.js";
 import { median, type Measurements, type MetricId } from "./measurements.js";
 
 export const SERVER_LABELS = ["thinp", "qemu-nbd raw", "qemu-nbd qcow2", "nbdkit file"] as const;
-const THINP = SERVER_LABELS[0];
-const PEERS = SERVER_LABELS.slice(1);
+export const THINP = SERVER_LABELS[0];
+export const PEERS = SERVER_LABELS.slice(1);
 
-const ROWS: { metric: MetricId; workload: string; unit: string }[] = [
+interface Row {
+  metric: MetricId;
+  workload: string;
+  unit: "MB/s" | "IOPS";
+}
+
+const ROWS: Row[] = [
   { metric: "seqWrite", workload: "1. seq write 1 MiB QD8, 512 MiB, new export", unit: "MB/s" },
   { metric: "seqWriteFlushed", workload: "1. same, counting fio start-up and the final flush", unit: "MB/s" },
   { metric: "seqRead", workload: "1. seq read 1 MiB QD8, the 512 MiB just written", unit: "MB/s" },
@@ -19,20 +26,27 @@ const ROWS: { metric: MetricId; workload: string; unit: string }[] = [
   { metric: "snapshotWrite", workload: "3. rand write 4 KiB QD16, fresh snapshot / qcow2 overlay of a full 1 GiB", unit: "IOPS" },
 ];
 
+/** The median of one metric and server; undefined if it was not measured. */
+export function medianOf(measurements: Measurements, metric: MetricId, label: string): number | undefined {
+  const samples = measurements.of(metric, label);
+  return samples.length === 0 ? undefined : median(samples);
+}
+
+/** Only the rows something was measured for, so a run of some workloads shows only theirs. */
+function measuredRows(measurements: Measurements): Row[] {
+  return ROWS.filter(({ metric }) => SERVER_LABELS.some((label) => measurements.of(metric, label).length > 0));
+}
+
 /** Medians of every metric, with thinp's ratio to each peer. */
 export function renderResultsTable(measurements: Measurements): string {
   const headers = ["workload", "unit", ...SERVER_LABELS, ...PEERS.map((peer) => `thinp ÷ ${peer}`)];
-  const rows = ROWS.map(({ metric, workload, unit }) => {
-    const medianOf = (label: string) => {
-      const samples = measurements.of(metric, label);
-      return samples.length === 0 ? undefined : median(samples);
-    };
-    const thinp = medianOf(THINP);
-    const ratios = PEERS.map((peer) => {
-      const value = medianOf(peer);
+  const rows = measuredRows(measurements).map(({ metric, workload, unit }) => {
+    const thinp = medianOf(measurements, metric, THINP);
+    const ratioCells = PEERS.map((peer) => {
+      const value = medianOf(measurements, metric, peer);
       return thinp === undefined || value === undefined || value === 0 ? "—" : (thinp / value).toFixed(2);
     });
-    return [workload, unit, ...SERVER_LABELS.map((label) => formatValue(medianOf(label))), ...ratios];
+    return [workload, unit, ...SERVER_LABELS.map((label) => formatValue(medianOf(measurements, metric, label))), ...ratioCells];
   });
   return renderTable(headers, rows, (column) => column >= 2);
 }
@@ -40,7 +54,7 @@ export function renderResultsTable(measurements: Measurements): string {
 /** Lowest and highest sample of every metric, to show how far a median can be trusted. */
 export function renderSpreadTable(measurements: Measurements): string {
   const headers = ["workload", "unit", ...SERVER_LABELS];
-  const rows = ROWS.map(({ metric, workload, unit }) => [
+  const rows = measuredRows(measurements).map(({ metric, workload, unit }) => [
     workload,
     unit,
     ...SERVER_LABELS.map((label) => {
@@ -57,7 +71,7 @@ function formatValue(value: number | undefined): string {
   return Math.round(value).toLocaleString("en-US");
 }
 
-function renderTable(headers: string[], rows: string[][], numeric: (column: number) => boolean): string {
+export function renderTable(headers: string[], rows: string[][], numeric: (column: number) => boolean): string {
   const widths = headers.map((header, column) =>
     Math.max(header.length, 3, ...rows.map((row) => at(row, column, "every row has a cell per header").length)),
   );
