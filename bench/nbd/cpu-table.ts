@@ -21,6 +21,14 @@ export const CPU_ROWS: CpuRow[] = [
   { metric: "randRead", workload: "2. rand read 4 KiB QD16", requests: "4 KiB reads", fourKiB: true },
   { metric: "randWrite", workload: "2. rand write 4 KiB QD16", requests: "4 KiB writes", fourKiB: true },
   { metric: "snapshotWrite", workload: "3. rand write 4 KiB QD16, fresh snapshot / overlay", requests: "4 KiB writes", fourKiB: true },
+  { metric: "randReadConnections", workload: "4. rand read 4 KiB, 4 connections × QD8", requests: "4 KiB reads", fourKiB: true },
+  { metric: "randWriteConnections", workload: "4. rand write 4 KiB, 4 connections × QD8", requests: "4 KiB writes", fourKiB: true },
+  {
+    metric: "flushEachWrite",
+    workload: "5. rand write 4 KiB QD1, a flush after every write",
+    requests: "4 KiB writes and as many flushes",
+    fourKiB: false,
+  },
 ];
 
 export function formatMicros(value: number): string {

@@ -6,7 +6,16 @@
 import { assert } from "../../src/io/assert.js";
 import { at } from "../../src/io/checked-index.js";
 
-export type MetricId = "seqWrite" | "seqWriteFlushed" | "seqRead" | "randRead" | "randWrite" | "snapshotWrite";
+export type MetricId =
+  | "seqWrite"
+  | "seqWriteFlushed"
+  | "seqRead"
+  | "randRead"
+  | "randWrite"
+  | "snapshotWrite"
+  | "randReadConnections"
+  | "randWriteConnections"
+  | "flushEachWrite";
 
 export class Measurements {
   private readonly samples = new Map<MetricId, Map<string, number[]>>();

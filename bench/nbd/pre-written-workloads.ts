@@ -1,6 +1,7 @@
 // The workloads over one export per server whose first 512 MiB is written sequentially and
-// flushed before any of them runs: 2 (random I/O on one connection). Every server stays up
-// with its export throughout, so the rounds can alternate between them.
+// flushed before any of them runs: 2 (random I/O on one connection), 4 (the same on four
+// connections) and 5 (a flush after every write). Every server stays up with its export
+// throughout, so the rounds can alternate between them.
 
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -21,6 +22,14 @@ import {
   VOLUME_BYTES,
   type WorkloadContext,
 } from "./workload-context.js";
+
+export const CONNECTIONS = 4;
+/** Per connection, so the four together keep 32 requests in flight, twice workload 2's 16. */
+export const CONNECTION_IODEPTH = 8;
+/** Per round; shorter than workload 2's 5 s to keep the whole bench near 10 minutes on 2 cores. */
+export const CONNECTIONS_SECONDS = 4;
+/** Per round. At queue depth 1 each write waits for its flush, so a run completes few requests; 5 s keeps the CPU reading many ticks long. */
+export const FLUSH_EACH_WRITE_SECONDS = 5;
 
 export interface PreWrittenExport {
   label: string;
@@ -76,4 +85,31 @@ async function inRounds(
 export async function random(context: WorkloadContext, exports: readonly PreWrittenExport[]): Promise<void> {
   await inRounds(context, exports, "randRead", (uri) => randomJob(uri, "randread", RANDOM_REGION_BYTES));
   await inRounds(context, exports, "randWrite", (uri) => randomJob(uri, "randwrite", RANDOM_REGION_BYTES));
+}
+
+function connectionsJob(uri: string, rw: "randread" | "randwrite"): FioJob {
+  return {
+    ...randomJob(uri, rw, RANDOM_REGION_BYTES),
+    name: `${rw}-${CONNECTIONS}-connections`,
+    connections: CONNECTIONS,
+    iodepth: CONNECTION_IODEPTH,
+    runtimeSeconds: CONNECTIONS_SECONDS,
+  };
+}
+
+/** 4: workload 2's jobs on four connections at once (fio --numjobs=4), queue depth 8 each. */
+export async function multiConnection(context: WorkloadContext, exports: readonly PreWrittenExport[]): Promise<void> {
+  await inRounds(context, exports, "randReadConnections", (uri) => connectionsJob(uri, "randread"));
+  await inRounds(context, exports, "randWriteConnections", (uri) => connectionsJob(uri, "randwrite"));
+}
+
+/** 5: a database's pattern: 4 KiB random writes at queue depth 1, each followed by a flush (fio --fsync=1). */
+export async function flushEachWrite(context: WorkloadContext, exports: readonly PreWrittenExport[]): Promise<void> {
+  await inRounds(context, exports, "flushEachWrite", (uri) => ({
+    ...randomJob(uri, "randwrite", RANDOM_REGION_BYTES),
+    name: "randwrite-flush-each",
+    iodepth: 1,
+    flushEveryWrites: 1,
+    runtimeSeconds: FLUSH_EACH_WRITE_SECONDS,
+  }));
 }

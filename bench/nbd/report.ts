@@ -24,6 +24,9 @@ const ROWS: Row[] = [
   { metric: "randRead", workload: "2. rand read 4 KiB QD16, 512 MiB pre-written", unit: "IOPS" },
   { metric: "randWrite", workload: "2. rand write 4 KiB QD16, same region", unit: "IOPS" },
   { metric: "snapshotWrite", workload: "3. rand write 4 KiB QD16, fresh snapshot / qcow2 overlay of a full 1 GiB", unit: "IOPS" },
+  { metric: "randReadConnections", workload: "4. rand read 4 KiB, 4 connections × QD8, same region as 2", unit: "IOPS" },
+  { metric: "randWriteConnections", workload: "4. rand write 4 KiB, 4 connections × QD8, same region", unit: "IOPS" },
+  { metric: "flushEachWrite", workload: "5. rand write 4 KiB QD1, a flush after every write, same region", unit: "IOPS" },
 ];
 
 /** The median of one metric and server; undefined if it was not measured. */
