@@ -3,7 +3,7 @@
 // stdout (progress on stderr); the NBD section of bench/RESULTS.md is a saved copy. No speed
 // is asserted: the table is the record.
 //
-//   --workloads 1,2,3   run only these workloads (default: all, 1 to 5)
+//   --workloads 1,2,3   run only these workloads (default: all, 1 to 6)
 //   --cpu-prof DIR      write a V8 CPU profile of every thinp server process into DIR
 
 import { rmSync } from "node:fs";
@@ -24,14 +24,15 @@ import {
   random,
   withPreWrittenExports,
 } from "./nbd/pre-written-workloads.js";
+import { COMMIT_READ_SECONDS, readsDuringCommits, WRITER_FLUSH_EVERY_WRITES, WRITER_RATE_IOPS } from "./nbd/reads-during-commits.js";
 import { loadAverages, renderMachine, renderResultsTable, renderSpreadTable } from "./nbd/report.js";
 import { killAllServers } from "./nbd/server-process.js";
 import { RANDOM_SECONDS, ROUNDS, WARM_UP_SECONDS, type WorkloadContext } from "./nbd/workload-context.js";
 import { sequential, snapshotWrites } from "./nbd/workloads.js";
 
-const WORKLOAD_IDS = ["1", "2", "3", "4", "5"];
+const WORKLOAD_IDS = ["1", "2", "3", "4", "5", "6"];
 /** The workloads that share one pre-written export per server, set up once for all of them. */
-const PRE_WRITTEN_WORKLOADS = ["2", "4", "5"];
+const PRE_WRITTEN_WORKLOADS = ["2", "4", "5", "6"];
 
 function progress(message: string): void {
   process.stderr.write(`[bench:nbd] ${message}\n`);
@@ -77,6 +78,7 @@ async function main(): Promise<void> {
         if (workloads.has("2")) await random(context, exports);
         if (workloads.has("4")) await multiConnection(context, exports);
         if (workloads.has("5")) await flushEachWrite(context, exports);
+        if (workloads.has("6")) await readsDuringCommits(context, exports);
       });
     }
     if (workloads.has("3")) await snapshotWrites(context);
@@ -109,10 +111,11 @@ async function main(): Promise<void> {
     `- Every time-based job first runs ${WARM_UP_SECONDS} s unmeasured, as a fio run of its own with offsets from another seed (\`--randseed=1\`), then measured. No job uses \`--ramp_time\`, which fio would leave out of its request counts, so the counts cover the whole measured run.`,
     "- Server CPU per request: user + system time of the server process (utime + stime, /proc/PID/stat fields 14 and 15, in clock ticks of 10 ms: `getconf CLK_TCK` is 100), read just before the measured fio process starts and just after it exits, divided by the requests fio completed in that run (reads, writes and flushes: fio's `total_ios`, summed over connections). Connecting and disconnecting fall inside the reading, which makes the figure a little high, not low. The PID is the server's own, spawned directly: thinp's node process (`bench/nbd/thinp-server.ts`), qemu-nbd (no `--fork`), nbdkit (`--foreground`); the times cover all their threads.",
     "- 1: each round a fresh export per server. Sequential writes end with one flush (`--end_fsync=1`); fio's MB/s leaves it out, the next row divides the bytes by the whole fio run instead, start-up and flush included.",
-    `- 2: one export per server, its first 512 MiB written sequentially and flushed, all servers up throughout workloads 2, 4 and 5, which all work in that region. Random jobs are time-based, ${RANDOM_SECONDS} s measured per round, with fio's default seeded offsets, so every server sees the same sequence.`,
+    `- 2: one export per server, its first 512 MiB written sequentially and flushed, all servers up throughout workloads 2, 4, 5 and 6, which all work in that region. Random jobs are time-based, ${RANDOM_SECONDS} s measured per round, with fio's default seeded offsets, so every server sees the same sequence.`,
     "- 3: a 1 GiB export written in full and flushed, its server stopped; then each round a fresh thinp snapshot of it (`bench/nbd/thinp-server.ts` deletes the last round's snapshot and calls `Pool.snapshot`) or a fresh overlay on it (`qemu-img create -f qcow2 -b base.qcow2 -F qcow2`), served and written for the same time as in 2 over the whole 1 GiB. Both copy 64 KiB units (a thinp data block, a qcow2 cluster) on the first write to each; as a run goes on, more writes land in units already copied.",
     `- 4: the jobs of 2 on ${CONNECTIONS} connections at once: \`--numjobs=${CONNECTIONS} --iodepth=${CONNECTION_IODEPTH} --group_reporting\`, each fio job with its own NBD connection, ${CONNECTIONS_SECONDS} s measured per round. qemu-nbd runs \`--shared=8\`; nbdkit and thinp set no connection limit.`,
     `- 5: a database's pattern: 4 KiB random writes at queue depth 1, each followed by a flush (\`--fsync=1\`), ${FLUSH_EACH_WRITE_SECONDS} s measured per round. IOPS counts the writes; the CPU per request counts writes and flushes as requests.`,
+    `- 6: each round and server, the 4 KiB QD16 random read job of 2 for ${COMMIT_READ_SECONDS} s alone, then again while a second fio process on its own connection writes 4 KiB at queue depth 1 to random offsets in the other 512 MiB of the export (unwritten before the first round, so writes allocate; \`--randseed=100\` plus the round, so rounds write different offsets), at \`--rate_iops=${WRITER_RATE_IOPS} --fsync=${WRITER_FLUSH_EVERY_WRITES}\`: a flush every 100 ms, each a commit for thinp. The writer starts 1 s before the reads and is stopped (SIGTERM) when they end. The drop is (alone − with writer) ÷ alone per round, median of the rounds. The CPU reading of the run with the writer spans the writer's whole run and is divided by the requests of both.`,
     "",
     renderResultsTable(context.measurements),
     "",

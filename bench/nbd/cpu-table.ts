@@ -29,6 +29,13 @@ export const CPU_ROWS: CpuRow[] = [
     requests: "4 KiB writes and as many flushes",
     fourKiB: false,
   },
+  { metric: "commitReadAlone", workload: "6. rand read 4 KiB QD16, alone", requests: "4 KiB reads", fourKiB: true },
+  {
+    metric: "commitReadWithWriter",
+    workload: "6. the same while a writer flushes every 100 ms",
+    requests: "4 KiB reads; the writer's 4 KiB writes, a flush per 100",
+    fourKiB: true,
+  },
 ];
 
 export function formatMicros(value: number): string {

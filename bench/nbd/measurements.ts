@@ -15,13 +15,20 @@ export type MetricId =
   | "snapshotWrite"
   | "randReadConnections"
   | "randWriteConnections"
-  | "flushEachWrite";
+  | "flushEachWrite"
+  | "commitReadAlone"
+  | "commitReadWithWriter"
+  | "commitReadDrop"
+  | "commitWriterWrite";
+
+/** A drop in percent goes below zero when the second job happens to run faster. */
+const SIGNED_METRICS: ReadonlySet<MetricId> = new Set(["commitReadDrop"]);
 
 export class Measurements {
   private readonly samples = new Map<MetricId, Map<string, number[]>>();
 
   record(metric: MetricId, label: string, value: number): void {
-    assert(Number.isFinite(value) && value >= 0, `${metric} of ${label} is a rate, got ${value}`);
+    assert(Number.isFinite(value) && (value >= 0 || SIGNED_METRICS.has(metric)), `${metric} of ${label} is a rate, got ${value}`);
     let row = this.samples.get(metric);
     if (!row) this.samples.set(metric, (row = new Map()));
     let values = row.get(label);

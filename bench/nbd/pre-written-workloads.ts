@@ -1,7 +1,7 @@
 // The workloads over one export per server whose first 512 MiB is written sequentially and
 // flushed before any of them runs: 2 (random I/O on one connection), 4 (the same on four
-// connections) and 5 (a flush after every write). Every server stays up with its export
-// throughout, so the rounds can alternate between them.
+// connections), 5 (a flush after every write), and 6 (reads-during-commits.ts). Every server
+// stays up with its export throughout, so the rounds can alternate between them.
 
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";

@@ -14,19 +14,30 @@ export const PEERS = SERVER_LABELS.slice(1);
 interface Row {
   metric: MetricId;
   workload: string;
-  unit: "MB/s" | "IOPS";
+  unit: "MB/s" | "IOPS" | "%";
+  /** Whether thinp's ratio to a peer means anything: not for a drop, nor for the writer's set rate. */
+  ratios: boolean;
 }
 
 const ROWS: Row[] = [
-  { metric: "seqWrite", workload: "1. seq write 1 MiB QD8, 512 MiB, new export", unit: "MB/s" },
-  { metric: "seqWriteFlushed", workload: "1. same, counting fio start-up and the final flush", unit: "MB/s" },
-  { metric: "seqRead", workload: "1. seq read 1 MiB QD8, the 512 MiB just written", unit: "MB/s" },
-  { metric: "randRead", workload: "2. rand read 4 KiB QD16, 512 MiB pre-written", unit: "IOPS" },
-  { metric: "randWrite", workload: "2. rand write 4 KiB QD16, same region", unit: "IOPS" },
-  { metric: "snapshotWrite", workload: "3. rand write 4 KiB QD16, fresh snapshot / qcow2 overlay of a full 1 GiB", unit: "IOPS" },
-  { metric: "randReadConnections", workload: "4. rand read 4 KiB, 4 connections × QD8, same region as 2", unit: "IOPS" },
-  { metric: "randWriteConnections", workload: "4. rand write 4 KiB, 4 connections × QD8, same region", unit: "IOPS" },
-  { metric: "flushEachWrite", workload: "5. rand write 4 KiB QD1, a flush after every write, same region", unit: "IOPS" },
+  { metric: "seqWrite", workload: "1. seq write 1 MiB QD8, 512 MiB, new export", unit: "MB/s", ratios: true },
+  { metric: "seqWriteFlushed", workload: "1. same, counting fio start-up and the final flush", unit: "MB/s", ratios: true },
+  { metric: "seqRead", workload: "1. seq read 1 MiB QD8, the 512 MiB just written", unit: "MB/s", ratios: true },
+  { metric: "randRead", workload: "2. rand read 4 KiB QD16, 512 MiB pre-written", unit: "IOPS", ratios: true },
+  { metric: "randWrite", workload: "2. rand write 4 KiB QD16, same region", unit: "IOPS", ratios: true },
+  {
+    metric: "snapshotWrite",
+    workload: "3. rand write 4 KiB QD16, fresh snapshot / qcow2 overlay of a full 1 GiB",
+    unit: "IOPS",
+    ratios: true,
+  },
+  { metric: "randReadConnections", workload: "4. rand read 4 KiB, 4 connections × QD8, same region as 2", unit: "IOPS", ratios: true },
+  { metric: "randWriteConnections", workload: "4. rand write 4 KiB, 4 connections × QD8, same region", unit: "IOPS", ratios: true },
+  { metric: "flushEachWrite", workload: "5. rand write 4 KiB QD1, a flush after every write, same region", unit: "IOPS", ratios: true },
+  { metric: "commitReadAlone", workload: "6. rand read 4 KiB QD16, same region, alone", unit: "IOPS", ratios: true },
+  { metric: "commitReadWithWriter", workload: "6. the same while a writer flushes every 100 ms", unit: "IOPS", ratios: true },
+  { metric: "commitReadDrop", workload: "6. read IOPS lost to the writer (below 0: more with it)", unit: "%", ratios: false },
+  { metric: "commitWriterWrite", workload: "6. the writer: rand write 4 KiB QD1, ≤ 1,000/s, other 512 MiB", unit: "IOPS", ratios: false },
 ];
 
 /** The median of one metric and server; undefined if it was not measured. */
@@ -43,13 +54,13 @@ function measuredRows(measurements: Measurements): Row[] {
 /** Medians of every metric, with thinp's ratio to each peer. */
 export function renderResultsTable(measurements: Measurements): string {
   const headers = ["workload", "unit", ...SERVER_LABELS, ...PEERS.map((peer) => `thinp ÷ ${peer}`)];
-  const rows = measuredRows(measurements).map(({ metric, workload, unit }) => {
+  const rows = measuredRows(measurements).map(({ metric, workload, unit, ratios }) => {
     const thinp = medianOf(measurements, metric, THINP);
     const ratioCells = PEERS.map((peer) => {
       const value = medianOf(measurements, metric, peer);
-      return thinp === undefined || value === undefined || value === 0 ? "—" : (thinp / value).toFixed(2);
+      return !ratios || thinp === undefined || value === undefined || value === 0 ? "—" : (thinp / value).toFixed(2);
     });
-    return [workload, unit, ...SERVER_LABELS.map((label) => formatValue(medianOf(measurements, metric, label))), ...ratioCells];
+    return [workload, unit, ...SERVER_LABELS.map((label) => formatValue(medianOf(measurements, metric, label), unit)), ...ratioCells];
   });
   return renderTable(headers, rows, (column) => column >= 2);
 }
@@ -63,15 +74,17 @@ export function renderSpreadTable(measurements: Measurements): string {
     ...SERVER_LABELS.map((label) => {
       const samples = measurements.of(metric, label);
       if (samples.length === 0) return "—";
-      return `${formatValue(Math.min(...samples))}–${formatValue(Math.max(...samples))}`;
+      const [lowest, highest] = [formatValue(Math.min(...samples), unit), formatValue(Math.max(...samples), unit)];
+      // A dash between two numbers that can be negative reads as a minus sign.
+      return unit === "%" ? `${lowest} to ${highest}` : `${lowest}–${highest}`;
     }),
   ]);
   return renderTable(headers, rows, (column) => column >= 2);
 }
 
-function formatValue(value: number | undefined): string {
+function formatValue(value: number | undefined, unit: Row["unit"]): string {
   if (value === undefined) return "—";
-  return Math.round(value).toLocaleString("en-US");
+  return unit === "%" ? value.toFixed(1) : Math.round(value).toLocaleString("en-US");
 }
 
 export function renderTable(headers: string[], rows: string[][], numeric: (column: number) => boolean): string {
