@@ -27,6 +27,7 @@ import {
 import { COMMIT_READ_SECONDS, readsDuringCommits, WRITER_FLUSH_EVERY_WRITES, WRITER_RATE_IOPS } from "./nbd/reads-during-commits.js";
 import { loadAverages, renderMachine, renderResultsTable, renderSpreadTable } from "./nbd/report.js";
 import { killAllServers } from "./nbd/server-process.js";
+import { renderTargetsTable } from "./nbd/targets.js";
 import { RANDOM_SECONDS, ROUNDS, WARM_UP_SECONDS, type WorkloadContext } from "./nbd/workload-context.js";
 import { sequential, snapshotWrites } from "./nbd/workloads.js";
 
@@ -120,6 +121,10 @@ async function main(): Promise<void> {
     renderResultsTable(context.measurements),
     "",
     "Ratios are thinp's median over the peer's: above 1, thinp is faster.",
+    "",
+    "Targets (from the issue), each on thinp's median; a ratio target is against the best of the named peers' medians in this run:",
+    "",
+    renderTargetsTable(context.measurements, context.cpuPerRequest),
     "",
     "Server CPU per request, µs, median of the rounds (user + system time of the server process over the requests fio completed):",
     "",

@@ -1,6 +1,6 @@
 // The results as markdown: the machine, how each workload ran, and one table of every
 // server's numbers with thinp's ratio to each peer (above 1: thinp is faster). The server
-// CPU table is in cpu-table.ts.
+// CPU table is in cpu-table.ts, the targets in targets.ts.
 
 import { execFileSync } from "node:child_process";
 import { availableParallelism, cpus, loadavg, release } from "node:os";
