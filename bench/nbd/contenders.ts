@@ -9,12 +9,17 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import type { ThinpServerSetup } from "./thinp-server.js";
+import { processCpuSeconds } from "./server-cpu.js";
 import { BENCH_HOST, ServerProcess, freePort } from "./server-process.js";
 
 const run = promisify(execFile);
 
 export const EXPORT_NAME = "vol";
-/** Connections qemu-nbd accepts at once; fio opens one more to learn the size. */
+/**
+ * Connections qemu-nbd accepts at once (its default is 1). The most the bench opens is four
+ * fio jobs' connections in workload 4, plus the one fio opens briefly to learn the size;
+ * nbdkit and thinp set no limit.
+ */
 const QEMU_NBD_CONNECTIONS_MAX = 8;
 /**
  * Every bench pool's size: room for a 1 GiB volume and a full copy-on-write copy of it, with
@@ -27,6 +32,8 @@ const THINP_SERVER_SCRIPT = fileURLToPath(new URL("./thinp-server.js", import.me
 
 export interface ServedExport {
   uri: string;
+  /** CPU seconds (user + system) the server process has used so far. */
+  cpuSeconds(): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -42,7 +49,11 @@ export interface BenchOptions {
 }
 
 function exported(server: ServerProcess, port: number, exportName = EXPORT_NAME): ServedExport {
-  return { uri: `nbd://${BENCH_HOST}:${port}/${exportName}`, stop: () => server.stop() };
+  return {
+    uri: `nbd://${BENCH_HOST}:${port}/${exportName}`,
+    cpuSeconds: () => processCpuSeconds(server.pid),
+    stop: () => server.stop(),
+  };
 }
 
 // ---- thinp -----------------------------------------------------------------------------

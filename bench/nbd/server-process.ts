@@ -8,6 +8,7 @@ import { createWriteStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { connect, createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { assert } from "../../src/io/assert.js";
 
 /** A server that is not listening by then has failed to start. */
 const SERVER_START_TIMEOUT_MS = 30_000;
@@ -46,6 +47,13 @@ export class ServerProcess {
         resolve(code);
       });
     });
+  }
+
+  /** The server's own process: spawned directly, no shell or wrapper in between. */
+  get pid(): number {
+    const pid = this.child.pid;
+    assert(pid !== undefined, `${this.label} was spawned, so it has a pid`);
+    return pid;
   }
 
   /** Starts `command`, its output going to `logPath`, and waits until `port` accepts. */

@@ -1,182 +1,49 @@
-// The three workloads. Each measured run starts from a fresh export (workload 1 and every
-// snapshot or overlay of workload 3) or from one pre-written per server (workload 2), and
-// every number is taken in ROUNDS rounds with the servers taking turns, starting with a
-// different server each round.
+// The workloads that start every measured run from a fresh export: 1 (a new export per
+// round) and 3 (a fresh snapshot or overlay per round). The ones over a shared pre-written
+// export are in pre-written-workloads.ts and reads-during-commits.ts.
 
-import { execFile } from "node:child_process";
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { assert } from "../../src/io/assert.js";
+import { createQcow2, serveQemuNbd, serveThinp, THINP_POOL_BYTES, type Contender, type ServedExport } from "./contenders.js";
 import {
-  createQcow2,
-  serveQemuNbd,
-  serveThinp,
-  THINP_POOL_BYTES,
-  type BenchOptions,
-  type Contender,
-  type ServedExport,
-} from "./contenders.js";
-import { runFio, type FioJob, type FioResult } from "./fio.js";
-import type { Measurements } from "./measurements.js";
-
-const KiB = 1024;
-const MiB = 1024 * KiB;
-const GiB = 1024 * MiB;
-
-export const ROUNDS = 3;
-export const VOLUME_BYTES = 1 * GiB;
-export const SEQUENTIAL_BYTES = 512 * MiB;
-export const SEQUENTIAL_BLOCK_BYTES = 1 * MiB;
-export const SEQUENTIAL_IODEPTH = 8;
-/** Random I/O stays inside the part the sequential pre-write filled. */
-export const RANDOM_REGION_BYTES = 512 * MiB;
-export const RANDOM_BLOCK_BYTES = 4 * KiB;
-export const RANDOM_IODEPTH = 16;
-/** Per round; ROUNDS rounds make 15 s of each random job per server. */
-export const RANDOM_SECONDS = 5;
-
-export interface WorkloadContext {
-  scratchDir: string;
-  options: BenchOptions;
-  measurements: Measurements;
-  progress: (message: string) => void;
-}
+  describeCpu,
+  fio,
+  inFreshDir,
+  measured,
+  randomJob,
+  record,
+  ROUNDS,
+  SEQUENTIAL_BYTES,
+  sequentialWrite,
+  turnOrder,
+  VOLUME_BYTES,
+  whileServed,
+  type MeasuredRun,
+  type WorkloadContext,
+} from "./workload-context.js";
+import type { FioResult } from "./fio.js";
 
 const megabytesPerSecond = (result: FioResult) => result.bytesPerSecond / 1e6;
 
-/** The contenders in the order they run in `round`: rotated, so none always goes first. */
-function turnOrder<T>(items: readonly T[], round: number): T[] {
-  const start = round % items.length;
-  return [...items.slice(start), ...items.slice(0, start)];
-}
-
-function dirName(label: string): string {
-  return label.replace(/[^a-z0-9]+/gi, "-");
-}
-
-/** A directory of its own for one server's files, removed afterwards. */
-async function inFreshDir<T>(context: WorkloadContext, name: string, body: (dir: string) => Promise<T>): Promise<T> {
-  const dir = join(context.scratchDir, dirName(name));
-  await mkdir(dir);
-  try {
-    return await body(dir);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
-}
-
-/** Runs `body` against a served export and always stops the server; a body failure wins over a stop failure. */
-async function whileServed<T>(served: ServedExport, body: (uri: string) => Promise<T>): Promise<T> {
-  let result: T;
-  try {
-    result = await body(served.uri);
-  } catch (error) {
-    await served.stop().catch(() => undefined);
-    throw error;
-  }
-  await served.stop();
-  return result;
-}
-
-function fio(dir: string, job: FioJob): Promise<FioResult> {
-  return runFio(job, join(dir, `${job.name}.json`));
-}
-
-const run = promisify(execFile);
-
-/**
- * sync(1) before every measured job: dirty pages left by the previous job (the last round's
- * copy-on-write run leaves a gigabyte) would otherwise be written back during the next one,
- * and whichever server ran next would pay for it.
- */
-async function measured(dir: string, job: FioJob): Promise<FioResult> {
-  await run("sync");
-  return fio(dir, job);
-}
-
-function sequentialWrite(uri: string, regionBytes: number): FioJob {
-  return {
-    name: "seq-write",
-    uri,
-    rw: "write",
-    blockBytes: SEQUENTIAL_BLOCK_BYTES,
-    regionBytes,
-    iodepth: SEQUENTIAL_IODEPTH,
-    endFlush: true,
-  };
-}
-
-function randomJob(uri: string, rw: "randread" | "randwrite", regionBytes: number): FioJob {
-  return {
-    name: rw,
-    uri,
-    rw,
-    blockBytes: RANDOM_BLOCK_BYTES,
-    regionBytes,
-    iodepth: RANDOM_IODEPTH,
-    runtimeSeconds: RANDOM_SECONDS,
-  };
-}
-
 /** 1: sequential 1 MiB writes to a new export, flushed, then the same range read back. */
 export async function sequential(context: WorkloadContext, contenders: readonly Contender[]): Promise<void> {
-  const { measurements } = context;
   for (let round = 0; round < ROUNDS; round++) {
     for (const contender of turnOrder(contenders, round)) {
       await inFreshDir(context, `seq-${contender.label}`, async (dir) => {
-        const served = await contender.serveFresh(dir, VOLUME_BYTES);
-        await whileServed(served, async (uri) => {
-          const write = await measured(dir, sequentialWrite(uri, SEQUENTIAL_BYTES));
-          measurements.record("seqWrite", contender.label, megabytesPerSecond(write));
-          measurements.record("seqWriteFlushed", contender.label, write.ioBytes / write.wallSeconds / 1e6);
-          const read = await measured(dir, { ...sequentialWrite(uri, SEQUENTIAL_BYTES), name: "seq-read", rw: "read", endFlush: false });
-          measurements.record("seqRead", contender.label, megabytesPerSecond(read));
+        await whileServed(await contender.serveFresh(dir, VOLUME_BYTES), async (served) => {
+          const write = await measured(dir, served, sequentialWrite(served.uri, SEQUENTIAL_BYTES));
+          record(context, "seqWrite", contender.label, megabytesPerSecond(write.result), write.cpuMicrosPerRequest);
+          context.measurements.record("seqWriteFlushed", contender.label, write.result.ioBytes / write.result.wallSeconds / 1e6);
+          const readJob = { ...sequentialWrite(served.uri, SEQUENTIAL_BYTES), name: "seq-read", rw: "read", endFlush: false } as const;
+          const read = await measured(dir, served, readJob);
+          record(context, "seqRead", contender.label, megabytesPerSecond(read.result), read.cpuMicrosPerRequest);
           context.progress(
-            `round ${round + 1}, ${contender.label}: seq write ${megabytesPerSecond(write).toFixed(0)} MB/s, read ${megabytesPerSecond(read).toFixed(0)} MB/s`,
+            `round ${round + 1}, ${contender.label}: seq write ${megabytesPerSecond(write.result).toFixed(0)} MB/s, ${describeCpu(write)}; ` +
+              `read ${megabytesPerSecond(read.result).toFixed(0)} MB/s, ${describeCpu(read)}`,
           );
         });
       });
     }
-  }
-}
-
-/**
- * 2: 4 KiB random reads, then random writes, at queue depth 16 over a pre-written region.
- * Every server stays up with its export for the whole workload so the rounds can alternate.
- */
-export async function random(context: WorkloadContext, contenders: readonly Contender[]): Promise<void> {
-  const dirs = new Map<Contender, string>();
-  const served = new Map<Contender, ServedExport>();
-  try {
-    for (const contender of contenders) {
-      const dir = join(context.scratchDir, dirName(`rand-${contender.label}`));
-      await mkdir(dir);
-      dirs.set(contender, dir);
-      const exported = await contender.serveFresh(dir, VOLUME_BYTES);
-      served.set(contender, exported);
-      await fio(dir, sequentialWrite(exported.uri, RANDOM_REGION_BYTES));
-    }
-    for (const [rw, metric] of [
-      ["randread", "randRead"],
-      ["randwrite", "randWrite"],
-    ] as const) {
-      for (let round = 0; round < ROUNDS; round++) {
-        for (const contender of turnOrder(contenders, round)) {
-          const dir = dirs.get(contender);
-          const exported = served.get(contender);
-          assert(dir !== undefined && exported !== undefined, "every contender was set up above");
-          const result = await measured(dir, randomJob(exported.uri, rw, RANDOM_REGION_BYTES));
-          context.measurements.record(metric, contender.label, result.iops);
-          context.progress(`round ${round + 1}, ${contender.label}: 4k ${rw} ${result.iops.toFixed(0)} IOPS`);
-        }
-      }
-    }
-    for (const exported of served.values()) await exported.stop();
-    served.clear();
-  } finally {
-    await Promise.allSettled([...served.values()].map((exported) => exported.stop()));
-    for (const dir of dirs.values()) await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -197,10 +64,12 @@ export async function snapshotWrites(context: WorkloadContext): Promise<void> {
       context.options,
       "base",
     );
-    await whileServed(base, (uri) => fio(thinpDir, sequentialWrite(uri, VOLUME_BYTES)));
+    await whileServed(base, (served) => fio(thinpDir, sequentialWrite(served.uri, VOLUME_BYTES)));
     const basePath = join(qcow2Dir, "base.qcow2");
     await createQcow2(basePath, VOLUME_BYTES);
-    await whileServed(await serveQemuNbd("qcow2", basePath, qcow2Dir), (uri) => fio(qcow2Dir, sequentialWrite(uri, VOLUME_BYTES)));
+    await whileServed(await serveQemuNbd("qcow2", basePath, qcow2Dir), (served) =>
+      fio(qcow2Dir, sequentialWrite(served.uri, VOLUME_BYTES)),
+    );
 
     const runs = [
       { label: "thinp", run: (round: number) => snapshotRound(context, thinpDir, round) },
@@ -208,9 +77,11 @@ export async function snapshotWrites(context: WorkloadContext): Promise<void> {
     ];
     for (let round = 0; round < ROUNDS; round++) {
       for (const { label, run } of turnOrder(runs, round)) {
-        const result = await run(round);
-        context.measurements.record("snapshotWrite", label, result.iops);
-        context.progress(`round ${round + 1}, ${label}: 4k randwrite to a fresh snapshot/overlay ${result.iops.toFixed(0)} IOPS`);
+        const measuredRun = await run(round);
+        record(context, "snapshotWrite", label, measuredRun.result.iops, measuredRun.cpuMicrosPerRequest);
+        context.progress(
+          `round ${round + 1}, ${label}: 4k randwrite to a fresh snapshot/overlay ${measuredRun.result.iops.toFixed(0)} IOPS, ${describeCpu(measuredRun)}`,
+        );
       }
     }
   } finally {
@@ -219,25 +90,26 @@ export async function snapshotWrites(context: WorkloadContext): Promise<void> {
   }
 }
 
+function copyOnWriteRun(dir: string, served: ServedExport): Promise<MeasuredRun> {
+  return measured(dir, served, randomJob(served.uri, "randwrite", VOLUME_BYTES));
+}
+
 /** The previous round's snapshot goes first, so every round starts from one shared base. */
-async function snapshotRound(context: WorkloadContext, dir: string, round: number): Promise<FioResult> {
+async function snapshotRound(context: WorkloadContext, dir: string, round: number): Promise<MeasuredRun> {
   const name = `snap-${round}`;
   const setup = {
     volumes: [],
     snapshots: [{ origin: "base", name }],
     deleteVolumes: round === 0 ? [] : [`snap-${round - 1}`],
   };
-  const snapshot = await serveThinp(dir, setup, context.options, name);
-  return whileServed(snapshot, (uri) => measured(dir, randomJob(uri, "randwrite", VOLUME_BYTES)));
+  return whileServed(await serveThinp(dir, setup, context.options, name), (served) => copyOnWriteRun(dir, served));
 }
 
-async function overlayRound(dir: string, basePath: string, round: number): Promise<FioResult> {
+async function overlayRound(dir: string, basePath: string, round: number): Promise<MeasuredRun> {
   const overlayPath = join(dir, `overlay-${round}.qcow2`);
   await createQcow2(overlayPath, VOLUME_BYTES, basePath);
   try {
-    return await whileServed(await serveQemuNbd("qcow2", overlayPath, dir), (uri) =>
-      measured(dir, randomJob(uri, "randwrite", VOLUME_BYTES)),
-    );
+    return await whileServed(await serveQemuNbd("qcow2", overlayPath, dir), (served) => copyOnWriteRun(dir, served));
   } finally {
     await rm(overlayPath, { force: true });
   }
