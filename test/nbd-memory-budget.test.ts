@@ -5,11 +5,14 @@
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
+import { IoError } from "../src/errors.js";
 import { AssertionError } from "../src/io/assert.js";
 import { ByteBudget } from "../src/nbd/byte-budget.js";
 import {
   DEFAULT_LIMITS,
+  FREED_PAYLOAD_BYTES_MIN,
   REQUEST_BYTES_MAX,
   SERVER_BUFFER_BYTES_MAX,
   SERVER_INFLIGHT_BYTES_MAX,
@@ -18,6 +21,7 @@ import {
 } from "../src/nbd/limits.js";
 import * as P from "../src/nbd/protocol.js";
 import { startNbdServer, type NbdServer } from "../src/nbd/server.js";
+import { SocketReader } from "../src/nbd/socket-reader.js";
 import { MemoryCatalog } from "./support/memory-catalog.js";
 import { MemoryVolume } from "./support/memory-volume.js";
 import { WireClient } from "./support/nbd-wire-client.js";
@@ -269,6 +273,57 @@ describe("the server's in-flight budget", () => {
 
   it("refuses a budget that could not hold one maximum-size request", async () => {
     await expect(start([], { serverInflightBytesMax: REQUEST_BYTES_MAX - 1 })).rejects.toThrow(AssertionError);
+  });
+});
+
+/** A memory volume that keeps every buffer the server passed to write, to see what became of it. */
+class KeepingVolume extends MemoryVolume {
+  readonly written: Uint8Array[] = [];
+  override async write(offset: number, bytes: Uint8Array): Promise<void> {
+    this.written.push(bytes);
+    await super.write(offset, bytes);
+  }
+}
+
+describe("a WRITE payload's memory", () => {
+  it("is freed once the WRITE succeeds, while a small or failed one is left to the collector", async () => {
+    const volume = new KeepingVolume("keep", 8 * MiB);
+    const server = await start([volume]);
+    const client = await open(server, "keep");
+    const large = pattern(FREED_PAYLOAD_BYTES_MIN, 1);
+    const small = pattern(FREED_PAYLOAD_BYTES_MIN / 4, 2);
+    const expectReply = async (errno: number) => expect((await client.readSimpleReply()).errno).toBe(errno);
+    client.send({ command: P.NBD_CMD_WRITE, offset: 0, payload: large });
+    await expectReply(0);
+    client.send({ command: P.NBD_CMD_WRITE, offset: 2 * MiB, payload: small });
+    await expectReply(0);
+    volume.failNext("write", new IoError("/dev/test", new Error("EIO")));
+    client.send({ command: P.NBD_CMD_WRITE, offset: 4 * MiB, payload: large });
+    await expectReply(P.NBD_EIO);
+    // Freed: the buffer the engine was given is now empty, and what it wrote is intact.
+    expect(volume.written.map((bytes) => bytes.length)).toEqual([0, small.length, large.length]);
+    expect(volume.contents(0, large.length).equals(large)).toBe(true);
+    expect(volume.contents(2 * MiB, small.length).equals(small)).toBe(true);
+  });
+});
+
+describe("reading a message that has not arrived yet", () => {
+  it("copies each chunk into the message as it comes and frees the chunks it used whole", async () => {
+    const socket = new PassThrough();
+    const reader = new SocketReader(socket, 1024);
+    const message = pattern(3 * 4096, 5);
+    const reading = reader.readExact(message.length);
+    // Chunks of their own memory, as Node's socket delivers them; the last one runs past the message.
+    const chunks = [0, 1, 2].map((i) => Buffer.from(message.subarray(i * 4096, (i + 1) * 4096)));
+    const tail = Buffer.concat([chunks[2]!, Buffer.from("next")]);
+    socket.write(chunks[0]!);
+    socket.write(chunks[1]!);
+    socket.write(tail);
+    expect((await reading).equals(message)).toBe(true);
+    expect(chunks[0]!.length, "used whole, so freed").toBe(0);
+    expect(chunks[1]!.length).toBe(0);
+    expect(tail.length, "partly used, so kept: the rest is the next message").toBe(4096 + 4);
+    expect((await reader.readExact(4)).toString()).toBe("next");
   });
 });
 

@@ -104,6 +104,13 @@ export const DEFAULT_LIMITS: Readonly<NbdLimits> = Object.freeze({
 /** Bytes a connection buffers ahead of the message it is reading before pausing the socket. */
 export const READ_AHEAD_BYTES_MAX = 256 * KiB;
 
+/**
+ * WRITE payloads of at least this many bytes are freed as soon as the engine has written
+ * them (payload-memory.ts); smaller ones are left to the garbage collector, for which they
+ * are cheap, since a transfer would cost more than it saves.
+ */
+export const FREED_PAYLOAD_BYTES_MIN = 1 * MiB;
+
 /** How long a closing connection waits for the client to hang up before dropping it. */
 export const SOCKET_CLOSE_TIMEOUT_MS = 5_000;
 
@@ -189,5 +196,8 @@ assert(
   "block status reply fits the reply buffer",
 );
 assert(BLOCK_STATUS_SCAN_BYTES_MAX % DATA_BLOCK_BYTES === 0 && BLOCK_STATUS_SCAN_BYTES_MAX <= LENGTH_FIELD_MAX, "block status scan");
+// A payload large enough to be freed is never taken whole from the read-ahead (at most
+// READ_AHEAD_BYTES_MAX and one socket read), so it always has a buffer of its own.
+assert(FREED_PAYLOAD_BYTES_MIN > READ_AHEAD_BYTES_MAX + SOCKET_READ_CHUNK_BYTES_MAX, "freed payloads are never views of socket reads");
 // Reading ahead always takes in a whole request header.
 assert(READ_AHEAD_BYTES_MAX >= REQUEST_HEADER_BYTES, "read-ahead holds a request header");

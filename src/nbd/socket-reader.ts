@@ -2,11 +2,14 @@
 // bytes (or one message, if larger) before pausing the socket, so a client that sends
 // faster than we serve is slowed by TCP instead of filling our memory. A message that has
 // not arrived yet is copied into its own buffer as it comes, so a 32 MiB WRITE payload costs
-// 32 MiB, not its chunks and then a copy of them.
+// 32 MiB, not its chunks and then a copy of them; and each chunk copied whole is freed at
+// once (payload-memory.ts), so this reader must be the socket's only reader.
 
 import type { Duplex } from "node:stream";
 import { assert } from "../io/assert.js";
 import { ChunkQueue } from "../io/chunk-queue.js";
+import { FREED_PAYLOAD_BYTES_MIN } from "./limits.js";
+import { freeSocketChunk } from "./payload-memory.js";
 import { PeerClosedError, ReadingStoppedError } from "./session-errors.js";
 
 interface PendingRead {
@@ -38,7 +41,9 @@ export class SocketReader {
     assert(Number.isSafeInteger(byteLength) && byteLength >= 0, `read length ${byteLength}`);
     if (this.queue.byteLength >= byteLength) return Promise.resolve(this.queue.take(byteLength));
     if (this.endError !== null) return Promise.reject(this.endError);
-    const target = Buffer.allocUnsafe(byteLength);
+    // A payload large enough to be freed gets memory of its own, never a slice of Node's
+    // shared pool, so that payload-memory.ts may free it.
+    const target = byteLength >= FREED_PAYLOAD_BYTES_MIN ? Buffer.allocUnsafeSlow(byteLength) : Buffer.allocUnsafe(byteLength);
     const queuedBytes = this.queue.byteLength;
     target.set(this.queue.take(queuedBytes), 0);
     return new Promise((resolve, reject) => {
@@ -64,6 +69,7 @@ export class SocketReader {
       pending.target.set(chunk.subarray(0, usedBytes), pending.filledBytes);
       pending.filledBytes += usedBytes;
       if (usedBytes < chunk.length) this.queue.push(chunk.subarray(usedBytes));
+      else freeSocketChunk(chunk);
       if (pending.filledBytes === pending.target.length) {
         this.pending = null;
         pending.resolve(pending.target);

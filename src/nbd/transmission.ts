@@ -17,9 +17,19 @@ import type { NbdLimits } from "./limits.js";
 import { assert } from "../io/assert.js";
 import { REQUEST_BYTES_MAX } from "./limits.js";
 import type { NbdLog } from "./nbd-log.js";
-import { NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_REQUEST_MAGIC, REQUEST_HEADER_BYTES } from "./protocol.js";
+import {
+  NBD_CMD_DISC,
+  NBD_CMD_READ,
+  NBD_CMD_WRITE,
+  NBD_REQUEST_MAGIC,
+  NBD_SIMPLE_REPLY_MAGIC,
+  REQUEST_HEADER_BYTES,
+  SIMPLE_REPLY_HEADER,
+  SIMPLE_REPLY_HEADER_BYTES,
+} from "./protocol.js";
 import type { ReplyWriter } from "./reply-writer.js";
 import { validateRequest, commandName, type Validation } from "./request-validation.js";
+import { freePayload } from "./payload-memory.js";
 import { errorReply, serveRequest } from "./serve-request.js";
 import { isSessionEnding, ProtocolViolationError } from "./session-errors.js";
 import type { SocketReader } from "./socket-reader.js";
@@ -35,6 +45,20 @@ export interface TransmissionEnvironment {
 
 /** Why transmission ended; the connection closes in every case. */
 export type TransmissionEnd = "disconnect" | "peer-closed" | "violation" | "stopped";
+
+/**
+ * Whether a WRITE's reply says it succeeded: then every write of its payload has completed
+ * and nothing reads the payload any more. A failed WRITE may have left some of them in
+ * flight (the engine answers at the first failure), so its payload is left to the collector.
+ */
+function isSuccessReply(frames: readonly Uint8Array[]): boolean {
+  const first = frames[0];
+  if (frames.length !== 1 || first === undefined || first.length !== SIMPLE_REPLY_HEADER_BYTES) return false;
+  const view = new DataView(first.buffer, first.byteOffset, first.length);
+  return (
+    view.getUint32(SIMPLE_REPLY_HEADER.magic.offset) === NBD_SIMPLE_REPLY_MAGIC && view.getUint32(SIMPLE_REPLY_HEADER.error.offset) === 0
+  );
+}
 
 /** Bytes a request holds while in flight: a WRITE's payload (read even when refused), a served READ's data. */
 function inflightCost(request: RequestHeader, validation: Validation): number {
@@ -159,12 +183,17 @@ export class Transmission {
     };
     if (!validation.ok) {
       this.environment.log("debug", `${commandName(request.command)} refused: ${validation.message}`);
+      if (payload !== null) freePayload(payload);
       answer(errorReply(this.session, request.cookie, validation.errno, validation.message));
       return;
     }
     // serveRequest turns every operating error into a reply; if it rejects, an assertion
     // failed, and the rejection is left unhandled on purpose so the process stops.
-    void serveRequest(request, payload, this.session, this.environment.catalog, this.environment.log).then(answer, (error: unknown) => {
+    const served = (frames: readonly Uint8Array[]) => {
+      if (payload !== null && isSuccessReply(frames)) freePayload(payload);
+      answer(frames);
+    };
+    void serveRequest(request, payload, this.session, this.environment.catalog, this.environment.log).then(served, (error: unknown) => {
       this.inflightRequests--;
       this.uncharge(costBytes);
       throw error;
