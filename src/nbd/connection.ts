@@ -2,6 +2,7 @@
 // close. Whatever the client does, only this socket is affected.
 
 import type { Socket } from "node:net";
+import type { ByteBudget } from "./byte-budget.js";
 import type { ExportCatalog } from "./catalog.js";
 import { negotiate, type NegotiatedExport } from "./handshake.js";
 import { READ_AHEAD_BYTES_MAX, SOCKET_CLOSE_TIMEOUT_MS, type NbdLimits } from "./limits.js";
@@ -15,6 +16,8 @@ export interface ConnectionEnvironment {
   catalog: ExportCatalog;
   serverReadOnly: boolean;
   limits: NbdLimits;
+  /** The server's in-flight budget, shared by all its connections. */
+  budget: ByteBudget;
   log: NbdLog;
 }
 

@@ -2,6 +2,7 @@
 
 import net from "node:net";
 import { assert } from "../io/assert.js";
+import { ByteBudget, type ByteBudgetReport } from "./byte-budget.js";
 import type { ExportCatalog } from "./catalog.js";
 import { NbdConnection } from "./connection.js";
 import { DEFAULT_LIMITS, REQUEST_BYTES_MAX, type NbdLimits } from "./limits.js";
@@ -31,6 +32,11 @@ export interface NbdServer {
   uri(exportName: string): string;
   /** Connections currently open, in any phase. */
   readonly connectionCount: number;
+  /**
+   * The in-flight budget all connections share: its size (limits.serverInflightBytesMax),
+   * the payload and reply bytes held now and at most so far, and the connections waiting.
+   */
+  readonly inflight: ByteBudgetReport;
   /** Stops accepting, lets in-flight requests finish, then closes every connection. */
   close(): Promise<void>;
 }
@@ -42,6 +48,7 @@ function checkedLimits(overrides: Partial<NbdLimits> | undefined): NbdLimits {
   }
   // A maximum-size request must always be admissible, or a connection could wait forever.
   assert(limits.inflightBytesMax >= REQUEST_BYTES_MAX, "inflightBytesMax holds at least one maximum-size request");
+  assert(limits.serverInflightBytesMax >= REQUEST_BYTES_MAX, "serverInflightBytesMax holds at least one maximum-size request");
   return limits;
 }
 
@@ -56,7 +63,9 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   assert(options.listen === undefined || options.socketPath === undefined, "listen on TCP or a Unix socket, not both");
   const limits = checkedLimits(options.limits);
   const log = options.log ?? silentLog;
-  const environment = { catalog: options.catalog, serverReadOnly: options.readOnly ?? false, limits, log };
+  // One budget for every connection: what bounds the server's memory, however many clients.
+  const budget = new ByteBudget(limits.serverInflightBytesMax);
+  const environment = { catalog: options.catalog, serverReadOnly: options.readOnly ?? false, limits, budget, log };
   const connections = new Set<NbdConnection>();
   const finished = new Map<NbdConnection, Promise<void>>();
   let nextConnectionId = 1;
@@ -122,6 +131,9 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
     uri: (exportName) => exportUri(address, exportName),
     get connectionCount() {
       return connections.size;
+    },
+    get inflight() {
+      return budget.report();
     },
     close: () => (closing ??= close()),
   };

@@ -1,14 +1,21 @@
 // Reads exact-length messages from a client socket. It holds at most `readAheadBytesMax`
 // bytes (or one message, if larger) before pausing the socket, so a client that sends
-// faster than we serve is slowed by TCP instead of filling our memory.
+// faster than we serve is slowed by TCP instead of filling our memory. A message that has
+// not arrived yet is copied into its own buffer as it comes, so a 32 MiB WRITE payload costs
+// 32 MiB, not its chunks and then a copy of them; and each chunk copied whole is freed at
+// once (payload-memory.ts), so this reader must be the socket's only reader.
 
 import type { Duplex } from "node:stream";
 import { assert } from "../io/assert.js";
 import { ChunkQueue } from "../io/chunk-queue.js";
+import { FREED_PAYLOAD_BYTES_MIN } from "./limits.js";
+import { freeSocketChunk } from "./payload-memory.js";
 import { PeerClosedError, ReadingStoppedError } from "./session-errors.js";
 
 interface PendingRead {
-  byteLength: number;
+  /** The message being filled; its whole length is what was asked for. */
+  target: Buffer;
+  filledBytes: number;
   resolve: (bytes: Buffer) => void;
   reject: (error: Error) => void;
 }
@@ -34,8 +41,13 @@ export class SocketReader {
     assert(Number.isSafeInteger(byteLength) && byteLength >= 0, `read length ${byteLength}`);
     if (this.queue.byteLength >= byteLength) return Promise.resolve(this.queue.take(byteLength));
     if (this.endError !== null) return Promise.reject(this.endError);
+    // A payload large enough to be freed gets memory of its own, never a slice of Node's
+    // shared pool, so that payload-memory.ts may free it.
+    const target = byteLength >= FREED_PAYLOAD_BYTES_MIN ? Buffer.allocUnsafeSlow(byteLength) : Buffer.allocUnsafe(byteLength);
+    const queuedBytes = this.queue.byteLength;
+    target.set(this.queue.take(queuedBytes), 0);
     return new Promise((resolve, reject) => {
-      this.pending = { byteLength, resolve, reject };
+      this.pending = { target, filledBytes: queuedBytes, resolve, reject };
       this.socket.resume();
     });
   }
@@ -48,11 +60,20 @@ export class SocketReader {
 
   private onData(chunk: Buffer): void {
     if (this.endError !== null) return;
-    this.queue.push(chunk);
     const pending = this.pending;
-    if (pending !== null && this.queue.byteLength >= pending.byteLength) {
-      this.pending = null;
-      pending.resolve(this.queue.take(pending.byteLength));
+    if (pending === null) this.queue.push(chunk);
+    else {
+      // Nothing is queued while a read waits: it took the queue when it started.
+      const wantedBytes = pending.target.length - pending.filledBytes;
+      const usedBytes = Math.min(wantedBytes, chunk.length);
+      pending.target.set(chunk.subarray(0, usedBytes), pending.filledBytes);
+      pending.filledBytes += usedBytes;
+      if (usedBytes < chunk.length) this.queue.push(chunk.subarray(usedBytes));
+      else freeSocketChunk(chunk);
+      if (pending.filledBytes === pending.target.length) {
+        this.pending = null;
+        pending.resolve(pending.target);
+      }
     }
     // Keep reading while a message is incomplete; otherwise stop once enough is buffered.
     if (this.pending === null && this.queue.byteLength >= this.readAheadBytesMax) this.socket.pause();

@@ -1,15 +1,35 @@
 // The transmission phase of one connection: read requests, serve them concurrently, reply as
 // each completes. Reading pauses while too many requests or bytes are in flight or the
-// client is slow to take its replies, so one client cannot make us buffer without bound.
+// client is slow to take its replies, so one client cannot make us buffer without bound;
+// and while the server's shared budget has no room for the next request's bytes, so all
+// clients together cannot either.
+//
+// A READ or WRITE's bytes are charged, to this connection and to the server's budget, after
+// its header is read and before its payload is, and come back once its reply has left our
+// memory. A request waits only for bytes held by requests already in flight, never by
+// itself, and each of those finishes and releases (or its connection closes, which releases
+// too): so the wait always ends.
 
+import type { ByteBudget } from "./byte-budget.js";
 import type { ExportCatalog } from "./catalog.js";
 import type { NegotiatedExport } from "./handshake.js";
 import type { NbdLimits } from "./limits.js";
+import { assert } from "../io/assert.js";
 import { REQUEST_BYTES_MAX } from "./limits.js";
 import type { NbdLog } from "./nbd-log.js";
-import { NBD_CMD_DISC, NBD_CMD_READ, NBD_CMD_WRITE, NBD_REQUEST_MAGIC, REQUEST_HEADER_BYTES } from "./protocol.js";
+import {
+  NBD_CMD_DISC,
+  NBD_CMD_READ,
+  NBD_CMD_WRITE,
+  NBD_REQUEST_MAGIC,
+  NBD_SIMPLE_REPLY_MAGIC,
+  REQUEST_HEADER_BYTES,
+  SIMPLE_REPLY_HEADER,
+  SIMPLE_REPLY_HEADER_BYTES,
+} from "./protocol.js";
 import type { ReplyWriter } from "./reply-writer.js";
-import { validateRequest, commandName } from "./request-validation.js";
+import { validateRequest, commandName, type Validation } from "./request-validation.js";
+import { freePayload } from "./payload-memory.js";
 import { errorReply, serveRequest } from "./serve-request.js";
 import { isSessionEnding, ProtocolViolationError } from "./session-errors.js";
 import type { SocketReader } from "./socket-reader.js";
@@ -18,16 +38,43 @@ import { decodeRequestHeader, type RequestHeader } from "./transmission-messages
 export interface TransmissionEnvironment {
   catalog: ExportCatalog;
   limits: NbdLimits;
+  /** Shared by every connection of the server; holds at most limits.serverInflightBytesMax. */
+  budget: ByteBudget;
   log: NbdLog;
 }
 
 /** Why transmission ended; the connection closes in every case. */
 export type TransmissionEnd = "disconnect" | "peer-closed" | "violation" | "stopped";
 
+/**
+ * Whether a WRITE's reply says it succeeded: then every write of its payload has completed
+ * and nothing reads the payload any more. A failed WRITE may have left some of them in
+ * flight (the engine answers at the first failure), so its payload is left to the collector.
+ */
+function isSuccessReply(frames: readonly Uint8Array[]): boolean {
+  const first = frames[0];
+  if (frames.length !== 1 || first === undefined || first.length !== SIMPLE_REPLY_HEADER_BYTES) return false;
+  const view = new DataView(first.buffer, first.byteOffset, first.length);
+  return (
+    view.getUint32(SIMPLE_REPLY_HEADER.magic.offset) === NBD_SIMPLE_REPLY_MAGIC && view.getUint32(SIMPLE_REPLY_HEADER.error.offset) === 0
+  );
+}
+
+/** Bytes a request holds while in flight: a WRITE's payload (read even when refused), a served READ's data. */
+function inflightCost(request: RequestHeader, validation: Validation): number {
+  if (request.command === NBD_CMD_WRITE) return request.byteLength;
+  if (request.command === NBD_CMD_READ && validation.ok) return request.byteLength;
+  return 0;
+}
+
 export class Transmission {
+  /** Read and not yet answered. */
   private inflightRequests = 0;
+  /** Charged and not yet released: requests in flight, and replies the kernel has not taken yet. */
   private inflightBytes = 0;
   private stopped = false;
+  /** Aborted by stop(), to end a wait for the server's budget. */
+  private readonly stopping = new AbortController();
   /** Woken when a request completes, the socket drains, or we are stopped. */
   private wakeReader: (() => void) | null = null;
   private wakeDrained: (() => void) | null = null;
@@ -60,6 +107,7 @@ export class Transmission {
     if (this.stopped) return;
     this.stopped = true;
     this.reader.stop();
+    this.stopping.abort();
     this.wake();
   }
 
@@ -73,63 +121,101 @@ export class Transmission {
         throw new ProtocolViolationError(`bad request magic 0x${request.magic.toString(16)}`);
       }
       if (request.command === NBD_CMD_DISC) return "disconnect";
-      const payload = request.command === NBD_CMD_WRITE ? await this.readPayload(request) : null;
-      this.dispatch(request, payload);
+      if (request.command === NBD_CMD_WRITE && request.byteLength > REQUEST_BYTES_MAX) {
+        // Too large to swallow safely; the spec lets a server hang up on such a payload.
+        throw new ProtocolViolationError(`WRITE of ${request.byteLength} bytes exceeds the maximum of ${REQUEST_BYTES_MAX}`);
+      }
+      const validation = validateRequest(request, this.session);
+      const costBytes = inflightCost(request, validation);
+      if (!(await this.charge(costBytes))) return "stopped";
+      let payload: Buffer | null = null;
+      try {
+        // A WRITE's data is read even when the request will be refused, to stay in step with the client.
+        if (request.command === NBD_CMD_WRITE) payload = await this.reader.readExact(request.byteLength);
+      } catch (error) {
+        this.uncharge(costBytes);
+        throw error;
+      }
+      this.dispatch(request, validation, payload, costBytes);
     }
   }
 
-  /** A WRITE's data is read even when the request will be refused, to stay in step with the client. */
-  private async readPayload(request: RequestHeader): Promise<Buffer> {
-    if (request.byteLength > REQUEST_BYTES_MAX) {
-      // Too large to swallow safely; the spec lets a server hang up on such a payload.
-      throw new ProtocolViolationError(`WRITE of ${request.byteLength} bytes exceeds the maximum of ${REQUEST_BYTES_MAX}`);
+  /**
+   * Waits until `costBytes` fit this connection's limit and then the server's budget, and
+   * takes them from both; false if stopped first (nothing taken).
+   */
+  private async charge(costBytes: number): Promise<boolean> {
+    if (costBytes === 0) return true;
+    const { inflightBytesMax, serverInflightBytesMax } = this.environment.limits;
+    // The cost fits both limits, so with nothing else in flight it is always admitted.
+    assert(costBytes <= inflightBytesMax && costBytes <= serverInflightBytesMax, `request of ${costBytes} bytes exceeds a limit`);
+    await this.until(() => this.inflightBytes + costBytes <= inflightBytesMax);
+    if (this.stopped) return false;
+    const { budget } = this.environment;
+    if (budget.wouldWait(costBytes)) {
+      const { inUseBytes, waiting } = budget.report();
+      this.environment.log(
+        "debug",
+        `waiting for ${costBytes} bytes of the server's in-flight budget (${inUseBytes} held, ${waiting} waiting)`,
+      );
     }
-    return this.reader.readExact(request.byteLength);
-  }
-
-  private dispatch(request: RequestHeader, payload: Buffer | null): void {
-    const costBytes = request.command === NBD_CMD_READ || request.command === NBD_CMD_WRITE ? request.byteLength : 0;
-    this.inflightRequests++;
+    if (!(await budget.acquire(costBytes, this.stopping.signal))) return false;
     this.inflightBytes += costBytes;
-    const release = () => {
+    return true;
+  }
+
+  private uncharge(costBytes: number): void {
+    if (costBytes === 0) return;
+    assert(costBytes <= this.inflightBytes, `release of ${costBytes} of ${this.inflightBytes} bytes in flight`);
+    this.inflightBytes -= costBytes;
+    this.environment.budget.release(costBytes);
+    this.wake();
+  }
+
+  private dispatch(request: RequestHeader, validation: Validation, payload: Buffer | null, costBytes: number): void {
+    this.inflightRequests++;
+    // The request is answered once its reply is queued; its bytes come back once the kernel
+    // has taken the reply, since until then the reply (a READ's data) is still in our memory.
+    const answer = (frames: readonly Uint8Array[]) => {
       this.inflightRequests--;
-      this.inflightBytes -= costBytes;
+      this.writer.send(frames, () => this.uncharge(costBytes));
       this.wake();
     };
-    const validation = validateRequest(request, this.session);
     if (!validation.ok) {
       this.environment.log("debug", `${commandName(request.command)} refused: ${validation.message}`);
-      this.writer.send(errorReply(this.session, request.cookie, validation.errno, validation.message));
-      release();
+      if (payload !== null) freePayload(payload);
+      answer(errorReply(this.session, request.cookie, validation.errno, validation.message));
       return;
     }
     // serveRequest turns every operating error into a reply; if it rejects, an assertion
     // failed, and the rejection is left unhandled on purpose so the process stops.
+    const served = (frames: readonly Uint8Array[]) => {
+      if (payload !== null && isSuccessReply(frames)) freePayload(payload);
+      answer(frames);
+    };
     const reply = serveRequest(request, payload, this.session, this.environment.catalog, this.environment.log);
     if (!(reply instanceof Promise)) {
-      this.writer.send(reply);
-      release();
+      served(reply);
       return;
     }
-    void reply.then(
-      (frames) => {
-        this.writer.send(frames);
-        release();
-      },
-      (error: unknown) => {
-        release();
-        throw error;
-      },
-    );
+    void reply.then(served, (error: unknown) => {
+      this.inflightRequests--;
+      this.uncharge(costBytes);
+      throw error;
+    });
   }
 
   private admission(): Promise<void> {
-    const { inflightRequestsMax, inflightBytesMax } = this.environment.limits;
-    const full = () => this.inflightRequests >= inflightRequestsMax || this.inflightBytes >= inflightBytesMax || this.writer.congested;
-    if (this.stopped || !full()) return Promise.resolve();
+    const { inflightRequestsMax } = this.environment.limits;
+    return this.until(() => this.inflightRequests < inflightRequestsMax && !this.writer.congested);
+  }
+
+  /** Resolves once `ready()` holds or we are stopped, checking again whenever something completes or the socket drains. */
+  private until(ready: () => boolean): Promise<void> {
+    if (this.stopped || ready()) return Promise.resolve();
     return new Promise((resolve) => {
       const check = () => {
-        if (this.stopped || !full()) {
+        if (this.stopped || ready()) {
           this.wakeReader = null;
           resolve();
           return;

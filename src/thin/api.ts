@@ -84,8 +84,15 @@ export interface VolumeHandle {
    */
   readNow?(offset: number, length: number): Buffer | null;
   readRunsNow?(offset: number, length: number): ReadRun[] | null;
+  /**
+   * Once it resolves, every write of \`bytes\` has finished and nothing keeps a reference to
+   * them (what the engine keeps, it copies): the caller may reuse or free their memory.
+   */
   write(offset: number, bytes: Uint8Array): Promise<void>;
-  /** \`write\` done on the calling thread when nothing must be waited for: false when it was not (then call \`write\`). Optional. */
+  /**
+   * \`write\` done on the calling thread when nothing must be waited for: false when it was
+   * not (then call \`write\`). Keeps no reference to \`bytes\` either way. Optional.
+   */
   writeNow?(offset: number, bytes: Uint8Array): boolean;
   /** Unmaps whole blocks in the range and zeroes the partial blocks at its ends. */
   discard(offset: number, length: number): Promise<void>;
