@@ -9,7 +9,7 @@ import { assert } from "../io/assert.js";
 import type { Extent, ReadRun, VolumeHandle } from "./api.js";
 import { DATA_BLOCK_BYTES, RANGE_STEP_BLOCKS, ZERO_WRITE_BYTES } from "./limits.js";
 import type { KeyedLocks, SharedGate } from "./locks.js";
-import type { PoolMetadata, VolumeState } from "./pool-metadata.js";
+import type { MappingVisit, PoolMetadata, VolumeState } from "./pool-metadata.js";
 import type { PoolTransactions } from "./transactions.js";
 
 /** What serializes a volume's I/O, one set per volume id, shared by every handle on it. */
@@ -311,37 +311,56 @@ export class Volume implements VolumeHandle {
   // ---- writes --------------------------------------------------------------------------
 
   private async writeLocked(pieces: Piece[], data: Buffer): Promise<void> {
-    await this.locks.blocks.runAll(
-      pieces.map((piece) => piece.virtualBlock),
-      async () => {
-        const { value: plans, reservation } = await this.tx.reserve((metadata, allocate) => this.planWrites(metadata, pieces, allocate));
-        try {
-          await this.writeAll(plans, data);
-        } catch (error) {
-          await this.tx.abandon(reservation);
-          throw error;
-        }
-        await this.tx.settle(reservation, async (metadata) => {
-          const state = this.liveState(metadata);
-          for (const plan of plans) if (plan.kind === "fresh") await metadata.mapBlock(state, plan.piece.virtualBlock, plan.dataBlock);
-        });
-      },
-    );
+    const blocks = pieces.map((piece) => piece.virtualBlock);
+    const held = this.locks.blocks.tryHoldAll(blocks);
+    if (held === null) {
+      await this.locks.blocks.runAll(blocks, () => this.writeHeld(pieces, data));
+      return;
+    }
+    try {
+      await this.writeHeld(pieces, data);
+    } finally {
+      held();
+    }
+  }
+
+  /** With the request's blocks held: plan, write the data, then map what was freshly provisioned. */
+  private async writeHeld(pieces: Piece[], data: Buffer): Promise<void> {
+    const { value: plans, reservation } = await this.tx.reserve((metadata, allocate) => this.planWrites(metadata, pieces, allocate));
+    try {
+      await this.writeAll(plans, data);
+    } catch (error) {
+      await this.tx.abandon(reservation);
+      throw error;
+    }
+    await this.tx.settle(reservation, async (metadata) => {
+      const state = this.liveState(metadata);
+      for (const plan of plans) if (plan.kind === "fresh") await metadata.mapBlock(state, plan.piece.virtualBlock, plan.dataBlock);
+    });
   }
 
   /** Decides, per block, between writing in place and provisioning a fresh data block. */
   private async planWrites(metadata: PoolMetadata, pieces: Piece[], allocate: () => Promise<number>): Promise<WritePlan[]> {
     const state = this.liveState(metadata);
+    // One walk over the request's blocks, from the cache when it can be.
+    const { first, end } = blockSpan(pieces);
+    const current = new Map<number, { dataBlock: number; copyOnWrite: boolean }>();
+    const note: MappingVisit = (virtualBlock, dataBlock, _sharedNow, copyOnWrite) =>
+      void current.set(virtualBlock, { dataBlock, copyOnWrite });
+    if (metadata.forEachMappingCached(state, first, end, note) === null) {
+      current.clear();
+      await metadata.forEachMapping(state, first, end, note);
+    }
     const plans: WritePlan[] = [];
     for (const piece of pieces) {
-      const current = await metadata.lookupMapping(state, piece.virtualBlock);
-      if (current && !current.shared) {
-        plans.push({ piece, kind: "in-place", dataBlock: current.dataBlock });
+      const mapping = current.get(piece.virtualBlock);
+      if (mapping && !mapping.copyOnWrite) {
+        plans.push({ piece, kind: "in-place", dataBlock: mapping.dataBlock });
         continue;
       }
       const dataBlock = await allocate();
       const wholeBlock = piece.byteLength === DATA_BLOCK_BYTES;
-      plans.push({ piece, kind: "fresh", dataBlock, copyFrom: current && !wholeBlock ? current.dataBlock : null });
+      plans.push({ piece, kind: "fresh", dataBlock, copyFrom: mapping && !wholeBlock ? mapping.dataBlock : null });
     }
     return plans;
   }
