@@ -10,9 +10,10 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const BLOCK = 64 * KiB;
 
-/** A data file whose next write or sync can be held until released; counts syncs. */
+/** A data file whose next write or sync can be held until released; counts syncs and logs writes. */
 class HeldDataFile extends MemoryStorageFile {
   syncs = 0;
+  readonly writes: { position: number; length: number }[] = [];
   private holdWrites: Promise<void> | null = null;
   private holdSyncs: Promise<void> | null = null;
 
@@ -31,10 +32,13 @@ class HeldDataFile extends MemoryStorageFile {
 
   /** Held writes must wait, so none is taken on the calling thread meanwhile. */
   override writeNow(buf: Uint8Array, position: number): boolean {
-    return this.holdWrites === null && super.writeNow(buf, position);
+    if (this.holdWrites !== null) return false;
+    this.writes.push({ position, length: buf.length });
+    return super.writeNow(buf, position);
   }
 
   override async write(buf: Uint8Array, position: number): Promise<void> {
+    this.writes.push({ position, length: buf.length });
     if (this.holdWrites) await this.holdWrites;
     await super.write(buf, position);
   }
@@ -146,6 +150,20 @@ describe("the data path without a metadata section", () => {
     expect(volume.writeNow(0, Buffer.alloc(4 * KiB, 7))).toBe(false); // shared with s: copied first
     await volume.write(0, Buffer.alloc(4 * KiB, 7));
     expect(await (await pool.volume("s")).read(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 1));
+    await pool.close();
+  });
+
+  it("hands the data file no write that spans two data blocks, so page-cache folios stay within one", async () => {
+    const { pool, data, volume } = await poolWithOneBlockWritten();
+    data.writes.length = 0;
+    const bytes = Buffer.alloc(MiB + 8 * KiB, 9);
+    await volume.write(BLOCK - 4 * KiB, bytes); // fresh blocks, provisioned back to back
+    await volume.write(BLOCK - 4 * KiB, bytes); // the same, now in place
+    expect(data.writes.length).toBeGreaterThan(0);
+    for (const { position, length } of data.writes) {
+      expect(Math.floor(position / BLOCK)).toBe(Math.floor((position + length - 1) / BLOCK));
+    }
+    expect(await volume.read(BLOCK - 4 * KiB, bytes.length)).toEqual(bytes);
     await pool.close();
   });
 

@@ -485,6 +485,15 @@ function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[
 }
 
 /**
+ * Largest write handed to the data file at once. The page cache sizes a folio by the write
+ * that creates it: one 1 MiB write makes 1 MiB folios, and a later 4 KiB write into one of
+ * them costs the kernel 32 us instead of 9 (measured here) and dirties the whole folio for
+ * writeback. Writing no more than a data block at once keeps folios within one block, the
+ * unit every later write, copy and discard works in.
+ */
+const DIRECT_WRITE_BYTES_MAX = DATA_BLOCK_BYTES;
+
+/**
  * The plans whose bytes go straight to the file (in place, or a whole fresh block), joined
  * into one write where both the file positions and the request's bytes are contiguous, as a
  * sequential write to freshly allocated blocks usually is.
@@ -496,7 +505,12 @@ function directRuns(plans: WritePlan[]): { position: number; inRequest: number; 
     if (plan.kind === "fresh" && piece.byteLength !== DATA_BLOCK_BYTES) continue;
     const position = plan.dataBlock * DATA_BLOCK_BYTES + (plan.kind === "in-place" ? piece.inBlock : 0);
     const last = direct[direct.length - 1];
-    if (last && last.position + last.byteLength === position && last.inRequest + last.byteLength === piece.inRequest) {
+    if (
+      last &&
+      last.position + last.byteLength === position &&
+      last.inRequest + last.byteLength === piece.inRequest &&
+      last.byteLength + piece.byteLength <= DIRECT_WRITE_BYTES_MAX
+    ) {
       last.byteLength += piece.byteLength;
     } else {
       direct.push({ position, inRequest: piece.inRequest, byteLength: piece.byteLength });
