@@ -1,6 +1,7 @@
 // `npm run bench`: the engine's numbers, as one markdown report on stdout (progress on
 // stderr). Sections follow bench/RESULTS.md: mapping rates, snapshot time, commit cost,
-// metadata density, bounded memory on reopen, data-path throughput beside a raw file.
+// metadata density, bounded memory on reopen, data-path throughput beside a raw file, check
+// time, crash states per second, and the engine at 10^7 mappings.
 // `--seed N` reproduces a run's random key orders and offsets.
 
 import { loadavg } from "node:os";
@@ -16,6 +17,7 @@ import { measureCheckTime } from "./engine/sections/check-time.js";
 import { measureCrashRate } from "./engine/sections/crash-rate.js";
 import { measureMappingRates } from "./engine/sections/mapping-rate.js";
 import { describeMetadataDensity } from "./engine/sections/metadata-density.js";
+import { measureScale } from "./engine/sections/scale.js";
 import { addSmallVolume, measureSnapshotTime } from "./engine/sections/snapshot-time.js";
 
 const DEFAULT_SEED = 20_240_601;
@@ -49,6 +51,7 @@ async function main(): Promise<void> {
     sections.set(8, await measureCrashRate(seed));
 
     sections.set(6, await measureDataPath(scratch, seed));
+    sections.set(9, await measureScale(scratch, seed));
   } finally {
     await scratch.remove();
   }

@@ -15,6 +15,8 @@ export class RefcountTable {
   private readonly allocatable: BitSet;
   private pendingFree: number[] = [];
   private readonly dirtyChunks = new Set<number>();
+  /** An overflow entry was added, changed or dropped since the last `takeChanges`. */
+  private overflowChanged = false;
   /**
    * Allocated for a write still in flight and not yet referenced by any tree. A commit
    * persists them as free, so a crash before the write's mapping commits leaks nothing.
@@ -143,19 +145,27 @@ export class RefcountTable {
     this.blockCountValue = newBlockCount;
   }
 
-  /** Chunks changed since `clearDirty`, for incremental persistence. */
-  takeDirtyChunks(): number[] {
+  /**
+   * What changed since the last call, for a commit that writes only that: the chunks whose
+   * counts were stored (in order), and whether the overflow list changed. Clears both.
+   */
+  takeChanges(): { chunks: number[]; overflowChanged: boolean } {
     const chunks = [...this.dirtyChunks].sort((a, b) => a - b);
+    const overflowChanged = this.overflowChanged;
     this.dirtyChunks.clear();
-    return chunks;
+    this.overflowChanged = false;
+    return { chunks, overflowChanged };
   }
 
+  /** Every chunk and the overflow list will be written whole, as for a table never persisted. */
   markAllDirty(): void {
     for (let chunk = 0; chunk * this.chunkEntries < this.blockCountValue; chunk++) this.dirtyChunks.add(chunk);
+    this.overflowChanged = true;
   }
 
-  get hasDirtyChunks(): boolean {
-    return this.dirtyChunks.size > 0;
+  /** Something changed that `takeChanges` has not yet handed out. */
+  get hasChanges(): boolean {
+    return this.dirtyChunks.size > 0 || this.overflowChanged;
   }
 
   /** The byte-per-block counts of one chunk as a commit persists them: provisional blocks read 0. */
@@ -174,13 +184,18 @@ export class RefcountTable {
     return [...this.overflow].sort((a, b) => a[0] - b[0]);
   }
 
+  get overflowCount(): number {
+    return this.overflow.size;
+  }
+
   private store(block: number, count: number): void {
     if (count >= COUNT_OVERFLOW) {
       this.counts[block] = COUNT_OVERFLOW;
       this.overflow.set(block, count);
+      this.overflowChanged = true;
     } else {
       this.counts[block] = count;
-      this.overflow.delete(block);
+      if (this.overflow.delete(block)) this.overflowChanged = true;
     }
     this.dirtyChunks.add(Math.floor(block / this.chunkEntries));
   }

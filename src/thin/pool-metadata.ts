@@ -23,8 +23,8 @@ import { BITMAP_ENTRIES } from "../pdata/space-map-format.js";
 import {
   SpaceMapLayout,
   loadSpaceMap,
-  persistIncrementally,
-  persistWhole,
+  persistDataSpaceMap,
+  persistMetadataSpaceMap,
   type BlockReader,
   type SpaceMapRoot,
 } from "../pdata/space-map-store.js";
@@ -479,8 +479,10 @@ export class PoolMetadata {
       state.dirty = false;
     }
     const next: Superblock = { ...this.superblock, transactionId: this.superblock.transactionId + 1 };
-    next.dataSpaceMap = { ...persistIncrementally(this.tm, this.dataRefs, this.dataLayout) };
-    next.metadataSpaceMap = { ...persistWhole(this.tm, this.metadataLayout) };
+    // The data space map's pieces are metadata blocks: its changes go first, so the metadata
+    // space map, written last, counts them.
+    next.dataSpaceMap = { ...persistDataSpaceMap(this.tm, this.dataRefs, this.dataLayout) };
+    next.metadataSpaceMap = { ...persistMetadataSpaceMap(this.tm, this.metadataLayout) };
     await this.tm.writeDirtyBlocks();
     await dataFile.sync();
     await this.tm.file.sync();
