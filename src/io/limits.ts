@@ -25,13 +25,4 @@ export const INLINE_WRITE_ALIGN_BYTES = 4096;
  * held up again while the kernel catches up.
  */
 export const INLINE_WRITE_SLOW_MS = 5;
-/**
- * What handing a small write to the thread pool costs the event loop (measured here: about
- * 12 us a 4 KiB write on a loaded two-core machine). While inline writes cost more on
- * average (the kernel merging 4 KiB into a large page-cache folio costs 30 us), the pool is
- * the cheaper place for them, and it runs them on the other core.
- */
-export const INLINE_WRITE_COST_MAX_US = 12;
-/** One write in this many still goes inline while the pool is preferred, to notice when that changes. */
-export const INLINE_WRITE_SAMPLE_EVERY = 64;
 export const INLINE_WRITE_PAUSE_MS = 1000;
