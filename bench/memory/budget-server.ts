@@ -13,6 +13,7 @@ import { pathToFileURL } from "node:url";
 import { assert } from "../../src/io/assert.js";
 import type { PoolService, PoolServiceOptions } from "../../src/control/pool-service.js";
 import type { Pool } from "../../src/thin/pool.js";
+import { stopOnSignal } from "../nbd/stop-on-signal.js";
 
 /** How often the server sends its parent a report. */
 const REPORT_INTERVAL_MS = 100;
@@ -84,21 +85,7 @@ async function main(): Promise<void> {
   const server = service.servers[0] as { inflight?: InflightReport } | undefined;
   const report = () => send({ kind: "report", inflight: server?.inflight ?? null, memory: process.memoryUsage() });
   setInterval(report, REPORT_INTERVAL_MS).unref();
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    service.stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        process.stderr.write(`thinp: stop failed: ${(error as Error).stack ?? String(error)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
-  process.on("disconnect", stop);
+  stopOnSignal(service);
   send({ kind: "ready", pid: process.pid });
 }
 

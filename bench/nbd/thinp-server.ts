@@ -8,6 +8,7 @@
 import { startPoolService } from "../../src/control/pool-service.js";
 import { assert } from "../../src/io/assert.js";
 import { Pool } from "../../src/thin/pool.js";
+import { stopOnSignal } from "./stop-on-signal.js";
 
 export interface ThinpServerSetup {
   dataPath: string;
@@ -47,22 +48,7 @@ async function main(): Promise<void> {
     log: (message) => process.stderr.write(`thinp: ${message}\n`),
   });
 
-  let stopping = false;
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    service.stop().then(
-      // process.exit, not a natural exit, so --cpu-prof writes its profile right away.
-      () => process.exit(0),
-      (error: unknown) => {
-        process.stderr.write(`thinp: stop failed: ${(error as Error).stack ?? String(error)}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", stop);
-  process.on("SIGINT", stop);
-  process.on("disconnect", stop);
+  stopOnSignal(service);
   process.stdout.write("ready\n");
 }
 
