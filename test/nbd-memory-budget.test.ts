@@ -307,6 +307,37 @@ describe("a WRITE payload's memory", () => {
   });
 });
 
+/** Remembers the buffers its reads return, to see what became of them. */
+class ReturningVolume extends MemoryVolume {
+  readonly returned: Buffer[] = [];
+
+  override async read(offset: number, length: number): Promise<Buffer> {
+    const bytes = await super.read(offset, length);
+    this.returned.push(bytes);
+    return bytes;
+  }
+}
+
+describe("a READ reply's memory", () => {
+  it("is freed once the kernel has taken the reply, which the client receives whole; a small one is left alone", async () => {
+    const volume = new ReturningVolume("give", 8 * MiB);
+    const large = pattern(FREED_PAYLOAD_BYTES_MIN, 3);
+    volume.fill(0, large);
+    const server = await start([volume]);
+    const client = await open(server, "give");
+    const readBack = async (length: number) => {
+      client.send({ command: P.NBD_CMD_READ, offset: 0, length });
+      expect((await client.readSimpleReply()).errno).toBe(0);
+      return client.read(length);
+    };
+    expect((await readBack(large.length)).equals(large)).toBe(true);
+    expect((await readBack(4096)).equals(large.subarray(0, 4096))).toBe(true);
+    // This reply comes after the large one was written out: by then that one is freed.
+    await readBack(4096);
+    expect(volume.returned.map((bytes) => bytes.length)).toEqual([0, 4096, 4096]);
+  });
+});
+
 describe("reading a message that has not arrived yet", () => {
   it("copies each chunk into the message as it comes and frees the chunks it used whole", async () => {
     const socket = new PassThrough();

@@ -55,3 +55,20 @@ export function freePayload(payload: Buffer): void {
   discard.postMessage(null, [memory]);
   assert(payload.length === 0, "the payload's memory was handed back");
 }
+
+/**
+ * Frees the data of a READ's reply once the kernel has taken it (or the socket closed):
+ * the engine reads into a buffer of the request's own, which nothing else references once
+ * the reply is written, and a stream of large reads piles those up as WRITEs did their
+ * payloads. Only memory of FREED_PAYLOAD_BYTES_MIN or more is freed; the small headers and
+ * chunks beside it, which may share a slab with other messages, are left alone.
+ */
+export function freeReadReply(frames: readonly Uint8Array[]): void {
+  let freed: ArrayBufferLike | null = null;
+  for (const frame of frames) {
+    const memory = frame.buffer;
+    if (memory === freed || !(memory instanceof ArrayBuffer) || memory.byteLength < FREED_PAYLOAD_BYTES_MIN) continue;
+    discard.postMessage(null, [memory]);
+    freed = memory;
+  }
+}

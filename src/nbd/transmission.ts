@@ -29,7 +29,7 @@ import {
 } from "./protocol.js";
 import type { ReplyWriter } from "./reply-writer.js";
 import { validateRequest, commandName, type Validation } from "./request-validation.js";
-import { freePayload } from "./payload-memory.js";
+import { freePayload, freeReadReply } from "./payload-memory.js";
 import { errorReply, serveRequest } from "./serve-request.js";
 import { isSessionEnding, ProtocolViolationError } from "./session-errors.js";
 import type { SocketReader } from "./socket-reader.js";
@@ -176,9 +176,13 @@ export class Transmission {
     this.inflightRequests++;
     // The request is answered once its reply is queued; its bytes come back once the kernel
     // has taken the reply, since until then the reply (a READ's data) is still in our memory.
+    const isRead = request.command === NBD_CMD_READ;
     const answer = (frames: readonly Uint8Array[]) => {
       this.inflightRequests--;
-      this.writer.send(frames, () => this.uncharge(costBytes));
+      this.writer.send(frames, () => {
+        this.uncharge(costBytes);
+        if (isRead) freeReadReply(frames);
+      });
       this.wake();
     };
     if (!validation.ok) {

@@ -75,6 +75,7 @@ export interface VolumeHandle {
   readonly name: string;
   readonly sizeBytes: number;
   readonly readOnly: boolean;
+  /** A buffer of the read's own: nothing else references it, and the caller may free its memory. */
   read(offset: number, length: number): Promise<Buffer>;
   /** A read that also says which runs are unmapped, from one lookup: they come back as null. */
   readRuns(offset: number, length: number): Promise<ReadRun[]>;
