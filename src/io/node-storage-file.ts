@@ -87,8 +87,8 @@ export class NodeStorageFile implements StorageFile {
     return true;
   }
 
+  /** Through libuv's thread pool always; writeNow is the calling thread's way. */
   async write(buf: Uint8Array, position: number): Promise<void> {
-    if (this.writeNow(buf, position)) return;
     let done = 0;
     try {
       while (done < buf.length) {

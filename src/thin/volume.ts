@@ -242,7 +242,7 @@ export class Volume implements VolumeHandle {
    */
   private writeRunsNow(plans: WritePlan[], data: Buffer): boolean {
     const dataFile = this.tx.dataFile;
-    if (dataFile.writeNow === undefined) return false;
+    if (dataFile.writeNow === undefined || data.length > INLINE_REQUEST_BYTES_MAX) return false;
     this.tx.noteDataWritten();
     for (const run of directRuns(plans)) {
       if (!dataFile.writeNow(data.subarray(run.inRequest, run.inRequest + run.byteLength), run.position)) return false;
@@ -368,26 +368,31 @@ export class Volume implements VolumeHandle {
   /** Writes every plan's bytes: partial fresh blocks merged with their old contents, the rest directly. */
   private async writeAll(plans: WritePlan[], data: Buffer): Promise<void> {
     const dataFile = this.tx.dataFile;
+    // A small request is written on the calling thread where the file can; a large one is
+    // handed to the file's own writes, which run side by side and leave the event loop free.
+    const inline = data.length <= INLINE_REQUEST_BYTES_MAX;
     const writes: Promise<void>[] = [];
     for (const plan of plans) {
-      if (plan.kind === "fresh" && plan.piece.byteLength !== DATA_BLOCK_BYTES) writes.push(this.writeMergedBlock(plan, data));
+      if (plan.kind === "fresh" && plan.piece.byteLength !== DATA_BLOCK_BYTES) writes.push(this.writeMergedBlock(plan, data, inline));
     }
     for (const run of directRuns(plans)) {
-      writes.push(dataFile.write(data.subarray(run.inRequest, run.inRequest + run.byteLength), run.position));
+      const bytes = data.subarray(run.inRequest, run.inRequest + run.byteLength);
+      if (!(inline && dataFile.writeNow?.(bytes, run.position))) writes.push(dataFile.write(bytes, run.position));
     }
     await Promise.all(writes);
     this.tx.noteDataWritten();
   }
 
   /** A partial write to a fresh block: the rest is the shared block's old contents, or zeros. */
-  private async writeMergedBlock(plan: Extract<WritePlan, { kind: "fresh" }>, data: Buffer): Promise<void> {
+  private async writeMergedBlock(plan: Extract<WritePlan, { kind: "fresh" }>, data: Buffer, inline: boolean): Promise<void> {
     const { piece } = plan;
     const dataFile = this.tx.dataFile;
     // The old block's read fills every byte (zeros past the file's end); without one, zeros.
     const block = plan.copyFrom !== null ? Buffer.allocUnsafe(DATA_BLOCK_BYTES) : Buffer.alloc(DATA_BLOCK_BYTES);
     if (plan.copyFrom !== null) await dataFile.read(block, plan.copyFrom * DATA_BLOCK_BYTES);
     data.copy(block, piece.inBlock, piece.inRequest, piece.inRequest + piece.byteLength);
-    await dataFile.write(block, plan.dataBlock * DATA_BLOCK_BYTES);
+    const position = plan.dataBlock * DATA_BLOCK_BYTES;
+    if (!(inline && dataFile.writeNow?.(block, position))) await dataFile.write(block, position);
   }
 
   // ---- discard and zeroing -------------------------------------------------------------
@@ -492,6 +497,13 @@ function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[
  * unit every later write, copy and discard works in.
  */
 const DIRECT_WRITE_BYTES_MAX = DATA_BLOCK_BYTES;
+
+/**
+ * Largest request whose data writes are tried on the calling thread: two data blocks. A
+ * 1 MiB request written inline would hold the event loop for its sixteen block writes in
+ * turn, where the thread pool runs them side by side.
+ */
+const INLINE_REQUEST_BYTES_MAX = 2 * DATA_BLOCK_BYTES;
 
 /**
  * The plans whose bytes go straight to the file (in place, or a whole fresh block), joined
