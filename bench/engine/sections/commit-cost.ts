@@ -68,7 +68,7 @@ export async function measureCommitCost(scratch: ScratchDir, seed: number): Prom
       title: "3. Commit cost after N mapping changes",
       method: [
         `A file pool whose volume holds ${formatCount(VOLUME_MAPPINGS)} mappings. Before each timed \`pool.commit()\` (untimed) N random mapped blocks are remapped to fresh data blocks.`,
-        "A commit writes the shadowed B-tree nodes, the changed space-map bitmaps and the superblock, with fsyncs of the data and metadata files; `blocks written` and `fsyncs` are counted by a wrapper around the files. N = 0 is a commit with nothing to write (one data-file fsync).",
+        "A commit writes the shadowed B-tree nodes, the changed space-map bitmaps and the superblock, with fsyncs of the data and metadata files; `blocks written` and `fsyncs` are counted by a wrapper around the files. N = 0 is a commit with nothing written or changed since the last one, which syncs nothing.",
       ],
       tables: [
         {
