@@ -36,7 +36,7 @@ export class RecordingStorageFile implements StorageFile {
 
   writeNow(buf: Uint8Array, position: number): boolean {
     if (this.inner.writeNow === undefined) return false;
-    // Logged first, as \`write\` logs, so a crash state can hold the write or not.
+    // Logged first, as `write` logs, so a crash state can hold the write or not.
     this.log.operations.push({ kind: "write", fileId: this.fileId, position, bytes: Buffer.from(buf) });
     if (this.inner.writeNow(buf, position)) return true;
     this.log.operations.pop();

@@ -6,16 +6,16 @@ export interface StorageFile {
   /** Fills `buf` from `position`; bytes past the end of the file read as zeros. */
   read(buf: Buffer, position: number): Promise<void>;
   /**
-   * Fills \`buf\` from \`position\` on the calling thread when that needs no wait (the page
-   * cache holds the bytes): true when filled, false when the caller must use \`read\` (\`buf\`
-   * may then hold some of the bytes). Optional; without it every read goes through \`read\`.
+   * Fills `buf` from `position` on the calling thread when that needs no wait (the page
+   * cache holds the bytes): true when filled, false when the caller must use `read` (`buf`
+   * may then hold some of the bytes). Optional; without it every read goes through `read`.
    */
   readNow?(buf: Buffer, position: number): boolean;
   write(buf: Uint8Array, position: number): Promise<void>;
   /**
-   * Writes all of \`buf\` at \`position\` on the calling thread when that is cheap (a small
+   * Writes all of `buf` at `position` on the calling thread when that is cheap (a small
    * whole-page write into the page cache): true when written, false when the caller must use
-   * \`write\`. Optional, like readNow.
+   * `write`. Optional, like readNow.
    */
   writeNow?(buf: Uint8Array, position: number): boolean;
   /** Makes every completed write durable. */

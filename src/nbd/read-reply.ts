@@ -29,7 +29,7 @@ export function simpleReadReply(handle: VolumeHandle, cookie: bigint, offset: nu
 
 /**
  * Every engine call finishes before the first byte is sent, so no error can follow a chunk
- * and the last content chunk can carry the DONE flag. With \`dontFragment\` the client asked
+ * and the last content chunk can carry the DONE flag. With `dontFragment` the client asked
  * for exactly one content chunk, holes included as zeros.
  */
 export function structuredReadReply(

@@ -80,19 +80,19 @@ export interface VolumeHandle {
   /** A read that also says which runs are unmapped, from one lookup: they come back as null. */
   readRuns(offset: number, length: number): Promise<ReadRun[]>;
   /**
-   * \`read\` and \`readRuns\` done on the calling thread when nothing they need must be waited
+   * `read` and `readRuns` done on the calling thread when nothing they need must be waited
    * for; null when something must (then call the asynchronous form). Optional.
    */
   readNow?(offset: number, length: number): Buffer | null;
   readRunsNow?(offset: number, length: number): ReadRun[] | null;
   /**
-   * Once it resolves, every write of \`bytes\` has finished and nothing keeps a reference to
+   * Once it resolves, every write of `bytes` has finished and nothing keeps a reference to
    * them (what the engine keeps, it copies): the caller may reuse or free their memory.
    */
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /**
-   * \`write\` done on the calling thread when nothing must be waited for: false when it was
-   * not (then call \`write\`). Keeps no reference to \`bytes\` either way. Optional.
+   * `write` done on the calling thread when nothing must be waited for: false when it was
+   * not (then call `write`). Keeps no reference to `bytes` either way. Optional.
    */
   writeNow?(offset: number, bytes: Uint8Array): boolean;
   /** Unmaps whole blocks in the range and zeroes the partial blocks at its ends. */

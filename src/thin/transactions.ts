@@ -40,7 +40,7 @@ export class PoolTransactions {
   /** Reads between their lookup and the end of their data read (see commit). */
   private readonly readsInFlight = new Set<Promise<unknown>>();
   private failure: Error | null = null;
-  /** A \`change\` section is running, and may be part-way through changing a tree. */
+  /** A `change` section is running, and may be part-way through changing a tree. */
   private changing = false;
   /** Counts rollbacks: a reservation from an earlier generation was taken back by one. */
   private generation = 0;
@@ -71,10 +71,10 @@ export class PoolTransactions {
   /**
    * A lookup answered at once, outside the queue of sections, where that is safe: no section
    * is part-way through changing a tree (reads, reservations and commits leave every tree
-   * whole, as do the gaps between sections) and no rollback is due. \`look\` must not await:
+   * whole, as do the gaps between sections) and no rollback is due. `look` must not await:
    * it answers from memory or returns null (a tree node not cached), and this returns null
-   * too when it may not run now; the caller then looks up in a \`read\` section. Data reads
-   * \`look\` starts must be registered with trackRead inside it, as in a section.
+   * too when it may not run now; the caller then looks up in a `read` section. Data reads
+   * `look` starts must be registered with trackRead inside it, as in a section.
    */
   readNow<T>(look: (metadata: PoolMetadata) => T | null): T | null {
     if (this.changing || this.failure !== null || this.closing) return null;

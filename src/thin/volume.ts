@@ -93,7 +93,7 @@ export class Volume implements VolumeHandle {
 
   /**
    * The whole read on the calling thread, when the tree's nodes are cached, no change is
-   * under way and the page cache holds every data byte; null otherwise (then \`readMapped\`).
+   * under way and the page cache holds every data byte; null otherwise (then `readMapped`).
    * Nothing is awaited between the lookup and the data reads, so no commit can free the
    * blocks in between and none need registering.
    */
@@ -203,7 +203,7 @@ export class Volume implements VolumeHandle {
    * cached tree says this volume alone owns each block, the bytes go in place under the same
    * holds writeLocked takes: on the calling thread if the data file can take them so
    * ("written"), else started (a promise). Null when any of that is not so, or when
-   * \`onlyNow\` and the file cannot take them at once; the caller then writes the usual way.
+   * `onlyNow` and the file cannot take them at once; the caller then writes the usual way.
    */
   private writeInPlaceNow(pieces: Piece[], data: Buffer, onlyNow: boolean): "written" | Promise<void> | null {
     const releaseGate = this.locks.gate.tryShared();
@@ -541,7 +541,7 @@ function blockSpan(pieces: Piece[]): { first: number; end: number } {
   return { first: firstPiece.virtualBlock, end: lastPiece.virtualBlock + 1 };
 }
 
-/** Zeroes the unmapped pieces of \`bytes\` and returns the mapped and unmapped runs, merged. */
+/** Zeroes the unmapped pieces of `bytes` and returns the mapped and unmapped runs, merged. */
 function mappedRuns(offset: number, pieces: Piece[], mapped: Map<number, number>, bytes: Buffer): MappedRun[] {
   const runs: MappedRun[] = [];
   for (const piece of pieces) {

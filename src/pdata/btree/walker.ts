@@ -99,7 +99,7 @@ export class TreeWalker {
    * The same walk for a visitor that fails on its first bad block and visits synchronously,
    * done without awaiting when every node it needs is in memory: `cached` answers each read.
    * Returns null, having stopped at once, when one is not: the visits made so far must then
-   * be discarded, and the caller walks again with \`walk\`. Otherwise as \`walk\`.
+   * be discarded, and the caller walks again with `walk`. Otherwise as `walk`.
    */
   walkCached(root: number, valueBytes: number, visitor: NodeVisitor, cached: CachedNodeBlock, from = 0, to = KEY_END): boolean | null {
     assert(
@@ -284,7 +284,7 @@ class Walk {
 }
 
 /**
- * Walk's fail-fast descent (\`node\` then \`childrenInRange\`, for a walker that does not
+ * Walk's fail-fast descent (`node` then `childrenInRange`, for a walker that does not
  * remember), synchronous, over blocks already in memory. Kept beside Walk so the two stay
  * the same walk: every check there that applies to a fail-fast visitor is made here too.
  */
