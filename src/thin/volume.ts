@@ -99,7 +99,7 @@ export class Volume implements VolumeHandle {
    */
   private readMappedNow(offset: number, length: number): { bytes: Buffer; runs: MappedRun[] } | null {
     const dataFile = this.tx.dataFile;
-    if (dataFile.readNow === undefined) return null;
+    if (dataFile.readNow === undefined || length > READ_NOW_BYTES_MAX) return null;
     this.checkRange(offset, length);
     const bytes = Buffer.allocUnsafe(length);
     if (length === 0) return { bytes, runs: [] };
@@ -497,6 +497,13 @@ function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[
  * unit every later write, copy and discard works in.
  */
 const DIRECT_WRITE_BYTES_MAX = DATA_BLOCK_BYTES;
+
+/**
+ * Largest read tried on the calling thread: two data blocks, as much as a file reads from
+ * the page cache at once (a longer run goes to the thread pool), so a large read is not
+ * looked up and given a buffer twice.
+ */
+const READ_NOW_BYTES_MAX = 2 * DATA_BLOCK_BYTES;
 
 /**
  * Largest request whose data writes are tried on the calling thread: 1 MiB, the size
