@@ -121,36 +121,42 @@ describe("the data path without a metadata section", () => {
       [BLOCK - 100, BLOCK + 200], // three blocks' pieces
       [2 * BLOCK, 2 * BLOCK],
     ] as const) {
-      expect(volume.readNow(offset, length)).toEqual(await volume.read(offset, length));
-      expect(volume.readRunsNow(offset, length)).toEqual(await volume.readRuns(offset, length));
+      // Not a promise: answered on the calling thread.
+      expect(volume.readSoon(offset, length)).toEqual(await volume.read(offset, length));
+      expect(volume.readRunsSoon(offset, length)).toEqual(await volume.readRuns(offset, length));
     }
-    // Longer than a file reads from the page cache at once: left to the usual read.
-    expect(volume.readNow(0, 4 * BLOCK)).toBeNull();
     await pool.close();
   });
 
-  it("declines to read on the calling thread while a change section is part-way through", async () => {
+  it("reads the usual way while a change section is part-way through", async () => {
     const { pool, volume } = await poolWithOneBlockWritten();
     let resume!: () => void;
     const paused = new Promise<void>((resolve) => (resume = resolve));
     const change = pool.transactions.change(() => paused);
     await Promise.resolve();
     await settlesSoon(Promise.resolve());
-    expect(volume.readNow(0, 4 * KiB)).toBeNull();
+    const waiting = volume.readSoon(0, 4 * KiB);
+    expect(waiting).toBeInstanceOf(Promise);
     resume();
     await change;
-    expect(volume.readNow(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 1));
+    expect(await waiting).toEqual(Buffer.alloc(4 * KiB, 1));
+    expect(volume.readSoon(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 1));
     await pool.close();
   });
 
   it("overwrites a block the volume alone owns on the calling thread, and declines a fresh or shared one", async () => {
     const { pool, volume } = await poolWithOneBlockWritten();
-    expect(volume.writeNow(4 * KiB, Buffer.alloc(4 * KiB, 6))).toBe(true);
+    expect(volume.writeSoon(4 * KiB, Buffer.alloc(4 * KiB, 6))).toBeUndefined();
     expect(await volume.read(4 * KiB, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 6));
-    expect(volume.writeNow(BLOCK, Buffer.alloc(4 * KiB, 6))).toBe(false); // unmapped: needs a section
+    const fresh = volume.writeSoon(BLOCK, Buffer.alloc(4 * KiB, 6)); // unmapped: needs a section
+    expect(fresh).toBeInstanceOf(Promise);
+    await fresh;
     await pool.snapshot("v", "s");
-    expect(volume.writeNow(0, Buffer.alloc(4 * KiB, 7))).toBe(false); // shared with s: copied first
-    await volume.write(0, Buffer.alloc(4 * KiB, 7));
+    const copied = volume.writeSoon(0, Buffer.alloc(4 * KiB, 7)); // shared with s: copied first
+    expect(copied).toBeInstanceOf(Promise);
+    await copied;
+    expect(await volume.read(BLOCK, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 6));
+    expect(await volume.read(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 7));
     expect(await (await pool.volume("s")).read(0, 4 * KiB)).toEqual(Buffer.alloc(4 * KiB, 1));
     await pool.close();
   });

@@ -15,9 +15,8 @@ function checkLength(data: Buffer, byteLength: number): Buffer {
 
 /** The bytes, at once if the handle can give them without waiting. */
 function readExactly(handle: VolumeHandle, offset: number, byteLength: number): Buffer | Promise<Buffer> {
-  const now = handle.readNow?.(offset, byteLength) ?? null;
-  if (now !== null) return checkLength(now, byteLength);
-  return handle.read(offset, byteLength).then((data) => checkLength(data, byteLength));
+  const data = handle.readSoon ? handle.readSoon(offset, byteLength) : handle.read(offset, byteLength);
+  return data instanceof Promise ? data.then((bytes) => checkLength(bytes, byteLength)) : checkLength(data, byteLength);
 }
 
 export function simpleReadReply(handle: VolumeHandle, cookie: bigint, offset: number, byteLength: number): ReadReply {
@@ -46,9 +45,9 @@ export function structuredReadReply(
     return encodeDataChunk(cookie, true, offset, data);
   }
   // One lookup gives both the bytes and where the holes are.
-  const runs = handle.readRunsNow?.(offset, byteLength) ?? null;
-  if (runs !== null) return chunksFor(cookie, offset, byteLength, runs);
-  return handle.readRuns(offset, byteLength).then((later) => chunksFor(cookie, offset, byteLength, later));
+  const runs = handle.readRunsSoon ? handle.readRunsSoon(offset, byteLength) : handle.readRuns(offset, byteLength);
+  if (runs instanceof Promise) return runs.then((later) => chunksFor(cookie, offset, byteLength, later));
+  return chunksFor(cookie, offset, byteLength, runs);
 }
 
 function chunksFor(cookie: bigint, offset: number, byteLength: number, runs: ReadRun[]): Buffer[] {

@@ -31,8 +31,9 @@ export function errorReply(session: NegotiatedExport, cookie: bigint, errno: Nbd
 
 /**
  * The reply frames for a request that passed validateRequest: at once when the engine can
- * answer without waiting (a READ of cached data), else later. Engine failures become error
- * replies and the connection carries on; a failed assertion propagates (it is a bug).
+ * answer without waiting (a READ of cached data, a WRITE over blocks the volume owns), else
+ * later. Engine failures become error replies and the connection carries on; a failed
+ * assertion propagates (it is a bug).
  */
 export function serveRequest(
   request: RequestHeader,
@@ -43,14 +44,12 @@ export function serveRequest(
 ): Buffer[] | Promise<Buffer[]> {
   const failed = (error: unknown) => failureReply(request, session, log, error);
   try {
-    if (request.command === NBD_CMD_READ) {
-      const reply = readReply(request, session);
-      return reply instanceof Promise ? reply.catch(failed) : reply;
-    }
-    if (request.command === NBD_CMD_WRITE && payload !== null && writtenNow(request, payload, session)) {
-      return [encodeSimpleReply(request.cookie, 0)];
-    }
-    const reply = perform(request, payload, session, catalog);
+    const reply =
+      request.command === NBD_CMD_READ
+        ? readReply(request, session)
+        : request.command === NBD_CMD_WRITE
+          ? writeReply(request, payload, session, catalog)
+          : perform(request, session, catalog);
     return reply instanceof Promise ? reply.catch(failed) : reply;
   } catch (error) {
     // Through a promise, so a failed assertion rejects as it would have from the engine.
@@ -68,11 +67,27 @@ function failureReply(request: RequestHeader, session: NegotiatedExport, log: Nb
   return errorReply(session, request.cookie, errno, message);
 }
 
-/** A WRITE without FUA that the engine took on the calling thread. */
-function writtenNow(request: RequestHeader, payload: Buffer, session: NegotiatedExport): boolean {
-  if (request.commandFlags & NBD_CMD_FLAG_FUA || request.byteLength === 0) return false;
-  assert(payload.length === request.byteLength, "WRITE payload matches its length");
-  return session.handle.writeNow?.(request.offset, payload) ?? false;
+/** The reply to a WRITE: at once when the engine took it on the calling thread and no FUA waits. */
+function writeReply(
+  request: RequestHeader,
+  payload: Buffer | null,
+  session: NegotiatedExport,
+  catalog: ExportCatalog,
+): Buffer[] | Promise<Buffer[]> {
+  const { cookie, offset, byteLength, commandFlags } = request;
+  assert(payload !== null && payload.length === byteLength, "WRITE payload matches its length");
+  const done = [encodeSimpleReply(cookie, 0)];
+  if (byteLength === 0) return done;
+  const { handle } = session;
+  const writing = handle.writeSoon ? handle.writeSoon(offset, payload) : handle.write(offset, payload);
+  // FUA: the reply must not go out before this command's writes are durable.
+  const forceUnitAccess = (commandFlags & NBD_CMD_FLAG_FUA) !== 0;
+  if (writing === undefined && !forceUnitAccess) return done;
+  return (async () => {
+    await writing;
+    if (forceUnitAccess) await catalog.flush();
+    return done;
+  })();
 }
 
 function readReply(request: RequestHeader, session: NegotiatedExport): Buffer[] | Promise<Buffer[]> {
@@ -83,12 +98,7 @@ function readReply(request: RequestHeader, session: NegotiatedExport): Buffer[] 
     : simpleReadReply(handle, cookie, offset, byteLength);
 }
 
-async function perform(
-  request: RequestHeader,
-  payload: Buffer | null,
-  session: NegotiatedExport,
-  catalog: ExportCatalog,
-): Promise<Buffer[]> {
+async function perform(request: RequestHeader, session: NegotiatedExport, catalog: ExportCatalog): Promise<Buffer[]> {
   const { handle } = session;
   const { cookie, offset, byteLength, commandFlags } = request;
   const done = [encodeSimpleReply(cookie, 0)];
@@ -97,12 +107,6 @@ async function perform(
     if (commandFlags & NBD_CMD_FLAG_FUA) await catalog.flush();
   };
   switch (request.command) {
-    case NBD_CMD_WRITE:
-      assert(payload !== null && payload.length === byteLength, "WRITE payload matches its length");
-      if (byteLength === 0) return done;
-      await handle.write(offset, payload);
-      await forceUnitAccess();
-      return done;
     case NBD_CMD_FLUSH:
       await catalog.flush();
       return done;

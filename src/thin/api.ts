@@ -80,21 +80,23 @@ export interface VolumeHandle {
   /** A read that also says which runs are unmapped, from one lookup: they come back as null. */
   readRuns(offset: number, length: number): Promise<ReadRun[]>;
   /**
-   * `read` and `readRuns` done on the calling thread when nothing they need must be waited
-   * for; null when something must (then call the asynchronous form). Optional.
+   * `read` and `readRuns` that answer on the calling thread, with no promise, when nothing
+   * they need must be waited for, and otherwise return the promise of the same read, already
+   * under way. Optional.
    */
-  readNow?(offset: number, length: number): Buffer | null;
-  readRunsNow?(offset: number, length: number): ReadRun[] | null;
+  readSoon?(offset: number, length: number): Buffer | Promise<Buffer>;
+  readRunsSoon?(offset: number, length: number): ReadRun[] | Promise<ReadRun[]>;
   /**
    * Once it resolves, every write of `bytes` has finished and nothing keeps a reference to
    * them (what the engine keeps, it copies): the caller may reuse or free their memory.
    */
   write(offset: number, bytes: Uint8Array): Promise<void>;
   /**
-   * `write` done on the calling thread when nothing must be waited for: false when it was
-   * not (then call `write`). Keeps no reference to `bytes` either way. Optional.
+   * `write` that returns undefined when it was done on the calling thread (nothing had to be
+   * waited for), and otherwise the promise of the same write, already under way. Keeps no
+   * reference to `bytes` once done, like `write`. Optional.
    */
-  writeNow?(offset: number, bytes: Uint8Array): boolean;
+  writeSoon?(offset: number, bytes: Uint8Array): Promise<void> | undefined;
   /** Unmaps whole blocks in the range and zeroes the partial blocks at its ends. */
   discard(offset: number, length: number): Promise<void>;
   /** Makes the range read as zeros; unmaps whole blocks unless `keepAllocated`. */

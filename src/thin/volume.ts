@@ -29,6 +29,22 @@ interface Piece {
   inRequest: number;
 }
 
+interface MappedRead {
+  bytes: Buffer;
+  runs: MappedRun[];
+}
+
+/** Data reads begun where the lookup was made: null when every one was done at once. */
+interface StartedRead {
+  reads: Promise<unknown> | null;
+  runs: MappedRun[];
+}
+
+function finishRead(bytes: Buffer, started: StartedRead): MappedRead | Promise<MappedRead> {
+  const { reads, runs } = started;
+  return reads === null ? { bytes, runs } : reads.then(() => ({ bytes, runs }));
+}
+
 interface MappedRun {
   offset: number;
   length: number;
@@ -73,47 +89,54 @@ export class Volume implements VolumeHandle {
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
-    const { bytes } = await this.readMapped(offset, length);
-    return bytes;
+    return (await this.readMappedSoon(offset, length)).bytes;
   }
 
   async readRuns(offset: number, length: number): Promise<ReadRun[]> {
-    const { bytes, runs } = await this.readMapped(offset, length);
+    const { bytes, runs } = await this.readMappedSoon(offset, length);
     return withData(offset, bytes, runs);
   }
 
-  readNow(offset: number, length: number): Buffer | null {
-    return this.readMappedNow(offset, length)?.bytes ?? null;
+  readSoon(offset: number, length: number): Buffer | Promise<Buffer> {
+    const read = this.readMappedSoon(offset, length);
+    return read instanceof Promise ? read.then((done) => done.bytes) : read.bytes;
   }
 
-  readRunsNow(offset: number, length: number): ReadRun[] | null {
-    const read = this.readMappedNow(offset, length);
-    return read === null ? null : withData(offset, read.bytes, read.runs);
+  readRunsSoon(offset: number, length: number): ReadRun[] | Promise<ReadRun[]> {
+    const read = this.readMappedSoon(offset, length);
+    return read instanceof Promise ? read.then((done) => withData(offset, done.bytes, done.runs)) : withData(offset, read.bytes, read.runs);
   }
 
   /**
-   * The whole read on the calling thread, when the tree's nodes are cached, no change is
-   * under way and the page cache holds every data byte; null otherwise (then `readMapped`).
-   * Nothing is awaited between the lookup and the data reads, so no commit can free the
-   * blocks in between and none need registering.
+   * One lookup for the whole range, then one read per run of consecutive data blocks; the
+   * buffer is zeroed only where nothing is mapped. Also returns the mapped and unmapped runs.
+   * The lookup is answered at once when the tree's nodes are cached and no change is under
+   * way, and waits for a read section otherwise; the whole read is done on the calling thread
+   * (no promise) when the page cache also holds every data byte.
    */
-  private readMappedNow(offset: number, length: number): { bytes: Buffer; runs: MappedRun[] } | null {
-    const dataFile = this.tx.dataFile;
-    if (dataFile.readNow === undefined || length > READ_NOW_BYTES_MAX) return null;
+  private readMappedSoon(offset: number, length: number): MappedRead | Promise<MappedRead> {
     this.checkRange(offset, length);
     const bytes = Buffer.allocUnsafe(length);
     if (length === 0) return { bytes, runs: [] };
     const pieces = splitIntoPieces(offset, length);
-    return this.tx.readNow((metadata) => {
+    const started = this.tx.readNow((metadata) => {
       const mapped = this.cachedMappings(metadata, pieces);
-      if (mapped === null) return null;
-      const runs = mappedRuns(offset, pieces, mapped, bytes);
-      for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
-        const target = bytes.subarray(run.inRequest, run.inRequest + run.byteLength);
-        if (!dataFile.readNow?.(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)) return null;
-      }
-      return { bytes, runs };
+      return mapped === null ? null : this.startReads(offset, pieces, mapped, bytes);
     });
+    if (started !== null) return finishRead(bytes, started);
+    return this.tx
+      .read(async (metadata) => {
+        const { first, end } = blockSpan(pieces);
+        const mapped = new Map<number, number>();
+        await metadata.forEachMapping(
+          this.liveState(metadata),
+          first,
+          end,
+          (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock),
+        );
+        return this.startReads(offset, pieces, mapped, bytes);
+      })
+      .then((later) => finishRead(bytes, later));
   }
 
   /** The mappings of the pieces' blocks from the cached tree, or null if a node is not cached. */
@@ -127,85 +150,49 @@ export class Volume implements VolumeHandle {
   }
 
   /**
-   * One lookup for the whole range, then one read per run of consecutive data blocks; the
-   * buffer is zeroed only where nothing is mapped. Also returns the mapped and unmapped runs.
-   * The lookup is answered at once when the tree's nodes are cached and no change is under
-   * way, and waits for a read section otherwise.
+   * Called where the lookup was made, in the same turn: zeroes what is unmapped, reads what
+   * the page cache holds at once, and starts the other data reads, registered so a commit
+   * cannot free those blocks for reuse first. `reads` is null when none had to be started.
    */
-  private async readMapped(offset: number, length: number): Promise<{ bytes: Buffer; runs: MappedRun[] }> {
-    this.checkRange(offset, length);
-    const bytes = Buffer.allocUnsafe(length);
-    if (length === 0) return { bytes, runs: [] };
-    const pieces = splitIntoPieces(offset, length);
-    const started =
-      this.tx.readNow((metadata) => {
-        const mapped = this.cachedMappings(metadata, pieces);
-        return mapped === null ? null : this.startReads(offset, pieces, mapped, bytes);
-      }) ??
-      (await this.tx.read(async (metadata) => {
-        const { first, end } = blockSpan(pieces);
-        const mapped = new Map<number, number>();
-        await metadata.forEachMapping(
-          this.liveState(metadata),
-          first,
-          end,
-          (virtualBlock, dataBlock) => void mapped.set(virtualBlock, dataBlock),
-        );
-        return this.startReads(offset, pieces, mapped, bytes);
-      }));
-    await started.reads;
-    return { bytes, runs: started.runs };
-  }
-
-  /**
-   * Called where the lookup was made, in the same turn: zeroes what is unmapped and starts
-   * the data reads, registered so a commit cannot free those blocks for reuse first.
-   */
-  private startReads(
-    offset: number,
-    pieces: Piece[],
-    mapped: Map<number, number>,
-    bytes: Buffer,
-  ): { reads: Promise<unknown>; runs: MappedRun[] } {
+  private startReads(offset: number, pieces: Piece[], mapped: Map<number, number>, bytes: Buffer): StartedRead {
     const runs = mappedRuns(offset, pieces, mapped, bytes);
+    const dataFile = this.tx.dataFile;
     const reads: Promise<void>[] = [];
     for (const run of coalesce(pieces, (piece) => mapped.get(piece.virtualBlock) ?? null)) {
       const target = bytes.subarray(run.inRequest, run.inRequest + run.byteLength);
-      reads.push(this.tx.trackRead(this.tx.dataFile.read(target, run.dataBlock * DATA_BLOCK_BYTES + run.inBlock)));
+      const position = run.dataBlock * DATA_BLOCK_BYTES + run.inBlock;
+      if (dataFile.readNow?.(target, position)) continue;
+      reads.push(this.tx.trackRead(dataFile.read(target, position)));
     }
+    if (reads.length === 0) return { reads: null, runs };
     const only = reads.length === 1 ? reads[0] : undefined;
     return { reads: only ?? Promise.all(reads), runs };
   }
 
   async write(offset: number, bytes: Uint8Array): Promise<void> {
+    await this.writeSoon(offset, bytes);
+  }
+
+  writeSoon(offset: number, bytes: Uint8Array): Promise<void> | undefined {
     this.checkWritable();
     this.checkRange(offset, bytes.length);
-    if (bytes.length === 0) return;
+    if (bytes.length === 0) return undefined;
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.tx.noteDataWritten();
     const pieces = splitIntoPieces(offset, bytes.length);
-    const inPlace = this.writeInPlaceNow(pieces, data, false);
-    if (inPlace === "written") return;
-    if (inPlace !== null) return inPlace;
-    await this.locks.gate.shared(() => this.writeLocked(pieces, data));
-  }
-
-  writeNow(offset: number, bytes: Uint8Array): boolean {
-    this.checkWritable();
-    this.checkRange(offset, bytes.length);
-    if (bytes.length === 0) return true;
-    const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    return this.writeInPlaceNow(splitIntoPieces(offset, bytes.length), data, true) === "written";
+    const inPlace = this.writeInPlaceNow(pieces, data);
+    if (inPlace === "written") return undefined;
+    return inPlace ?? this.locks.gate.shared(() => this.writeLocked(pieces, data));
   }
 
   /**
    * The common overwrite, with no section: when the gate and every block are free, and the
    * cached tree says this volume alone owns each block, the bytes go in place under the same
    * holds writeLocked takes: on the calling thread if the data file can take them so
-   * ("written"), else started (a promise). Null when any of that is not so, or when
-   * `onlyNow` and the file cannot take them at once; the caller then writes the usual way.
+   * ("written"), else started (a promise). Null when any of that is not so; the caller then
+   * writes the usual way.
    */
-  private writeInPlaceNow(pieces: Piece[], data: Buffer, onlyNow: boolean): "written" | Promise<void> | null {
+  private writeInPlaceNow(pieces: Piece[], data: Buffer): "written" | Promise<void> | null {
     const releaseGate = this.locks.gate.tryShared();
     if (releaseGate === null) return null;
     const releaseBlocks = this.locks.blocks.tryHoldAll(pieces.map((piece) => piece.virtualBlock));
@@ -228,7 +215,7 @@ export class Volume implements VolumeHandle {
       release();
       throw error;
     }
-    if (plans === null || onlyNow) {
+    if (plans === null) {
       release();
       return null;
     }
@@ -497,13 +484,6 @@ function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[
  * unit every later write, copy and discard works in.
  */
 const DIRECT_WRITE_BYTES_MAX = DATA_BLOCK_BYTES;
-
-/**
- * Largest read tried on the calling thread: two data blocks, as much as a file reads from
- * the page cache at once (a longer run goes to the thread pool), so a large read is not
- * looked up and given a buffer twice.
- */
-const READ_NOW_BYTES_MAX = 2 * DATA_BLOCK_BYTES;
 
 /**
  * Largest request whose data writes are tried on the calling thread: 1 MiB, the size
