@@ -21,13 +21,21 @@
 // keeps). A failed WRITE's payload is left to the collector, since the engine answers at
 // the first failure while other writes of it may still be running.
 
-import { MessageChannel } from "node:worker_threads";
+import { MessageChannel, type MessagePort } from "node:worker_threads";
 import { assert } from "../io/assert.js";
 import { FREED_PAYLOAD_BYTES_MIN } from "./limits.js";
 
 /** Never entangled with anything again: a message posted here is dropped, with whatever it carried. */
-const discard = new MessageChannel().port1;
-discard.close();
+let discardPort: MessagePort | null = null;
+
+/** Made on first use, so a process that never frees a buffer never opens a port. */
+function discard(): MessagePort {
+  if (discardPort === null) {
+    discardPort = new MessageChannel().port1;
+    discardPort.close();
+  }
+  return discardPort;
+}
 
 /**
  * Frees a chunk the socket delivered once its bytes have been copied into a message: it has
@@ -38,7 +46,7 @@ discard.close();
 export function freeSocketChunk(chunk: Buffer): void {
   const memory = chunk.buffer;
   if (!(memory instanceof ArrayBuffer) || chunk.byteOffset !== 0 || chunk.length !== memory.byteLength) return;
-  discard.postMessage(null, [memory]);
+  discard().postMessage(null, [memory]);
 }
 
 /** Frees `payload`'s memory now if it is large; it must not be used afterwards. */
@@ -52,7 +60,7 @@ export function freePayload(payload: Buffer): void {
     memory instanceof ArrayBuffer && payload.byteOffset === 0 && payload.length === memory.byteLength,
     `a ${payload.length}-byte payload owns its ${memory.byteLength}-byte buffer`,
   );
-  discard.postMessage(null, [memory]);
+  discard().postMessage(null, [memory]);
   assert(payload.length === 0, "the payload's memory was handed back");
 }
 
@@ -68,7 +76,7 @@ export function freeReadReply(frames: readonly Uint8Array[]): void {
   for (const frame of frames) {
     const memory = frame.buffer;
     if (memory === freed || !(memory instanceof ArrayBuffer) || memory.byteLength < FREED_PAYLOAD_BYTES_MIN) continue;
-    discard.postMessage(null, [memory]);
+    discard().postMessage(null, [memory]);
     freed = memory;
   }
 }

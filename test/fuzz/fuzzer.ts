@@ -95,15 +95,7 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
   const timeLimitMs = options.timeLimitMs ?? 10 * 60_000;
   const stats: ScriptStats = { cases: 0, requestKinds: new Map() };
   const failures: FailureReport[] = [];
-  const guard = new CrashGuard((error) =>
-    failures.push({
-      what: "the process",
-      message: `uncaught: ${error.stack ?? String(error)}`,
-      sentHex: null,
-      sentTruncated: false,
-      replay: `--seed ${options.seed}`,
-    }),
-  );
+  const guard = guardProcess(failures, `--seed ${options.seed}`);
   const started = Date.now();
   const target = await FuzzTarget.start({
     memoryLanes: workers - POOL_WORKERS,
@@ -279,15 +271,7 @@ export async function replayBytes(
   log: (line: string) => void,
 ): Promise<FailureReport[]> {
   const failures: FailureReport[] = [];
-  const guard = new CrashGuard((error) =>
-    failures.push({
-      what: "the process",
-      message: `uncaught: ${error.stack ?? String(error)}`,
-      sentHex: null,
-      sentTruncated: false,
-      replay: "",
-    }),
-  );
+  const guard = guardProcess(failures, "");
   const target = await FuzzTarget.start({ memoryLanes: 6, poolLanes: POOL_WORKERS, connectionsMax: 32, handshakeTimeoutMs: 3000 });
   try {
     const socket = await FuzzSocket.connect(target.server(serverKind).socketPath);
@@ -318,4 +302,17 @@ export async function replayBytes(
     guard.remove();
   }
   return failures;
+}
+
+/** Records any uncaught error of this process as a failure of the run, with how to replay it. */
+function guardProcess(failures: FailureReport[], replay: string): CrashGuard {
+  return new CrashGuard((error) =>
+    failures.push({
+      what: "the process",
+      message: `uncaught: ${error.stack ?? String(error)}`,
+      sentHex: null,
+      sentTruncated: false,
+      replay,
+    }),
+  );
 }
