@@ -1,13 +1,12 @@
 // Small page-aligned writes are done on the calling thread. A buffered 4 KiB write into the
 // page cache costs a few microseconds (the engine keeps page-cache folios within a data
-// block, where such a write costs about 9 us; see DIRECT_WRITE_BYTES_MAX in the volume);
-// handing it to libuv's thread pool costs the event loop about as much (the hand-off and its
-// completion), and on a two-core machine the pool's threads compete with the client for the
-// other core. Measured here, 4 KiB random writes at QD16: 42k IOPS inline, 36-37k with most
-// of them handed to the pool. Whole pages only, so the kernel never reads a page from disk
-// to merge a partial write. Buffered writes have no RWF_NOWAIT on ext4, so a write can still
-// be held up (dirty-page throttling, a journal commit): one that takes long sends writes to
-// the thread pool for a while, which bounds how often the event loop waits.
+// block, where such a write is cheapest: bench/page-cache-folios.ts); handing it to libuv's
+// thread pool costs the event loop about as much (the hand-off and its completion), and on a
+// two-core machine the pool's threads compete with the client for the other core. Whole
+// pages only, so the kernel never reads a page from disk to merge a partial write. Buffered
+// writes have no RWF_NOWAIT on ext4, so a write can still be held up (dirty-page throttling,
+// a journal commit): one that takes long sends writes to the thread pool for a while, which
+// bounds how often the event loop waits.
 
 import { writeSync } from "node:fs";
 import { INLINE_WRITE_ALIGN_BYTES, INLINE_WRITE_BYTES_MAX, INLINE_WRITE_PAUSE_MS, INLINE_WRITE_SLOW_MS } from "./limits.js";

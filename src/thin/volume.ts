@@ -479,8 +479,8 @@ function inPlacePlans(metadata: PoolMetadata, state: VolumeState, pieces: Piece[
 /**
  * Largest write handed to the data file at once. The page cache sizes a folio by the write
  * that creates it: one 1 MiB write makes 1 MiB folios, and a later 4 KiB write into one of
- * them costs the kernel 32 us instead of 9 (measured here) and dirties the whole folio for
- * writeback. Writing no more than a data block at once keeps folios within one block, the
+ * them costs the kernel about four times as much (bench/page-cache-folios.ts: 7.2 us against
+ * 1.8, in bench/RESULTS.md) and dirties the whole folio for writeback. Writing no more than a data block at once keeps folios within one block, the
  * unit every later write, copy and discard works in.
  */
 const DIRECT_WRITE_BYTES_MAX = DATA_BLOCK_BYTES;
