@@ -104,3 +104,17 @@ export interface VolumeHandle {
   /** Mapped and unmapped runs covering exactly [offset, offset + length). */
   extents(offset: number, length: number): Promise<Extent[]>;
 }
+
+/**
+ * How two volumes map one block, in the categories thin_delta uses: `same` (one data block),
+ * `different` (both map it, to different data blocks), `left_only` / `right_only` (only the
+ * first / second volume of the comparison maps it).
+ */
+export type DiffKind = "same" | "different" | "left_only" | "right_only";
+
+/** Bytes [offset, offset + length) of two volumes that are alike in how they differ. */
+export interface DiffRange {
+  kind: DiffKind;
+  offset: number;
+  length: number;
+}

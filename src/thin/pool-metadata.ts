@@ -17,6 +17,7 @@ import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
 import { verifiedBlockReader } from "../pdata/block-reader.js";
 import { BTree, type RangeVisit } from "../pdata/btree/btree.js";
 import { KEY_END } from "../pdata/btree/walker.js";
+import { diffTrees, type TreeDiffCounts } from "../pdata/btree/tree-diff.js";
 import { plainValues, type ValueType } from "../pdata/btree/value-type.js";
 import { RefcountTable } from "../pdata/refcount-table.js";
 import { BITMAP_ENTRIES } from "../pdata/space-map-format.js";
@@ -391,6 +392,44 @@ export class PoolMetadata {
       const sharedNow = sharedPath || this.dataRefs.get(dataBlock) > 1;
       visit(key, dataBlock, sharedNow, this.writeNeedsCopy(state, dataBlock, time, sharedPath));
     };
+  }
+
+  /**
+   * The virtual blocks in [from, to) that `left` and `right` may map differently, with each
+   * side's data block (null: unmapped there). Subtrees the two trees share are passed without
+   * being read, so a block both map to one data block is visited only when it lies in a leaf
+   * the trees do not share (or with `visitShared`, always).
+   */
+  async diffMappings(
+    left: VolumeState,
+    right: VolumeState,
+    from: number,
+    to: number,
+    visit: (virtualBlock: number, leftDataBlock: number | null, rightDataBlock: number | null) => void,
+    options: { visitShared?: boolean } = {},
+  ): Promise<TreeDiffCounts> {
+    this.assertLive(left);
+    this.assertLive(right);
+    const dataBlockCount = this.dataRefs.blockCount;
+    const dataBlockOf = (state: VolumeState, key: number, value: Buffer | null): number | null => {
+      if (value === null) return null;
+      const { dataBlock } = decodeMapping(value);
+      if (!(dataBlock < dataBlockCount)) {
+        throw new CorruptBlockError(
+          state.record.mappingRoot,
+          "pointer-out-of-range",
+          `volume '${state.record.name}' maps block ${key} to data block ${dataBlock}, beyond the pool`,
+        );
+      }
+      return dataBlock;
+    };
+    return diffTrees(
+      (block) => this.mappings.readNode(block),
+      left.record.mappingRoot,
+      right.record.mappingRoot,
+      (key, leftValue, rightValue) => visit(key, dataBlockOf(left, key, leftValue), dataBlockOf(right, key, rightValue)),
+      { from, to, visitShared: options.visitShared },
+    );
   }
 
   /** Up to `limit` mappings from virtual block `from` on, with the snapshot time each was written at. */

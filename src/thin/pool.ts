@@ -18,7 +18,8 @@ import { formatByteCount, formatSize } from "../io/byte-units.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
-import type { PoolStatus, VolumeInfo, VolumeUsage } from "./api.js";
+import type { DiffRange, PoolStatus, VolumeInfo, VolumeUsage } from "./api.js";
+import { diffBlockRuns, resolveDiffSides, type DiffOptions } from "./volume-diff.js";
 import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BYTES_MAX, SECTOR_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
 import { KeyedLocks, SharedGate } from "./locks.js";
 import { validateVolumeName } from "./names.js";
@@ -270,6 +271,20 @@ export class Pool {
       if (metadata.degraded) return { mappedBlocks, exclusiveBlocks: null, sharedBlocks: null };
       return { mappedBlocks, exclusiveBlocks, sharedBlocks };
     });
+  }
+
+  /**
+   * The byte ranges in which volume `to` differs from volume `from`, in order, adjacent
+   * blocks of one kind merged. Subtrees the two mapping trees share are skipped unread, so
+   * the cost grows with what changed, not with the volumes' size.
+   */
+  async *diff(from: string, to: string, options: DiffOptions = {}): AsyncGenerator<DiffRange> {
+    const sides = await resolveDiffSides(this.transactions, from, to);
+    for await (const run of diffBlockRuns(this.transactions, sides, options)) {
+      const offset = run.firstBlock * DATA_BLOCK_BYTES;
+      const end = Math.min(sides.sizeBytes, (run.firstBlock + run.blockCount) * DATA_BLOCK_BYTES);
+      yield { kind: run.kind, offset, length: end - offset };
+    }
   }
 
   status(): PoolStatus {

@@ -1,0 +1,103 @@
+// What changed between two volumes, from their mapping trees alone (PoolMetadata.diffMappings):
+// runs of virtual blocks in one diff category, in order. The walk goes a window of virtual
+// blocks per read section, so a long diff never holds the metadata for long and its memory
+// is one window's runs.
+
+import { NoSuchVolumeError } from "../errors.js";
+import type { DiffKind } from "./api.js";
+import { DATA_BLOCK_BYTES } from "./limits.js";
+import type { PoolMetadata, VolumeState } from "./pool-metadata.js";
+import type { PoolTransactions } from "./transactions.js";
+
+/** Virtual blocks [firstBlock, firstBlock + blockCount) of one kind. */
+export interface BlockRun {
+  kind: DiffKind;
+  firstBlock: number;
+  blockCount: number;
+}
+
+export interface DiffOptions {
+  /** Also list the blocks both map to one data block; this reads every node of both trees. */
+  includeSame?: boolean;
+}
+
+/** Virtual blocks compared per read section. */
+export const DIFF_WINDOW_BLOCKS = 1 << 16;
+
+/** The two volumes of a diff, resolved by name once and followed by id from then on. */
+export interface DiffSides {
+  left: { id: number; name: string };
+  right: { id: number; name: string };
+  /** The larger of the two sizes, in bytes: nothing past it is mapped. */
+  sizeBytes: number;
+  /** Blocks past both volumes' ends are never mapped. */
+  blockEnd: number;
+}
+
+export async function resolveDiffSides(transactions: PoolTransactions, leftName: string, rightName: string): Promise<DiffSides> {
+  return transactions.read(async (metadata) => {
+    const left = await metadata.requireVolume(leftName);
+    const right = await metadata.requireVolume(rightName);
+    const sizeBytes = Math.max(left.record.sizeBytes, right.record.sizeBytes);
+    return {
+      left: { id: left.id, name: leftName },
+      right: { id: right.id, name: rightName },
+      sizeBytes,
+      blockEnd: Math.ceil(sizeBytes / DATA_BLOCK_BYTES),
+    };
+  });
+}
+
+export async function* diffBlockRuns(
+  transactions: PoolTransactions,
+  sides: DiffSides,
+  options: DiffOptions = {},
+): AsyncGenerator<BlockRun> {
+  let pending: BlockRun | null = null;
+  for (let from = 0; from < sides.blockEnd; from += DIFF_WINDOW_BLOCKS) {
+    const to = Math.min(sides.blockEnd, from + DIFF_WINDOW_BLOCKS);
+    const runs = await transactions.read((metadata) => diffWindow(metadata, sides, from, to, options));
+    for (const run of runs) {
+      if (pending !== null && pending.kind === run.kind && pending.firstBlock + pending.blockCount === run.firstBlock) {
+        pending.blockCount += run.blockCount;
+        continue;
+      }
+      if (pending !== null) yield pending;
+      pending = { ...run };
+    }
+  }
+  if (pending !== null) yield pending;
+}
+
+async function diffWindow(metadata: PoolMetadata, sides: DiffSides, from: number, to: number, options: DiffOptions): Promise<BlockRun[]> {
+  const left = liveState(metadata, sides.left);
+  const right = liveState(metadata, sides.right);
+  const runs: BlockRun[] = [];
+  let last: BlockRun | undefined;
+  await metadata.diffMappings(
+    left,
+    right,
+    from,
+    to,
+    (virtualBlock, leftData, rightData) => {
+      const kind = diffKind(leftData, rightData);
+      if (kind === "same" && !options.includeSame) return;
+      if (last !== undefined && last.kind === kind && last.firstBlock + last.blockCount === virtualBlock) last.blockCount++;
+      else runs.push((last = { kind, firstBlock: virtualBlock, blockCount: 1 }));
+    },
+    { visitShared: options.includeSame === true },
+  );
+  return runs;
+}
+
+function liveState(metadata: PoolMetadata, side: { id: number; name: string }): VolumeState {
+  const state = metadata.stateById(side.id);
+  if (state === undefined) throw new NoSuchVolumeError(side.name);
+  return state;
+}
+
+function diffKind(left: number | null, right: number | null): DiffKind {
+  if (left === null) return "right_only";
+  if (right === null) return "left_only";
+  return left === right ? "same" : "different";
+}
