@@ -15,6 +15,8 @@ export const EXIT_NO_SPACE = 5;
 export const EXIT_CORRUPT = 6;
 export const EXIT_LOCKED = 7;
 export const EXIT_FILE_MISSING = 8;
+/** A send stream failed verification (cut, damaged), or its base is not here as it was sent from. */
+export const EXIT_STREAM = 9;
 /** A bug in thinp (an assertion or an error it did not expect): sysexits' EX_SOFTWARE. */
 export const EXIT_INTERNAL = 70;
 
@@ -39,6 +41,9 @@ const EXIT_CODE_BY_ERROR: Readonly<Record<ErrorCode, number>> = {
   VOLUME_BUSY: EXIT_OTHER,
   IO_ERROR: EXIT_OTHER,
   SERVER_UNREACHABLE: EXIT_OTHER,
+  INVALID_ARGUMENT: EXIT_USAGE,
+  STREAM_CORRUPT: EXIT_STREAM,
+  BASE_MISMATCH: EXIT_STREAM,
 };
 
 export function exitCodeFor(code: ErrorCode): number {

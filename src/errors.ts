@@ -21,7 +21,10 @@ export type ErrorCode =
   | "FILE_EXISTS"
   | "POOL_LOCKED"
   | "IO_ERROR"
-  | "SERVER_UNREACHABLE";
+  | "SERVER_UNREACHABLE"
+  | "INVALID_ARGUMENT"
+  | "STREAM_CORRUPT"
+  | "BASE_MISMATCH";
 
 export abstract class ThinpError extends Error {
   abstract readonly code: ErrorCode;
@@ -39,8 +42,12 @@ export class NoSuchVolumeError extends ThinpError {
 
 export class VolumeExistsError extends ThinpError {
   readonly code = "VOLUME_EXISTS";
-  constructor(readonly volumeName: string) {
-    super(`a volume named '${volumeName}' already exists`);
+  /** `detail` replaces the plain message where there is more to say (a receive kept, the same volume under another name). */
+  constructor(
+    readonly volumeName: string,
+    detail?: string,
+  ) {
+    super(detail ?? `a volume named '${volumeName}' already exists`);
   }
 }
 
@@ -330,5 +337,36 @@ export class PoolDegradedError extends ThinpError {
     readonly damage: SpaceMapDamage,
   ) {
     super(`${what} cannot be changed: ${damage.message}`);
+  }
+}
+
+/** A send stream that is cut short, damaged, or not a stream at all (formats/send-stream.md). */
+export class StreamCorruptError extends ThinpError {
+  readonly code = "STREAM_CORRUPT";
+  constructor(
+    /** Where in the stream (bytes from its start) the fault was found. */
+    readonly streamOffset: number,
+    readonly reason: string,
+  ) {
+    super(`the send stream is unusable at byte ${streamOffset}: ${reason}`);
+  }
+}
+
+/**
+ * An incremental stream whose base this pool does not hold as it was sent from: missing, or
+ * changed since (its generation moved on). The message names the base and the way round.
+ */
+export class BaseMismatchError extends ThinpError {
+  readonly code = "BASE_MISMATCH";
+  constructor(message: string) {
+    super(message);
+  }
+}
+
+/** A value given on the command line (or over the control socket) that means nothing here. */
+export class InvalidArgumentError extends ThinpError {
+  readonly code = "INVALID_ARGUMENT";
+  constructor(message: string) {
+    super(message);
   }
 }

@@ -13,6 +13,7 @@ function largestVolumeInfo(id: number): VolumeInfo {
   return {
     id,
     name: "n".repeat(NAME_BYTES_MAX),
+    uuid: "ffffffff-ffff-ffff-ffff-ffffffffffff",
     sizeBytes: Number.MAX_SAFE_INTEGER,
     mappedBlocks: Number.MAX_SAFE_INTEGER,
     originName: "o".repeat(NAME_BYTES_MAX),

@@ -30,6 +30,37 @@ describe("values at their limits fit their formats", () => {
       createdAt: Number.MAX_SAFE_INTEGER,
       snapshotAt: Number.MAX_SAFE_INTEGER,
       snapshotTime: SNAPSHOT_TIME_MAX,
+      uuid: "ffffffff-ffff-ffff-ffff-ffffffffffff",
+      generation: Number.MAX_SAFE_INTEGER,
+      sealed: true,
+      hidden: true,
+      receiving: null,
+    };
+    const value = encodeVolumeRecord(record);
+    expect(value.length).toBe(VOLUME_RECORD_BYTES);
+    expect(decodeVolumeRecord(value, 7)).toEqual(record);
+  });
+
+  it("a hidden volume mid-receive, its name as long as receive makes them, fits its 256 bytes", () => {
+    const record: VolumeRecord = {
+      name: ".receive-" + "f".repeat(16),
+      sizeBytes: VOLUME_BYTES_MAX,
+      mappingRoot: METADATA_BLOCKS_MAX - 1,
+      mappedBlocks: VOLUME_BYTES_MAX / DATA_BLOCK_BYTES,
+      originId: Number.MAX_SAFE_INTEGER,
+      readOnly: true,
+      createdAt: Number.MAX_SAFE_INTEGER,
+      snapshotAt: Number.MAX_SAFE_INTEGER,
+      snapshotTime: SNAPSHOT_TIME_MAX,
+      uuid: "ffffffff-ffff-ffff-ffff-ffffffffffff",
+      generation: Number.MAX_SAFE_INTEGER,
+      sealed: false,
+      hidden: true,
+      receiving: {
+        baseUuid: "ffffffff-ffff-ffff-ffff-ffffffffffff",
+        baseGeneration: Number.MAX_SAFE_INTEGER,
+        nextBlock: VOLUME_BYTES_MAX / DATA_BLOCK_BYTES,
+      },
     };
     const value = encodeVolumeRecord(record);
     expect(value.length).toBe(VOLUME_RECORD_BYTES);

@@ -23,6 +23,8 @@ assert(
   VOLUMES_MAX * CONTROL_LIST_ENTRY_BYTES_MAX + CONTROL_MESSAGE_BYTES_MAX <= CONTROL_REPLY_BYTES_MAX,
   "a full pool's list fits one reply",
 );
-assert(2 * NAME_BYTES_MAX + 128 <= CONTROL_LIST_ENTRY_BYTES_MAX, "a list entry's names and numbers fit its bound");
+/** A volume's uuid as text. */
+const UUID_TEXT_BYTES = 36;
+assert(2 * NAME_BYTES_MAX + UUID_TEXT_BYTES + 128 <= CONTROL_LIST_ENTRY_BYTES_MAX, "a list entry's names, uuid and numbers fit its bound");
 // A request may wait behind a background commit: its timeout must be far longer.
 assert(CONTROL_REQUEST_TIMEOUT_MS > BACKGROUND_COMMIT_INTERVAL_MS, "requests outlast a commit interval");

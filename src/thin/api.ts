@@ -4,6 +4,8 @@
 export interface VolumeInfo {
   id: number;
   name: string;
+  /** The volume's identity, kept by send and receive: a volume received elsewhere has the same. */
+  uuid: string;
   /** Virtual size in bytes. */
   sizeBytes: number;
   /** Number of virtual blocks that have a data block. */
@@ -117,4 +119,10 @@ export interface DiffRange {
   kind: DiffKind;
   offset: number;
   length: number;
+}
+
+/** A volume's identity and which state of its contents it names (formats/metadata.md, "Volume identity"). */
+export interface VolumeIdentity {
+  uuid: string;
+  generation: number;
 }

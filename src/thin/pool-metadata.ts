@@ -36,7 +36,8 @@ import { DATA_PATH_BYTES_MAX, NAME_PROBES_MAX, SNAPSHOT_TIME_MAX, VOLUMES_MAX } 
 import { MAPPING_VALUE_BYTES, decodeMapping, encodeMapping } from "./mapping-value.js";
 import { NAME_INDEX_VALUE_BYTES, nameHash } from "./names.js";
 import { SUPERBLOCK_SLOTS, decodeSuperblock, encodeSuperblock, newPoolUuid, type Superblock } from "./superblock.js";
-import { VOLUME_RECORD_BYTES, decodeVolumeRecord, encodeVolumeRecord, type VolumeRecord } from "./volume-record.js";
+import { randomUUID } from "node:crypto";
+import { VOLUME_RECORD_BYTES, decodeVolumeRecord, encodeVolumeRecord, legacyVolumeUuid, type VolumeRecord } from "./volume-record.js";
 
 // Its home is pdata/limits.ts; the name stays here for the modules that import it from here.
 export { INITIAL_METADATA_BLOCKS };
@@ -165,7 +166,7 @@ export class PoolMetadata {
   /** Every volume's record is held in memory (at most VOLUMES_MAX of them), so handles resolve at once. */
   private async loadVolumes(): Promise<void> {
     await this.volumeTable.forEachInRange(this.superblock.volumeTableRoot, 0, KEY_END, (id, value, _shared, leafIndex) => {
-      this.states.set(id, { id, record: decodeVolumeRecord(value, leafIndex), dirty: false });
+      this.states.set(id, { id, record: decodeVolumeRecord(value, leafIndex, legacyVolumeUuid(this.superblock.uuid, id)), dirty: false });
     });
   }
 
@@ -249,8 +250,31 @@ export class PoolMetadata {
     return this.states.get(id);
   }
 
+  /** Every volume, hidden ones too (a receive in progress, a hold), by id. */
   async listVolumes(): Promise<VolumeState[]> {
     return [...this.states.values()].sort((a, b) => a.id - b.id);
+  }
+
+  /** The listed volume with this identity, or null: what a receiver looks for as an incremental stream's base. */
+  volumeByUuid(uuid: string): VolumeState | null {
+    for (const state of this.states.values()) if (!state.record.hidden && state.record.uuid === uuid) return state;
+    return null;
+  }
+
+  /** The volume's contents are those of its generation until they next change (see unseal). */
+  seal(state: VolumeState): void {
+    if (state.record.sealed) return;
+    state.record.sealed = true;
+    this.markDirty(state);
+  }
+
+  /** Before the first change to a sealed volume's contents: a new generation. Returns whether it was sealed. */
+  unseal(state: VolumeState): boolean {
+    if (!state.record.sealed) return false;
+    state.record.sealed = false;
+    state.record.generation++;
+    this.markDirty(state);
+    return true;
   }
 
   async createVolume(name: string, sizeBytes: number, now: number): Promise<VolumeState> {
@@ -266,6 +290,7 @@ export class PoolMetadata {
       createdAt: now,
       snapshotAt: null,
       snapshotTime: this.superblock.snapshotTime,
+      ...freshIdentity(),
     });
   }
 
@@ -288,6 +313,7 @@ export class PoolMetadata {
       createdAt: now,
       snapshotAt: now,
       snapshotTime: this.superblock.snapshotTime,
+      ...freshIdentity(),
     });
   }
 
@@ -310,6 +336,16 @@ export class PoolMetadata {
     this.states.delete(state.id);
     this.changed = true;
     await this.mappings.deleteTree(state.record.mappingRoot);
+  }
+
+  /** The volume under another name: `name` must be free (checked here, before anything changes). */
+  async renameVolume(state: VolumeState, name: string): Promise<void> {
+    this.assertLive(state);
+    if (await this.probeName(name)) throw new VolumeExistsError(name);
+    await this.removeName(state.record.name, state.id);
+    state.record.name = name;
+    await this.insertName(name, state.id);
+    this.markDirty(state);
   }
 
   markDirty(state: VolumeState): void {
@@ -634,4 +670,9 @@ async function loadSpaceMapOrNote(
     layout.root = { ...root };
     return { table: new RefcountTable(root.blockCount, BITMAP_ENTRIES), layout };
   }
+}
+
+/** A new volume's identity: its own uuid, first generation, not handed out yet. */
+function freshIdentity(): Pick<VolumeRecord, "uuid" | "generation" | "sealed" | "hidden" | "receiving"> {
+  return { uuid: randomUUID(), generation: 0, sealed: false, hidden: false, receiving: null };
 }

@@ -18,7 +18,7 @@ import { formatByteCount, formatSize } from "../io/byte-units.js";
 import { NodeStorageFile } from "../io/node-storage-file.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
-import type { DiffRange, PoolStatus, VolumeInfo, VolumeUsage } from "./api.js";
+import type { DiffRange, PoolStatus, VolumeIdentity, VolumeInfo, VolumeUsage } from "./api.js";
 import { diffBlockRuns, resolveDiffSides, type DiffOptions } from "./volume-diff.js";
 import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BYTES_MAX, SECTOR_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
 import { KeyedLocks, SharedGate } from "./locks.js";
@@ -172,6 +172,26 @@ export class Pool {
     );
   }
 
+  /**
+   * Seals the volume, durably, and returns its identity: until its contents next change,
+   * that identity names exactly what they are now (a change first raises the generation).
+   * Writes in flight finish first, as for a snapshot. What send puts in a stream's header.
+   */
+  async seal(name: string): Promise<VolumeIdentity> {
+    this.assertWritable("the pool");
+    const found = await this.transactions.read((metadata) => metadata.requireVolume(name));
+    const identity = await this.locksFor(found.id).gate.exclusive(async () => {
+      const sealed = await this.transactions.change(async (metadata) => {
+        const state = await metadata.requireVolume(name);
+        metadata.seal(state);
+        return { uuid: state.record.uuid, generation: state.record.generation };
+      });
+      await this.commit();
+      return sealed;
+    });
+    return identity;
+  }
+
   async deleteVolume(name: string): Promise<void> {
     this.assertWritable("the pool");
     const state = await this.transactions.read((metadata) => metadata.requireVolume(name));
@@ -212,6 +232,7 @@ export class Pool {
             throw new ShrinkBelowMappedError(name, sizeBytes, required);
           }
         }
+        if (sizeBytes !== state.record.sizeBytes) metadata.unseal(state);
         state.record.sizeBytes = sizeBytes;
         metadata.markDirty(state);
         return describe(metadata, state);
@@ -252,7 +273,7 @@ export class Pool {
     return this.transactions.read(async (metadata) => {
       const states = await metadata.listVolumes();
       const infos: VolumeInfo[] = [];
-      for (const state of states) infos.push(await describe(metadata, state));
+      for (const state of states) if (!state.record.hidden) infos.push(await describe(metadata, state));
       return infos;
     });
   }
@@ -365,7 +386,7 @@ export class Pool {
   private locksFor(volumeId: number): VolumeLocks {
     let locks = this.volumeLocks.get(volumeId);
     if (!locks) {
-      locks = { gate: new SharedGate(), blocks: new KeyedLocks() };
+      locks = { gate: new SharedGate(), blocks: new KeyedLocks(), unsealing: null };
       this.volumeLocks.set(volumeId, locks);
     }
     return locks;
@@ -383,6 +404,7 @@ async function describe(metadata: PoolMetadata, state: VolumeState): Promise<Vol
   return {
     id: state.id,
     name: state.record.name,
+    uuid: state.record.uuid,
     sizeBytes: state.record.sizeBytes,
     mappedBlocks: state.record.mappedBlocks,
     originName: origin?.record.name ?? null,

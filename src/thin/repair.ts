@@ -36,7 +36,7 @@ import { RebuiltPool } from "./repair/rebuilt-pool.js";
 import { REPORT_ITEMS_MAX, type LostVolumes, type RepairReport, type SpaceMapOutcome, type VolumeOutcome } from "./repair/repair-report.js";
 import { KEY_END, salvageTree, type TreeDamage } from "./repair/salvage-tree.js";
 import { SUPERBLOCK_SLOTS, decodeSuperblock, type Superblock } from "./superblock.js";
-import { VOLUME_RECORD_BYTES, decodeVolumeRecord, type VolumeRecord } from "./volume-record.js";
+import { VOLUME_RECORD_BYTES, decodeVolumeRecord, legacyVolumeUuid, type VolumeRecord } from "./volume-record.js";
 import { pathExists } from "../io/path-exists.js";
 
 export type { RepairReport, VolumeOutcome, LostVolumes, SpaceMapOutcome } from "./repair/repair-report.js";
@@ -188,7 +188,7 @@ async function salvageVolumeTable(
       return;
     }
     try {
-      const record = decodeVolumeRecord(value, leafIndex);
+      const record = decodeVolumeRecord(value, leafIndex, legacyVolumeUuid(damaged.superblock.uuid, id));
       damaged.countReference(record.mappingRoot);
       records.push({ id, record });
     } catch (error) {
@@ -233,6 +233,14 @@ async function salvageVolume(
     createdAt: record.createdAt,
     snapshotAt: record.snapshotAt,
     snapshotTime,
+    // Its identity is kept, but repair cannot vouch that the contents are the generation that
+    // was handed out: an incremental stream onto it is refused until it is sent anew. A
+    // receive cut short is shown under its recovered name, to be deleted or kept.
+    uuid: record.uuid,
+    generation: record.sealed ? record.generation + 1 : record.generation,
+    sealed: false,
+    hidden: false,
+    receiving: null,
   });
 
   const virtualBlockCount = divCeil(sizeBytes, DATA_BLOCK_BYTES);

@@ -12,7 +12,10 @@ import type { SpaceMapRoot } from "../pdata/space-map-store.js";
 import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BLOCKS_MAX, SNAPSHOT_TIME_MAX } from "./limits.js";
 
 export const SUPERBLOCK_MAGIC = "THINPOOL";
-export const FORMAT_VERSION = 1;
+/** Version 2 added volume identities (formats/metadata.md, "Format versions"). */
+export const FORMAT_VERSION = 2;
+/** Versions this thinp opens; an older one is written as FORMAT_VERSION by its first commit. */
+export const FORMAT_VERSIONS_READ: readonly number[] = [1, 2];
 export const SUPERBLOCK_SLOTS = [0, 1] as const;
 
 /** Superblock flag bits (the `flags` field). */
@@ -109,8 +112,8 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
   }
   verifyBlock(block, BlockType.Superblock, slot);
   const version = readUint(block, F.version);
-  if (version !== FORMAT_VERSION)
-    throw new NotAPoolError(metaPath, `format version ${version}; this thinp reads version ${FORMAT_VERSION}`);
+  if (!FORMAT_VERSIONS_READ.includes(version))
+    throw new NotAPoolError(metaPath, `format version ${version}; this thinp reads versions ${FORMAT_VERSIONS_READ.join(" and ")}`);
   const metadataBlockBytes = readUint(block, F.metadataBlockBytes);
   const dataBlockBytes = readUint(block, F.dataBlockBytes);
   if (metadataBlockBytes !== METADATA_BLOCK_BYTES || dataBlockBytes !== DATA_BLOCK_BYTES) {

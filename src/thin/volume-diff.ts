@@ -101,3 +101,30 @@ function diffKind(left: number | null, right: number | null): DiffKind {
   if (right === null) return "left_only";
   return left === right ? "same" : "different";
 }
+
+/** The runs of blocks one volume maps, in order, a window per read section: a whole send's blocks. */
+export async function* mappedBlockRuns(
+  transactions: PoolTransactions,
+  volume: { id: number; name: string },
+  blockEnd: number,
+  fromBlock = 0,
+): AsyncGenerator<BlockRun> {
+  let pending: BlockRun | null = null;
+  for (let from = fromBlock; from < blockEnd; from += DIFF_WINDOW_BLOCKS) {
+    const to = Math.min(blockEnd, from + DIFF_WINDOW_BLOCKS);
+    const blocks = await transactions.read(async (metadata) => {
+      const found: number[] = [];
+      await metadata.forEachMapping(liveState(metadata, volume), from, to, (virtualBlock) => void found.push(virtualBlock));
+      return found;
+    });
+    for (const block of blocks) {
+      if (pending !== null && pending.firstBlock + pending.blockCount === block) {
+        pending.blockCount++;
+        continue;
+      }
+      if (pending !== null) yield pending;
+      pending = { kind: "right_only", firstBlock: block, blockCount: 1 };
+    }
+  }
+  if (pending !== null) yield pending;
+}

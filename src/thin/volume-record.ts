@@ -3,6 +3,7 @@
 // Unknown keys are ignored on read; missing optional keys take their defaults.
 
 import { decode, encode } from "@msgpack/msgpack";
+import { createHash } from "node:crypto";
 import { CorruptBlockError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { defineLayout, fieldBytes, readUint, writeUint } from "../io/byte-layout.js";
@@ -30,7 +31,54 @@ export interface VolumeRecord {
   snapshotAt: number | null;
   /** The pool's snapshot time when this volume was last snapshotted or created. */
   snapshotTime: number;
+  /**
+   * The volume's identity (RFC 4122 text), kept when it is sent to another pool and received
+   * there, so a receiver knows whether it holds the base of an incremental stream.
+   */
+  uuid: string;
+  /**
+   * Which state of the volume's contents `sealed` speaks of: the first change to a sealed
+   * volume's contents (a write, discard or resize) raises it and unseals the volume.
+   */
+  generation: number;
+  /** The contents are exactly those of `generation`: set when the identity is handed out (send, receive). */
+  sealed: boolean;
+  /** Not listed or exported: a volume being received, or a hold on another volume's contents. */
+  hidden: boolean;
+  /** Set while the volume is the target of a receive that has not been published. */
+  receiving: ReceiveProgress | null;
 }
+
+/** What an unfinished receive has taken in, so it can go on from there (send-stream.md, "Resuming"). */
+export interface ReceiveProgress {
+  /** The base of an incremental stream, or null for a whole one. */
+  baseUuid: string | null;
+  baseGeneration: number;
+  /** Every virtual block below this has been received. */
+  nextBlock: number;
+}
+
+/** The identity of a volume written before volumes had one (format version 1): fixed by the pool's uuid and the volume's id. */
+export function legacyVolumeUuid(poolUuid: string, volumeId: number): string {
+  const hash = createHash("sha1").update(`thinp volume ${poolUuid} ${volumeId}`).digest();
+  hash[6] = (hash[6]! & 0x0f) | 0x50; // version 5: name-based, SHA-1
+  hash[8] = (hash[8]! & 0x3f) | 0x80; // RFC 4122 variant
+  return uuidText(hash.subarray(0, 16));
+}
+
+export function uuidText(bytes: Uint8Array): string {
+  const hex = Buffer.from(bytes).toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
+}
+
+export function uuidBytes(text: string): Buffer {
+  const bytes = Buffer.from(text.replace(/-/g, ""), "hex");
+  assert(bytes.length === 16, `uuid '${text}'`);
+  return bytes;
+}
+
+/** The nil UUID: no identity (a record read without the pool that gives its legacy one). */
+export const NIL_UUID = "00000000-0000-0000-0000-000000000000";
 
 export function encodeVolumeRecord(record: VolumeRecord): Buffer {
   const body = encode({
@@ -43,6 +91,19 @@ export function encodeVolumeRecord(record: VolumeRecord): Buffer {
     c: record.createdAt,
     t: record.snapshotAt,
     st: record.snapshotTime,
+    u: uuidBytes(record.uuid),
+    g: record.generation,
+    ...(record.sealed ? { sl: true } : {}),
+    ...(record.hidden ? { h: true } : {}),
+    ...(record.receiving === null
+      ? {}
+      : {
+          rx: {
+            b: record.receiving.baseUuid === null ? null : uuidBytes(record.receiving.baseUuid),
+            bg: record.receiving.baseGeneration,
+            nb: record.receiving.nextBlock,
+          },
+        }),
   });
   assert(body.length <= BODY_BYTES_MAX, `volume record of ${body.length} bytes`);
   const value = Buffer.alloc(VOLUME_RECORD_BYTES);
@@ -51,7 +112,11 @@ export function encodeVolumeRecord(record: VolumeRecord): Buffer {
   return value;
 }
 
-export function decodeVolumeRecord(value: Buffer, nodeIndex: number): VolumeRecord {
+/**
+ * `legacyUuid`: the identity of a record written before volumes had one (its pool's
+ * legacyVolumeUuid); the nil UUID when not given, for readers that need no identity.
+ */
+export function decodeVolumeRecord(value: Buffer, nodeIndex: number, legacyUuid: string = NIL_UUID): VolumeRecord {
   const length = readUint(value, VOLUME_RECORD_LAYOUT.bodyLength);
   if (length === 0 || length > BODY_BYTES_MAX) throw new CorruptBlockError(nodeIndex, "bad-record", `volume record length ${length}`);
   let raw: unknown;
@@ -76,6 +141,10 @@ export function decodeVolumeRecord(value: Buffer, nodeIndex: number): VolumeReco
   ) {
     throw new CorruptBlockError(nodeIndex, "bad-record", "volume record has missing or invalid fields");
   }
+  const isUuid = (v: unknown): v is Uint8Array => v instanceof Uint8Array && v.length === 16;
+  if ((fields.u !== undefined && !isUuid(fields.u)) || (fields.g !== undefined && !isCount(fields.g))) {
+    throw new CorruptBlockError(nodeIndex, "bad-record", "volume record has an invalid identity");
+  }
   return {
     name: fields.n,
     sizeBytes: fields.s,
@@ -86,5 +155,30 @@ export function decodeVolumeRecord(value: Buffer, nodeIndex: number): VolumeReco
     createdAt: fields.c,
     snapshotAt: (fields.t as number | null | undefined) ?? null,
     snapshotTime: isCount(fields.st) ? fields.st : 0,
+    uuid: isUuid(fields.u) ? uuidText(fields.u) : legacyUuid,
+    generation: isCount(fields.g) ? fields.g : 0,
+    sealed: fields.sl === true,
+    hidden: fields.h === true,
+    receiving: decodeReceiveProgress(fields.rx, nodeIndex),
+  };
+}
+
+function decodeReceiveProgress(raw: unknown, nodeIndex: number): ReceiveProgress | null {
+  if (raw === undefined || raw === null) return null;
+  const fields = raw as Record<string, unknown>;
+  const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
+  const base = fields.b;
+  if (
+    typeof fields !== "object" ||
+    !(base === null || (base instanceof Uint8Array && base.length === 16)) ||
+    !isCount(fields.bg) ||
+    !isCount(fields.nb)
+  ) {
+    throw new CorruptBlockError(nodeIndex, "bad-record", "volume record has an invalid receive state");
+  }
+  return {
+    baseUuid: base === null ? null : uuidText(base as Uint8Array),
+    baseGeneration: fields.bg,
+    nextBlock: fields.nb,
   };
 }

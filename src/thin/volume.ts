@@ -18,6 +18,8 @@ export interface VolumeLocks {
   readonly gate: SharedGate;
   /** Writes and discards of one virtual block, keyed by the block. */
   readonly blocks: KeyedLocks;
+  /** The commit that unseals the volume before its contents first change, while it runs (see contentChangeReady). */
+  unsealing: Promise<void> | null;
 }
 
 interface Piece {
@@ -177,6 +179,8 @@ export class Volume implements VolumeHandle {
     this.checkWritable();
     this.checkRange(offset, bytes.length);
     if (bytes.length === 0) return undefined;
+    const ready = this.contentChangeReady();
+    if (ready !== null) return ready.then(() => this.write(offset, bytes));
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.tx.noteDataWritten();
     const pieces = splitIntoPieces(offset, bytes.length);
@@ -241,6 +245,7 @@ export class Volume implements VolumeHandle {
   async discard(offset: number, length: number): Promise<void> {
     this.checkWritable();
     this.checkRange(offset, length);
+    await this.contentChangeReady();
     await this.zeroRange(offset, length);
   }
 
@@ -248,6 +253,7 @@ export class Volume implements VolumeHandle {
     this.checkWritable();
     this.checkRange(offset, length);
     if (!keepAllocated) {
+      await this.contentChangeReady();
       await this.zeroRange(offset, length);
       return;
     }
@@ -429,6 +435,26 @@ export class Volume implements VolumeHandle {
       await metadata.forEachMapping(this.liveState(metadata), from, to, (virtualBlock) => void mapped.push(virtualBlock));
       return mapped;
     });
+  }
+
+  /**
+   * Null when the volume's contents may change now; otherwise the commit that unseals it
+   * first (formats/metadata.md, "Volume identity"). That commit is durable before any byte
+   * changes: were it not, a crash could leave a volume whose record still vouches for contents
+   * it no longer has, and an incremental stream received onto it would be silently wrong.
+   */
+  private contentChangeReady(): Promise<void> | null {
+    const locks = this.locks;
+    if (locks.unsealing !== null) return locks.unsealing;
+    if (!this.state.record.sealed) return null;
+    const unsealing = this.tx
+      .change(async (metadata) => void metadata.unseal(this.liveState(metadata)))
+      .then(() => this.tx.commit())
+      .finally(() => {
+        locks.unsealing = null;
+      });
+    locks.unsealing = unsealing;
+    return unsealing;
   }
 
   // ---- checks --------------------------------------------------------------------------
