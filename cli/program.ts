@@ -2,6 +2,7 @@
 
 import { Command } from "commander";
 import { registerDumpCommand } from "./commands/dump.js";
+import { registerHistoryCommands } from "./commands/history.js";
 import { registerPoolCommands } from "./commands/pool.js";
 import { registerRepairCommand } from "./commands/repair.js";
 import { registerServeCommands } from "./commands/serve.js";
@@ -21,6 +22,7 @@ export function buildProgram(version: string): Command {
   registerPoolCommands(program);
   registerVolumeCommands(program);
   registerTransferCommands(program);
+  registerHistoryCommands(program);
   registerServeCommands(program);
   registerDumpCommand(program);
   registerRepairCommand(program);

@@ -178,8 +178,12 @@ export class Pool {
    * Writes in flight finish first, as for a snapshot. What send puts in a stream's header.
    */
   async seal(name: string): Promise<VolumeIdentity> {
-    this.assertWritable("the pool");
     const found = await this.transactions.read((metadata) => metadata.requireVolume(name));
+    // Sealed already: nothing to write, so a read-only pool can be sent from too.
+    if (found.record.sealed && this.locksFor(found.id).unsealing === null) {
+      return { uuid: found.record.uuid, generation: found.record.generation };
+    }
+    this.assertWritable("the pool");
     const identity = await this.locksFor(found.id).gate.exclusive(async () => {
       const sealed = await this.transactions.change(async (metadata) => {
         const state = await metadata.requireVolume(name);

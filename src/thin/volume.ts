@@ -186,7 +186,17 @@ export class Volume implements VolumeHandle {
     const pieces = splitIntoPieces(offset, bytes.length);
     const inPlace = this.writeInPlaceNow(pieces, data);
     if (inPlace === "written") return undefined;
-    return inPlace ?? this.locks.gate.shared(() => this.writeLocked(pieces, data));
+    return inPlace ?? this.writeUnderGate(offset, bytes, pieces, data);
+  }
+
+  /** writeLocked under the gate, unless a seal got in first: then the volume is unsealed and the write made again. */
+  private async writeUnderGate(offset: number, bytes: Uint8Array, pieces: Piece[], data: Buffer): Promise<void> {
+    const written = await this.locks.gate.shared(async () => {
+      if (this.sealedNow()) return false;
+      await this.writeLocked(pieces, data);
+      return true;
+    });
+    if (!written) await this.write(offset, bytes);
   }
 
   /**
@@ -199,6 +209,8 @@ export class Volume implements VolumeHandle {
   private writeInPlaceNow(pieces: Piece[], data: Buffer): "written" | Promise<void> | null {
     const releaseGate = this.locks.gate.tryShared();
     if (releaseGate === null) return null;
+    // Checked by the caller on this same turn: no seal can have come between.
+    assert(!this.sealedNow(), "an in-place write to a sealed volume");
     const releaseBlocks = this.locks.blocks.tryHoldAll(pieces.map((piece) => piece.virtualBlock));
     if (releaseBlocks === null) {
       releaseGate();
@@ -405,18 +417,23 @@ export class Volume implements VolumeHandle {
     }
     await this.zeroPartial(offset, firstWhole * DATA_BLOCK_BYTES);
     await this.zeroPartial(endWhole * DATA_BLOCK_BYTES, end);
-    for (let from = firstWhole; from < endWhole; from += RANGE_STEP_BLOCKS) {
+    for (let from = firstWhole; from < endWhole;) {
       const to = Math.min(endWhole, from + RANGE_STEP_BLOCKS);
-      await this.locks.gate.shared(async () => {
+      const done = await this.locks.gate.shared(async () => {
+        // A seal between two steps: the volume is unsealed again before the next unmap.
+        if (this.sealedNow()) return false;
         const mapped = await this.mappedBlocksIn(from, to);
-        if (mapped.length === 0) return;
+        if (mapped.length === 0) return true;
         await this.locks.blocks.runAll(mapped, () =>
           this.tx.change(async (metadata) => {
             const state = this.liveState(metadata);
             for (const virtualBlock of mapped) await metadata.unmapBlock(state, virtualBlock);
           }),
         );
+        return true;
       });
+      if (done) from = to;
+      else await this.contentChangeReady();
     }
   }
 
@@ -443,6 +460,11 @@ export class Volume implements VolumeHandle {
    * changes: were it not, a crash could leave a volume whose record still vouches for contents
    * it no longer has, and an incremental stream received onto it would be silently wrong.
    */
+  /** Sealed, or being unsealed: the contents may not change yet. */
+  private sealedNow(): boolean {
+    return this.locks.unsealing !== null || this.state.record.sealed;
+  }
+
   private contentChangeReady(): Promise<void> | null {
     const locks = this.locks;
     if (locks.unsealing !== null) return locks.unsealing;
