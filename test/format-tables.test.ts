@@ -19,6 +19,7 @@ import { MAPPING_DATA_BLOCK_BITS, MAPPING_VALUE_BYTES } from "../src/thin/mappin
 import { NAME_INDEX_VALUE_BYTES } from "../src/thin/names.js";
 import { SPACE_MAP_ROOT_LAYOUT, SUPERBLOCK_LAYOUT } from "../src/thin/superblock.js";
 import { VOLUME_RECORD_BYTES, VOLUME_RECORD_LAYOUT } from "../src/thin/volume-record.js";
+import { SEND_END_LAYOUT, SEND_HEADER_LAYOUT, SEND_RECORD_LAYOUT } from "../src/thin/send-stream.js";
 
 const FORMATS_DIR = join(import.meta.dirname, "..", "formats");
 
@@ -194,6 +195,9 @@ const LAYOUTS_BY_TABLE: Record<string, CodeLayout[]> = {
   "metadata.md: Space maps / Index block": [{ name: "INDEX_LAYOUT", fields: INDEX_LAYOUT, variables: {} }],
   "metadata.md: Space maps / Overflow block": [{ name: "OVERFLOW_LAYOUT", fields: OVERFLOW_LAYOUT, variables: {} }],
   "metadata.md: Space maps / Overflow entry": [{ name: "OVERFLOW_ENTRY", fields: OVERFLOW_ENTRY, variables: {} }],
+  "send-stream.md: Header (128 bytes)": [{ name: "SEND_HEADER_LAYOUT", fields: SEND_HEADER_LAYOUT, variables: {} }],
+  "send-stream.md: Records": [{ name: "SEND_RECORD_LAYOUT", fields: SEND_RECORD_LAYOUT, variables: {} }],
+  "send-stream.md: End record payload (40 bytes)": [{ name: "SEND_END_LAYOUT", fields: SEND_END_LAYOUT, variables: {} }],
 };
 
 function readFormats(): { file: string; text: string }[] {
