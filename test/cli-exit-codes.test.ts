@@ -21,6 +21,9 @@ const EVERY_CODE: readonly ErrorCode[] = [
   "POOL_LOCKED",
   "IO_ERROR",
   "SERVER_UNREACHABLE",
+  "INVALID_ARGUMENT",
+  "STREAM_CORRUPT",
+  "BASE_MISMATCH",
 ];
 
 describe("exit codes", () => {
@@ -38,6 +41,9 @@ describe("exit codes", () => {
     expect(exitCodeFor("INVALID_SIZE")).toBe(EXIT_USAGE);
     expect(exitCodeFor("NO_SUCH_VOLUME")).toBe(3);
     expect(exitCodeFor("VOLUME_EXISTS")).toBe(4);
+    expect(exitCodeFor("STREAM_CORRUPT")).toBe(9);
+    expect(exitCodeFor("BASE_MISMATCH")).toBe(9);
+    expect(exitCodeFor("INVALID_ARGUMENT")).toBe(EXIT_USAGE);
     expect(exitCodeFor("POOL_FULL")).toBe(5);
     expect(exitCodeFor("CORRUPT")).toBe(6);
     expect(exitCodeFor("POOL_LOCKED")).toBe(7);
