@@ -596,9 +596,16 @@ export class PoolMetadata {
     return state;
   }
 
-  /** Every volume's state is in memory, so this is exact. */
+  /** Every volume's state is in memory, so this is exact. Hidden volumes count: they take ids and space. */
   get volumeCount(): number {
     return this.states.size;
+  }
+
+  /** The volumes a user sees: not a receive in progress or a hold. */
+  get listedVolumeCount(): number {
+    let count = 0;
+    for (const state of this.states.values()) if (!state.record.hidden) count++;
+    return count;
   }
 
   private async probeName(name: string): Promise<{ key: number; volumeId: number } | null> {

@@ -359,7 +359,7 @@ export class Pool {
       metadataBlocksUsed: metadata.metadataBlocksUsed,
       metadataBlocksTotal: metadata.tm.metadataRefs.blockCount,
       transactionId: metadata.transactionId,
-      volumeCount: metadata.volumeCount,
+      volumeCount: metadata.listedVolumeCount,
       uuid: metadata.uuid,
       dataPath: this.dataPath,
       metaPath: this.metaPath,

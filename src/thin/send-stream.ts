@@ -6,7 +6,7 @@ import { crc32c } from "@node-rs/crc32";
 import { StreamCorruptError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { defineLayout, fieldBytes, readUint, writeUint } from "../io/byte-layout.js";
-import { DATA_BLOCK_BYTES } from "./limits.js";
+import { DATA_BLOCK_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
 import { NIL_UUID, uuidBytes, uuidText } from "./volume-record.js";
 
 export const SEND_STREAM_MAGIC = "THINSEND";
@@ -145,7 +145,9 @@ export function decodeSendHeader(bytes: Buffer): SendHeader {
   const baseUuid = uuidText(fieldBytes(bytes, F.baseUuid));
   const sizeBytes = readUint(bytes, F.sizeBytes);
   const firstBlock = readUint(bytes, F.firstBlock);
-  if (sizeBytes === 0 || sizeBytes % 512 !== 0) throw new StreamCorruptError(32, `a volume size of ${sizeBytes} bytes`);
+  if (sizeBytes === 0 || sizeBytes % 512 !== 0 || sizeBytes > VOLUME_BYTES_MAX) {
+    throw new StreamCorruptError(32, `a volume size of ${sizeBytes} bytes, which no thinp volume can have`);
+  }
   if (firstBlock > Math.ceil(sizeBytes / DATA_BLOCK_BYTES))
     throw new StreamCorruptError(88, `first block ${firstBlock} is past the volume's end`);
   return {
