@@ -1,7 +1,8 @@
 // `npm run bench`: the engine's numbers, as one markdown report on stdout (progress on
 // stderr). Sections follow bench/RESULTS.md: mapping rates, snapshot time, commit cost,
 // metadata density, bounded memory on reopen, data-path throughput beside a raw file, check
-// time, crash states per second, and the engine at 10^7 mappings.
+// time, crash states per second, the engine at 10^7 mappings, and diff time between two
+// snapshots against the blocks that changed between them.
 // `--seed N` reproduces a run's random key orders and offsets. `--only N` runs section N
 // alone (and builds only the pools it needs), for checking one section quickly.
 
@@ -13,6 +14,7 @@ import { progress, renderSection, type Section } from "./engine/support/report.j
 import { ScratchDir } from "./engine/support/scratch-dir.js";
 import { measureReopenMemory } from "./engine/sections/bounded-memory.js";
 import { measureCommitCost } from "./engine/sections/commit-cost.js";
+import { measureDiffTime } from "./engine/sections/diff-time.js";
 import { measureDataPath } from "./engine/sections/data-path.js";
 import { buildLargePool } from "./engine/sections/large-pool.js";
 import { measureCheckTime } from "./engine/sections/check-time.js";
@@ -23,7 +25,7 @@ import { measureScale } from "./engine/sections/scale.js";
 import { addSmallVolume, measureSnapshotTime } from "./engine/sections/snapshot-time.js";
 
 const DEFAULT_SEED = 20_240_601;
-const SECTION_COUNT = 9;
+const SECTION_COUNT = 10;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { seed: { type: "string" }, only: { type: "string" } } });
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
 
     if (wanted(6)) sections.set(6, await measureDataPath(scratch, seed));
     if (wanted(9)) sections.set(9, await measureScale(scratch, seed));
+    if (wanted(10)) sections.set(10, await measureDiffTime(scratch, seed));
   } finally {
     await scratch.remove();
   }
