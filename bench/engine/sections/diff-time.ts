@@ -20,8 +20,14 @@ export const DIFF_VOLUME = "base";
 const EMPTY_VOLUME = "empty";
 export const DIFF_VOLUME_BLOCKS = 1_000_000;
 export const DIFF_CHANGE_COUNTS = [10, 1_000, 100_000] as const;
-/** Warm repetitions of each timed walk; the median is reported. */
-const WARM_SAMPLES = 5;
+/**
+ * Warm repetitions of each timed walk, the median reported: at least the minimum, and more
+ * until the budget is spent, so a walk of a few milliseconds is not judged on five samples
+ * a busy machine's scheduler can skew.
+ */
+const WARM_SAMPLES_MIN = 5;
+const WARM_SAMPLES_MAX = 50;
+const WARM_BUDGET_MS = 500;
 /** The diff of the fewest changes, as a fraction of a full walk of one volume, at most. */
 const SMALL_DIFF_FRACTION_MAX = 0.01;
 /** Time per changed block at the most changes, over that at the middle count, at most. */
@@ -36,6 +42,7 @@ const snapshotNames = (changeCount: number) => ({ from: `s1-${changeCount}`, to:
 interface Timed {
   coldMs: number;
   warmMs: number;
+  warmSamples: number;
 }
 
 interface WalkMeasure extends Timed {
@@ -113,7 +120,7 @@ async function withReopenedPool<T>(metaPath: string, use: (pool: Pool) => Promis
   }
 }
 
-/** The first run cold, then the median of WARM_SAMPLES more. */
+/** The first run cold, then the median of the warm runs after it. */
 async function coldThenWarm(run: () => Promise<void>): Promise<Timed> {
   const timedRun = async () => {
     const started = performance.now();
@@ -122,8 +129,12 @@ async function coldThenWarm(run: () => Promise<void>): Promise<Timed> {
   };
   const coldMs = await timedRun();
   const warm: number[] = [];
-  for (let i = 0; i < WARM_SAMPLES; i++) warm.push(await timedRun());
-  return { coldMs, warmMs: median(warm) };
+  let spentMs = 0;
+  while (warm.length < WARM_SAMPLES_MIN || (spentMs < WARM_BUDGET_MS && warm.length < WARM_SAMPLES_MAX)) {
+    warm.push(await timedRun());
+    spentMs += warm.at(-1)!;
+  }
+  return { coldMs, warmMs: median(warm), warmSamples: warm.length };
 }
 
 async function measureDiff(metaPath: string, changeCount: number): Promise<DiffMeasure> {
@@ -218,7 +229,7 @@ function report(measures: DiffMeasure[], walk: WalkMeasure, buildMs: number): Se
   ]);
   const coldFraction = fewest.coldMs / walk.coldMs;
   const warmFraction = fewest.warmMs / walk.warmMs;
-  const perBlock = (measured: DiffMeasure, which: keyof Timed) => measured[which] / measured.changeCount;
+  const perBlock = (measured: DiffMeasure, which: "coldMs" | "warmMs") => measured[which] / measured.changeCount;
   const coldPerBlockRatio = perBlock(most, "coldMs") / perBlock(middle, "coldMs");
   const warmPerBlockRatio = perBlock(most, "warmMs") / perBlock(middle, "warmMs");
   const perNode = measures.map((measured) => measured.warmMs / measured.nodesRead);
@@ -230,8 +241,8 @@ function report(measures: DiffMeasure[], walk: WalkMeasure, buildMs: number): Se
     method: [
       `One file pool, one volume \`${DIFF_VOLUME}\` with all ${count(DIFF_VOLUME_BLOCKS)} blocks mapped (built through the metadata layer as in section 9, ${(buildMs / 1000).toFixed(1)} s, no data written).`,
       `For each N in ${DIFF_CHANGE_COUNTS.map(count).join(", ")}: snapshot \`s1-N\`, remap N blocks of \`${DIFF_VOLUME}\` to fresh data blocks (\`allocateDataBlock\` + \`mapBlock\`, as a copy-on-write first write maps it, without the copy), one at a seeded random place in each of N equal stretches of the volume, then snapshot \`s2-N\` and commit. The pool is closed.`,
-      `Diff: \`pool.diff("s1-N", "s2-N")\` consumed to the end (it walks windows of ${count(DIFF_WINDOW_BLOCKS)} blocks, one read section each); the changed bytes it yields are asserted to be N blocks. Cold is the first diff after \`Pool.open\` (thinp's metadata cache empty; the OS page cache still holds the file); warm is the median of the next ${WARM_SAMPLES}. Nodes read and shared subtrees skipped are \`PoolMetadata.diffMappings\`' counts over the same windows, untimed.`,
-      `Full walk: \`forEachMapping\` over all ${count(DIFF_VOLUME_BLOCKS)} mappings of \`s1-${DIFF_CHANGE_COUNTS[0]}\` in one read section, cold after its own \`Pool.open\`, then warm the same way; its nodes are counted by a diff against an empty volume. The metadata cache holds 8,192 blocks, so at N = ${count(most.changeCount)} (both trees' leaves differ) some of a warm diff's reads still go to the file.`,
+      `Diff: \`pool.diff("s1-N", "s2-N")\` consumed to the end (it walks windows of ${count(DIFF_WINDOW_BLOCKS)} blocks, one read section each); the changed bytes it yields are asserted to be N blocks. Cold is the first diff after \`Pool.open\` (thinp's metadata cache empty; the OS page cache still holds the file); warm is the median of the runs after it (${WARM_SAMPLES_MIN} to ${WARM_SAMPLES_MAX}, until ${WARM_BUDGET_MS} ms are spent: ${measures.map((measured) => measured.warmSamples).join(", ")} here). Nodes read and shared subtrees skipped are \`PoolMetadata.diffMappings\`' counts over the same windows, untimed.`,
+      `Full walk: \`forEachMapping\` over all ${count(DIFF_VOLUME_BLOCKS)} mappings of \`s1-${DIFF_CHANGE_COUNTS[0]}\` in one read section, cold after its own \`Pool.open\`, then warm the same way (${walk.warmSamples} runs); its nodes are counted by a diff against an empty volume. The metadata cache holds 8,192 blocks, so at N = ${count(most.changeCount)} (both trees' leaves differ) some of a warm diff's reads still go to the file.`,
     ],
     tables: [
       {
