@@ -113,6 +113,36 @@ describe("diff between volumes", () => {
     await pool.close();
   });
 
+  it("a walk stopped after a number of visits goes on from where it stopped to the same entries", async () => {
+    const pool = await Pool.formatFiles(new MemoryStorageFile("meta"), new MemoryStorageFile("data"), { sizeBytes: POOL_BYTES });
+    await pool.createVolume("base", 2000 * DATA_BLOCK_BYTES);
+    const volume = await pool.volume("base");
+    await volume.write(0, Buffer.alloc(1000 * DATA_BLOCK_BYTES, 1));
+    await pool.snapshot("base", "s1");
+    for (let block = 3; block < 1900; block += 7) await volume.write(block * DATA_BLOCK_BYTES, Buffer.alloc(512, 2));
+    await pool.snapshot("base", "s2");
+    const walk = (visitsMax: number) =>
+      pool.transactions.read(async (metadata) => {
+        const s1 = await metadata.requireVolume("s1");
+        const s2 = await metadata.requireVolume("s2");
+        const seen: number[] = [];
+        let sections = 0;
+        for (let from: number | null = 0; from !== null; sections++) {
+          const counts = await metadata.diffMappings(s1, s2, from, 2000, (block) => void seen.push(block), { visitsMax });
+          from = counts.resumeAt;
+        }
+        return { seen, sections };
+      });
+    const whole = await walk(Infinity);
+    expect(whole.sections).toBe(1);
+    for (const visitsMax of [1, 5, 37]) {
+      const stepped = await walk(visitsMax);
+      expect(stepped.seen, `${visitsMax} visits a section`).toEqual(whole.seen);
+      expect(stepped.sections).toBe(Math.floor(whole.seen.length / visitsMax) + 1);
+    }
+    await pool.close();
+  });
+
   it("names a volume that does not exist", async () => {
     const pool = await Pool.formatFiles(new MemoryStorageFile("meta"), new MemoryStorageFile("data"), { sizeBytes: POOL_BYTES });
     await pool.createVolume("base", DATA_BLOCK_BYTES);

@@ -442,7 +442,7 @@ export class PoolMetadata {
     from: number,
     to: number,
     visit: (virtualBlock: number, leftDataBlock: number | null, rightDataBlock: number | null) => void,
-    options: { visitShared?: boolean } = {},
+    options: { visitShared?: boolean; visitsMax?: number } = {},
   ): Promise<TreeDiffCounts> {
     this.assertLive(left);
     this.assertLive(right);
@@ -464,7 +464,7 @@ export class PoolMetadata {
       left.record.mappingRoot,
       right.record.mappingRoot,
       (key, leftValue, rightValue) => visit(key, dataBlockOf(left, key, leftValue), dataBlockOf(right, key, rightValue)),
-      { from, to, visitShared: options.visitShared },
+      { from, to, visitShared: options.visitShared, visitsMax: options.visitsMax },
     );
   }
 

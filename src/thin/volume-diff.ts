@@ -21,8 +21,14 @@ export interface DiffOptions {
   includeSame?: boolean;
 }
 
-/** Virtual blocks compared per read section. */
+/** Virtual blocks walked per read section, at most. */
 export const DIFF_WINDOW_BLOCKS = 1 << 16;
+/**
+ * Differing blocks found per read section, at most: a section ends after this much work or
+ * this many blocks walked, whichever comes first, so it is short and its runs few whatever
+ * the trees hold. A diff of few changes walks far in one section: windows cost a descent each.
+ */
+export const DIFF_SECTION_VISITS_MAX = 1 << 14;
 
 /** The two volumes of a diff, resolved by name once and followed by id from then on. */
 export interface DiffSides {
@@ -54,10 +60,10 @@ export async function* diffBlockRuns(
   options: DiffOptions = {},
 ): AsyncGenerator<BlockRun> {
   let pending: BlockRun | null = null;
-  for (let from = 0; from < sides.blockEnd; from += DIFF_WINDOW_BLOCKS) {
-    const to = Math.min(sides.blockEnd, from + DIFF_WINDOW_BLOCKS);
-    const runs = await transactions.read((metadata) => diffWindow(metadata, sides, from, to, options));
-    for (const run of runs) {
+  for (let from = 0; from < sides.blockEnd;) {
+    const section = await transactions.read((metadata) => diffSection(metadata, sides, from, options));
+    from = section.next;
+    for (const run of section.runs) {
       if (pending !== null && pending.kind === run.kind && pending.firstBlock + pending.blockCount === run.firstBlock) {
         pending.blockCount += run.blockCount;
         continue;
@@ -69,12 +75,20 @@ export async function* diffBlockRuns(
   if (pending !== null) yield pending;
 }
 
-async function diffWindow(metadata: PoolMetadata, sides: DiffSides, from: number, to: number, options: DiffOptions): Promise<BlockRun[]> {
+/** One read section's part of a diff, from block `from`: its runs, and where the next section starts. */
+async function diffSection(
+  metadata: PoolMetadata,
+  sides: DiffSides,
+  from: number,
+  options: DiffOptions,
+): Promise<{ runs: BlockRun[]; next: number }> {
   const left = liveState(metadata, sides.left);
   const right = liveState(metadata, sides.right);
   const runs: BlockRun[] = [];
   let last: BlockRun | undefined;
-  await metadata.diffMappings(
+  // Without `same`, the walk skips what the trees share, and its work is the visits it makes.
+  const to = options.includeSame ? Math.min(sides.blockEnd, from + DIFF_WINDOW_BLOCKS) : sides.blockEnd;
+  const counts = await metadata.diffMappings(
     left,
     right,
     from,
@@ -85,9 +99,9 @@ async function diffWindow(metadata: PoolMetadata, sides: DiffSides, from: number
       if (last !== undefined && last.kind === kind && last.firstBlock + last.blockCount === virtualBlock) last.blockCount++;
       else runs.push((last = { kind, firstBlock: virtualBlock, blockCount: 1 }));
     },
-    { visitShared: options.includeSame === true },
+    { visitShared: options.includeSame === true, visitsMax: DIFF_SECTION_VISITS_MAX },
   );
-  return runs;
+  return { runs, next: counts.resumeAt ?? to };
 }
 
 function liveState(metadata: PoolMetadata, side: { id: number; name: string }): VolumeState {

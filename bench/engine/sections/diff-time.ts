@@ -8,7 +8,7 @@
 import { assert } from "../../../src/io/assert.js";
 import { DATA_BLOCK_BYTES } from "../../../src/thin/limits.js";
 import { Pool } from "../../../src/thin/pool.js";
-import { DIFF_WINDOW_BLOCKS } from "../../../src/thin/volume-diff.js";
+import { DIFF_SECTION_VISITS_MAX } from "../../../src/thin/volume-diff.js";
 import { mapEveryBlock } from "../support/bulk-mapping.js";
 import { MAPPINGS_PER_SECTION, mapKeys } from "../support/mapping-builder.js";
 import { formatCount, formatMs, formatPercent, formatRatio, progress, type Section } from "../support/report.js";
@@ -154,16 +154,18 @@ async function measureDiff(metaPath: string, changeCount: number): Promise<DiffM
   });
 }
 
-/** The nodes pool.diff reads: diffMappings over the same windows it walks, each in its own read section. */
+/** The nodes pool.diff reads: diffMappings over the same sections it walks, each in its own read section. */
 async function countDiffNodes(pool: Pool, from: string, to: string): Promise<{ nodesRead: number; subtreesSkipped: number }> {
   const counts = { nodesRead: 0, subtreesSkipped: 0 };
-  for (let start = 0; start < DIFF_VOLUME_BLOCKS; start += DIFF_WINDOW_BLOCKS) {
-    const end = Math.min(DIFF_VOLUME_BLOCKS, start + DIFF_WINDOW_BLOCKS);
-    const window = await pool.transactions.read(async (metadata) =>
-      metadata.diffMappings(await metadata.requireVolume(from), await metadata.requireVolume(to), start, end, () => {}),
+  for (let start = 0; start < DIFF_VOLUME_BLOCKS;) {
+    const section = await pool.transactions.read(async (metadata) =>
+      metadata.diffMappings(await metadata.requireVolume(from), await metadata.requireVolume(to), start, DIFF_VOLUME_BLOCKS, () => {}, {
+        visitsMax: DIFF_SECTION_VISITS_MAX,
+      }),
     );
-    counts.nodesRead += window.nodesRead;
-    counts.subtreesSkipped += window.subtreesSkipped;
+    counts.nodesRead += section.nodesRead;
+    counts.subtreesSkipped += section.subtreesSkipped;
+    start = section.resumeAt ?? DIFF_VOLUME_BLOCKS;
   }
   return counts;
 }
@@ -241,7 +243,7 @@ function report(measures: DiffMeasure[], walk: WalkMeasure, buildMs: number): Se
     method: [
       `One file pool, one volume \`${DIFF_VOLUME}\` with all ${count(DIFF_VOLUME_BLOCKS)} blocks mapped (built through the metadata layer as in section 9, ${(buildMs / 1000).toFixed(1)} s, no data written).`,
       `For each N in ${DIFF_CHANGE_COUNTS.map(count).join(", ")}: snapshot \`s1-N\`, remap N blocks of \`${DIFF_VOLUME}\` to fresh data blocks (\`allocateDataBlock\` + \`mapBlock\`, as a copy-on-write first write maps it, without the copy), one at a seeded random place in each of N equal stretches of the volume, then snapshot \`s2-N\` and commit. The pool is closed.`,
-      `Diff: \`pool.diff("s1-N", "s2-N")\` consumed to the end (it walks windows of ${count(DIFF_WINDOW_BLOCKS)} blocks, one read section each); the changed bytes it yields are asserted to be N blocks. Cold is the first diff after \`Pool.open\` (thinp's metadata cache empty; the OS page cache still holds the file); warm is the median of the runs after it (${WARM_SAMPLES_MIN} to ${WARM_SAMPLES_MAX}, until ${WARM_BUDGET_MS} ms are spent: ${measures.map((measured) => measured.warmSamples).join(", ")} here). Nodes read and shared subtrees skipped are \`PoolMetadata.diffMappings\`' counts over the same windows, untimed.`,
+      `Diff: \`pool.diff("s1-N", "s2-N")\` consumed to the end (one read section per ${count(DIFF_SECTION_VISITS_MAX)} differing blocks found); the changed bytes it yields are asserted to be N blocks. Cold is the first diff after \`Pool.open\` (thinp's metadata cache empty; the OS page cache still holds the file); warm is the median of the runs after it (${WARM_SAMPLES_MIN} to ${WARM_SAMPLES_MAX}, until ${WARM_BUDGET_MS} ms are spent: ${measures.map((measured) => measured.warmSamples).join(", ")} here). Nodes read and shared subtrees skipped are \`PoolMetadata.diffMappings\`' counts over the same windows, untimed.`,
       `Full walk: \`forEachMapping\` over all ${count(DIFF_VOLUME_BLOCKS)} mappings of \`s1-${DIFF_CHANGE_COUNTS[0]}\` in one read section, cold after its own \`Pool.open\`, then warm the same way (${walk.warmSamples} runs); its nodes are counted by a diff against an empty volume. The metadata cache holds 8,192 blocks, so at N = ${count(most.changeCount)} (both trees' leaves differ) some of a warm diff's reads still go to the file.`,
     ],
     tables: [

@@ -127,6 +127,14 @@ export class NodeView {
     return this.block.subarray(at, at + this.valueBytes);
   }
 
+  /** Whether value `index` here and value `otherIndex` of `other` are the same bytes; reads them in place. */
+  valueEquals(index: number, other: NodeView, otherIndex: number): boolean {
+    const bytes = this.valueBytes;
+    const at = this.valuesOffset() + index * bytes;
+    const otherAt = other.valuesOffset() + otherIndex * bytes;
+    return this.block.compare(other.block, otherAt, otherAt + bytes, at, at + bytes) === 0;
+  }
+
   childAt(index: number): number {
     const child = readU64(this.valueAt(index), 0);
     if (!Number.isSafeInteger(child))

@@ -5,11 +5,12 @@
 // being read. The cost is then the nodes on the paths to the changes, not the trees' size.
 //
 // Each side is a stack of what remains to be compared, in key order: whole subtrees not yet
-// read (a block and the key range its parent gives it) and leaf entries. At each step the
+// read (a block and the key range its parent gives it) and the rest of leaves read. At each step the
 // heads of the two stacks are compared; a subtree is read (replaced by its children or
 // entries) only when its keys may meet the other side's head. Of two unread subtrees the one
 // spanning more keys is read first, so the walks descend level by level together and a
-// subtree shared one level down meets itself at both heads.
+// subtree shared one level down meets itself at both heads. Two leaves at both heads are
+// merged in one pass, comparing values in place.
 
 import { CorruptBlockError } from "../../errors.js";
 import { TREE_DEPTH_MAX } from "../limits.js";
@@ -25,12 +26,16 @@ export interface TreeDiffOptions {
   to?: number;
   /** Read shared subtrees too, so every entry of both trees is visited (for a listing of what is the same). */
   visitShared?: boolean;
+  /** Stop after this many visits; `resumeAt` then says where to go on. */
+  visitsMax?: number;
 }
 
 export interface TreeDiffCounts {
   nodesRead: number;
   /** Shared subtrees passed without a read. */
   subtreesSkipped: number;
+  /** Set when `visitsMax` stopped the walk: the key after the last one visited. Null: the walk went to the end. */
+  resumeAt: number | null;
 }
 
 interface Subtree {
@@ -39,11 +44,13 @@ interface Subtree {
   end: number;
   depth: number;
 }
-interface Entry {
-  key: number;
-  value: Buffer;
+/** The entries [index, end) of a leaf read already, the head being `index`. */
+interface LeafRun {
+  node: NodeView;
+  index: number;
+  end: number;
 }
-type Pending = Subtree | Entry;
+type Pending = Subtree | LeafRun;
 
 const isSubtree = (item: Pending): item is Subtree => "block" in item;
 
@@ -51,12 +58,19 @@ export async function diffTrees(
   readNode: (block: number) => Promise<NodeView>,
   leftRoot: number,
   rightRoot: number,
-  visit: DiffVisit,
+  visitEntry: DiffVisit,
   options: TreeDiffOptions = {},
 ): Promise<TreeDiffCounts> {
   const from = options.from ?? 0;
   const to = options.to ?? KEY_END;
-  const counts: TreeDiffCounts = { nodesRead: 0, subtreesSkipped: 0 };
+  const visitShared = options.visitShared === true;
+  const counts: TreeDiffCounts = { nodesRead: 0, subtreesSkipped: 0, resumeAt: null };
+  const visitsMax = options.visitsMax ?? Infinity;
+  let visits = 0;
+  const visit: DiffVisit = (key, leftValue, rightValue) => {
+    visitEntry(key, leftValue, rightValue);
+    if (++visits >= visitsMax) counts.resumeAt = key + 1;
+  };
   const left: Pending[] = [{ block: leftRoot, first: 0, end: KEY_END, depth: 0 }];
   const right: Pending[] = [{ block: rightRoot, first: 0, end: KEY_END, depth: 0 }];
 
@@ -70,10 +84,9 @@ export async function diffTrees(
     counts.nodesRead++;
     const count = node.count;
     if (node.isLeaf) {
-      for (let i = count - 1; i >= 0; i--) {
-        const key = node.keyAt(i);
-        if (key >= from && key < to) side.push({ key, value: node.valueAt(i) });
-      }
+      const index = from > 0 ? node.lowerBound(from) : 0;
+      const end = to < KEY_END ? node.lowerBound(to) : count;
+      if (index < end) side.push({ node, index, end });
       return;
     }
     for (let i = count - 1; i >= 0; i--) {
@@ -85,28 +98,49 @@ export async function diffTrees(
     }
   };
 
-  /** Takes the entry on top of `side`. */
-  const take = (side: Pending[]): void => void side.pop();
+  /** Visits the head entry of the leaf run on top of `side` as that side's alone, and moves past it. */
+  const takeAlone = (side: Pending[], run: LeafRun, isLeft: boolean): void => {
+    const key = run.node.keyAt(run.index);
+    const value = run.node.valueAt(run.index);
+    if (isLeft) visit(key, value, null);
+    else visit(key, null, value);
+    if (++run.index === run.end) side.pop();
+  };
+
+  /** Two leaves side by side: merged in one pass, entries that are the same bytes on both sides passed over. */
+  const mergeLeaves = (a: LeafRun, b: LeafRun): void => {
+    const an = a.node;
+    const bn = b.node;
+    while (a.index < a.end && b.index < b.end && counts.resumeAt === null) {
+      const ak = an.keyAt(a.index);
+      const bk = bn.keyAt(b.index);
+      if (ak < bk) visit(ak, an.valueAt(a.index++), null);
+      else if (bk < ak) visit(bk, null, bn.valueAt(b.index++));
+      else {
+        if (visitShared || !an.valueEquals(a.index, bn, b.index)) visit(ak, an.valueAt(a.index), bn.valueAt(b.index));
+        a.index++;
+        b.index++;
+      }
+    }
+    if (a.index === a.end) left.pop();
+    if (b.index === b.end) right.pop();
+  };
 
   for (;;) {
     const a = left[left.length - 1];
     const b = right[right.length - 1];
-    if (a === undefined && b === undefined) return counts;
+    if ((a === undefined && b === undefined) || counts.resumeAt !== null) return counts;
     if (a === undefined || b === undefined) {
       // One tree is done: what remains of the other is its own.
       const [side, head] = a === undefined ? [right, b!] : [left, a];
       if (isSubtree(head)) await expand(side, head);
-      else {
-        take(side);
-        if (a === undefined) visit(head.key, null, head.value);
-        else visit(head.key, head.value, null);
-      }
+      else takeAlone(side, head, a !== undefined);
       continue;
     }
     if (isSubtree(a) && isSubtree(b)) {
-      if (a.block === b.block && !options.visitShared) {
-        take(left);
-        take(right);
+      if (a.block === b.block && !visitShared) {
+        left.pop();
+        right.pop();
         counts.subtreesSkipped++;
       } else if (a.end <= b.first) await expand(left, a);
       else if (b.end <= a.first) await expand(right, b);
@@ -115,33 +149,19 @@ export async function diffTrees(
       continue;
     }
     if (!isSubtree(a) && !isSubtree(b)) {
-      if (a.key < b.key) {
-        take(left);
-        visit(a.key, a.value, null);
-      } else if (b.key < a.key) {
-        take(right);
-        visit(b.key, null, b.value);
-      } else {
-        take(left);
-        take(right);
-        visit(a.key, a.value, b.value);
-      }
+      mergeLeaves(a, b);
       continue;
     }
     // An entry against a subtree. Every key left on a side is at least its head's first: an
     // entry below the other side's subtree is its own side's alone.
     if (isSubtree(b)) {
-      const entry = a as Entry;
-      if (entry.key < b.first) {
-        take(left);
-        visit(entry.key, entry.value, null);
-      } else await expand(right, b);
+      const run = a as LeafRun;
+      if (run.node.keyAt(run.index) < b.first) takeAlone(left, run, true);
+      else await expand(right, b);
     } else {
       const subtree = a as Subtree;
-      if (b.key < subtree.first) {
-        take(right);
-        visit(b.key, null, b.value);
-      } else await expand(left, subtree);
+      if (b.node.keyAt(b.index) < subtree.first) takeAlone(right, b, false);
+      else await expand(left, subtree);
     }
   }
 }
