@@ -217,6 +217,42 @@ describe("send and receive", () => {
     await receiver.close();
   });
 
+  it("a crash anywhere in a resumable receive reopens to nothing listed, and resumes to the same volume", async () => {
+    const { pool: sender } = await history();
+    await sender.createVolume("big", 48 * B);
+    const big = await sender.volume("big");
+    for (let block = 0; block < 48; block += 3) await big.write(block * B, Buffer.alloc(2 * B, block + 1));
+    await sender.commit();
+    const whole = await send(sender, "big");
+    const expected = await contents(sender, "big");
+    for (const fraction of [0.1, 0.35, 0.6, 0.85, 0.999]) {
+      const { pool: receiver, meta, data } = await memoryPool();
+      let crashed: { meta: MemoryStorageFile; data: MemoryStorageFile } | null = null;
+      const crashAt = Math.floor(whole.length * fraction);
+      const source = async function* () {
+        for (let at = 0; at < whole.length; at += 4096) {
+          // What a power cut at this moment would leave.
+          if (crashed === null && at >= crashAt) crashed = { meta: meta.durableCopy(), data: data.durableCopy() };
+          yield whole.subarray(at, Math.min(whole.length, at + 4096));
+        }
+      };
+      await receiveStream(source(), new PoolReceiveTarget(receiver, "big", { resumable: true, progressBytes: 3 * B }));
+      await receiver.close();
+      const after = await Pool.openFiles(crashed!.meta, crashed!.data);
+      expect(await after.listVolumes(), `crash at ${fraction}`).toEqual([]);
+      const kept = await interruptedReceive(after, "big");
+      if (kept === null) {
+        // The crash came before the first progress commit: start again.
+        await receive(after, "big", whole);
+      } else {
+        await receive(after, "big", await send(sender, "big", { resume: decodeResumeToken(kept.token) }), { resume: true });
+      }
+      expect((await contents(after, "big")).equals(expected), `crash at ${fraction}`).toBe(true);
+      await after.close();
+      expect((await checkMetadataFile(crashed!.meta, "meta")).problems, `crash at ${fraction}`).toEqual([]);
+    }
+  });
+
   it("a token is refused by a sender whose volume has changed since", async () => {
     const { pool: sender } = await history();
     const whole = await send(sender, "s2");
