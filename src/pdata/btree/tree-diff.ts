@@ -74,14 +74,19 @@ export async function diffTrees(
   const left: Pending[] = [{ block: leftRoot, first: 0, end: KEY_END, depth: 0 }];
   const right: Pending[] = [{ block: rightRoot, first: 0, end: KEY_END, depth: 0 }];
 
-  /** Replaces the subtree on top of `side` by what its node holds within [from, to), last first. */
-  const expand = async (side: Pending[], subtree: Subtree): Promise<void> => {
-    side.pop();
+  /** The node at a subtree's root, refused past the deepest a tree can be (a loop). */
+  const readSubtree = async (subtree: Subtree): Promise<NodeView> => {
     if (subtree.depth >= TREE_DEPTH_MAX) {
       throw new CorruptBlockError(subtree.block, "loop", `the tree is deeper than ${TREE_DEPTH_MAX} levels: its nodes point in a loop`);
     }
-    const node = await readNode(subtree.block);
     counts.nodesRead++;
+    return readNode(subtree.block);
+  };
+
+  /** Replaces the subtree on top of `side` by what its node holds within [from, to), last first. */
+  const expand = async (side: Pending[], subtree: Subtree, read?: NodeView): Promise<void> => {
+    side.pop();
+    const node = read ?? (await readSubtree(subtree));
     const count = node.count;
     if (node.isLeaf) {
       const index = from > 0 ? node.lowerBound(from) : 0;
@@ -96,6 +101,64 @@ export async function diffTrees(
       if (end <= from || first >= to) continue;
       side.push({ block: node.childAt(i), first, end, depth: subtree.depth + 1 });
     }
+  };
+
+  /**
+   * Two internal nodes over the same key range, both at the heads: read both and pair their
+   * children, passing over every child that is the same block over the same keys in both
+   * without making anything of it; only the children that differ go on the stacks.
+   */
+  const expandBoth = async (a: Subtree, b: Subtree): Promise<void> => {
+    const an = await readSubtree(a);
+    const bn = await readSubtree(b);
+    if (an.isLeaf || bn.isLeaf) {
+      await expand(left, a, an);
+      await expand(right, b, bn);
+      return;
+    }
+    left.pop();
+    right.pop();
+    const leftChildren = childrenOf(an, a);
+    const rightChildren = childrenOf(bn, b);
+    const leftKept: Subtree[] = [];
+    const rightKept: Subtree[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < leftChildren.length && j < rightChildren.length) {
+      const l = leftChildren[i]!;
+      const r = rightChildren[j]!;
+      if (l.block === r.block && l.first === r.first && l.end === r.end) {
+        counts.subtreesSkipped++;
+        i++;
+        j++;
+      } else if (l.end <= r.first) leftKept.push(leftChildren[i++]!);
+      else if (r.end <= l.first) rightKept.push(rightChildren[j++]!);
+      else {
+        // Overlapping ranges that differ: both are compared, in key order.
+        if (l.end <= r.end) leftKept.push(leftChildren[i++]!);
+        else rightKept.push(rightChildren[j++]!);
+      }
+    }
+    while (i < leftChildren.length) leftKept.push(leftChildren[i++]!);
+    while (j < rightChildren.length) rightKept.push(rightChildren[j++]!);
+    for (let k = leftKept.length - 1; k >= 0; k--) left.push(leftKept[k]!);
+    for (let k = rightKept.length - 1; k >= 0; k--) right.push(rightKept[k]!);
+  };
+
+  /** An internal node's children within [from, to), in key order, each with the range its parent gives it. */
+  const childrenOf = (node: NodeView, parent: Subtree): Subtree[] => {
+    const count = node.count;
+    const children: Subtree[] = [];
+    let nextKey = count > 0 ? node.keyAt(0) : parent.end;
+    for (let i = 0; i < count; i++) {
+      // The first child also holds keys below its own key (formats/metadata.md).
+      const first = i === 0 ? parent.first : nextKey;
+      nextKey = i + 1 < count ? node.keyAt(i + 1) : parent.end;
+      const end = nextKey;
+      if (end <= from || first >= to) continue;
+      children.push({ block: node.childAt(i), first, end, depth: parent.depth + 1 });
+    }
+    return children;
   };
 
   /** Visits the head entry of the leaf run on top of `side` as that side's alone, and moves past it. */
@@ -142,7 +205,8 @@ export async function diffTrees(
         left.pop();
         right.pop();
         counts.subtreesSkipped++;
-      } else if (a.end <= b.first) await expand(left, a);
+      } else if (a.first === b.first && a.end === b.end && !visitShared) await expandBoth(a, b);
+      else if (a.end <= b.first) await expand(left, a);
       else if (b.end <= a.first) await expand(right, b);
       else if (b.end - b.first > a.end - a.first) await expand(right, b);
       else await expand(left, a);
