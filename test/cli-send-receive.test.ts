@@ -83,7 +83,10 @@ describe("thinp diff, send and receive", () => {
     const uuidIn = async (pool: string) =>
       JSON.parse(await runCliOk(["list", "--json", "--pool", pool], { cwd: dir })).volumes.find((v: { name: string }) => v.name === "s2")
         .uuid;
-    expect(await uuidIn("b.meta")).toBe(await uuidIn("a.meta"));
+    const sentUuid = await uuidIn("a.meta");
+    expect(sentUuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(await uuidIn("b.meta")).toBe(sentUuid);
+    expect(received.uuid).toBe(sentUuid);
   });
 
   it("every cut of an incremental stream is refused with exit 9, leaving the pool byte for byte as it was", async () => {

@@ -132,6 +132,7 @@ function renderListJson(volumes: readonly ListedVolume[], blockBytes: number): s
     volumes: volumes.map(({ info, usage }) => ({
       name: info.name,
       id: info.id,
+      uuid: info.uuid,
       sizeBytes: info.sizeBytes,
       mappedBlocks: usage.mappedBlocks,
       exclusiveBlocks: usage.exclusiveBlocks,
