@@ -160,12 +160,12 @@ export class PoolReceiveTarget implements ReceiveTarget {
       );
     }
     if (held.record.generation !== base.generation || !held.record.sealed) {
-      const since =
-        held.record.generation === base.generation
-          ? "written since it was received or sent"
-          : `at generation ${held.record.generation}, not ${base.generation}`;
+      const which =
+        held.record.generation < base.generation && held.record.sealed
+          ? `the sender's copy has changed since this one was received (generation ${base.generation} there, ${held.record.generation} here)`
+          : `it has changed here since it was received or sent (generation ${held.record.generation}${held.record.sealed ? "" : ", written since"}; the stream's base is generation ${base.generation})`;
       throw new BaseMismatchError(
-        `'${held.record.name}' here is the stream's base, but it has changed (${since}), so the changes would not apply to it: ` +
+        `'${held.record.name}' here is the stream's base, but ${which}, so the changes would not apply to it: ` +
           `send '${this.name}' whole (thinp send without --from), or from a snapshot both pools hold unchanged`,
       );
     }
