@@ -72,7 +72,10 @@ export function dirtyRuns(changed: readonly ByteRange[], offset: number, byteLen
   };
   let cursor = offset;
   for (const range of changed) {
-    assert(range.length > 0 && range.offset >= cursor && range.offset + range.length <= end, `changed range ${range.offset}+${range.length}`);
+    assert(
+      range.length > 0 && range.offset >= cursor && range.offset + range.length <= end,
+      `changed range ${range.offset}+${range.length}`,
+    );
     if (range.offset > cursor) push(range.offset - cursor, 0);
     push(range.length, NBD_STATE_DIRTY);
     cursor = range.offset + range.length;

@@ -13,8 +13,7 @@ export type QueryMatch = { ok: true; contexts: string[] } | { ok: false; reason:
 
 /** A context a client selected, under the id its BLOCK_STATUS chunks carry. */
 export type SelectedContext =
-  | { id: number; name: string; kind: "allocation" }
-  | { id: number; name: string; kind: "dirty-bitmap"; tracker: ChangeTracker };
+  { id: number; name: string; kind: "allocation" } | { id: number; name: string; kind: "dirty-bitmap"; tracker: ChangeTracker };
 
 /** What SET_META_CONTEXT asked for, before the catalog says which bitmaps exist. */
 export type RequestedContext = { kind: "allocation" } | { kind: "dirty-bitmap"; baseName: string };

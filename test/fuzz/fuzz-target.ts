@@ -259,7 +259,8 @@ async function startPoolServer(directory: string, options: FuzzTargetOptions, pa
   const socketPath = join(directory, "pool.sock");
   const server = await startNbdServer({ catalog: parts.served, socketPath, limits });
   // Every volume of the pool is an export, and each is compared with every other.
-  const comparisonBases = (exportName: string) => (exports.has(exportName) ? [...exports.keys()].filter((name) => name !== exportName) : []);
+  const comparisonBases = (exportName: string) =>
+    exports.has(exportName) ? [...exports.keys()].filter((name) => name !== exportName) : [];
   return {
     kind: "pool",
     server,
