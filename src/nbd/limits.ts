@@ -160,7 +160,7 @@ export function serverBufferBytesMax(limits: NbdLimits): number {
 
 /**
  * The documented ceiling on one server's I/O buffers with the default limits, whatever its
- * clients do (944 MiB by serverBufferBytesMax; most of it is reply buffers of clients that
+ * clients do (945.5 MiB by serverBufferBytesMax; most of it is reply buffers of clients that
  * stop reading their replies).
  */
 export const SERVER_BUFFER_BYTES_MAX = 1 * GiB;
