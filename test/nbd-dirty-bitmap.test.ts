@@ -10,7 +10,8 @@ import path from "node:path";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ServedPool } from "../src/control/served-pool.js";
 import { MemoryStorageFile } from "../src/io/memory-storage-file.js";
-import { META_CONTEXTS_SELECTED_MAX } from "../src/nbd/limits.js";
+import { LISTED_DIRTY_BITMAPS_MAX, META_CONTEXTS_SELECTED_MAX } from "../src/nbd/limits.js";
+import { contextsToList } from "../src/nbd/meta-context.js";
 import * as P from "../src/nbd/protocol.js";
 import { startNbdServer, type NbdServer } from "../src/nbd/server.js";
 import { DATA_BLOCK_BYTES } from "../src/thin/limits.js";
@@ -220,6 +221,17 @@ describe("qemu:dirty-bitmap contexts on the wire", () => {
     // And the deleted volume is no longer offered to new selections.
     const fresh = await handshake(server);
     expect(await listed(fresh, "s2", ["qemu:dirty-bitmap:"])).toEqual(["qemu:dirty-bitmap:base", "qemu:dirty-bitmap:s1"]);
+  });
+});
+
+describe("listing many bitmaps", () => {
+  it(`past ${LISTED_DIRTY_BITMAPS_MAX} bitmaps a wildcard lists qemu:dirty-bitmap: itself, and full names are still answered`, () => {
+    const many = Array.from({ length: LISTED_DIRTY_BITMAPS_MAX + 1 }, (_, i) => `v${i}`);
+    expect(contextsToList([], many)).toEqual({ ok: true, contexts: ["base:allocation", "qemu:dirty-bitmap:"] });
+    expect(contextsToList(["qemu:"], many)).toEqual({ ok: true, contexts: ["qemu:dirty-bitmap:"] });
+    expect(contextsToList(["qemu:dirty-bitmap:v7"], many)).toEqual({ ok: true, contexts: ["qemu:dirty-bitmap:v7"] });
+    const enough = many.slice(0, LISTED_DIRTY_BITMAPS_MAX);
+    expect((contextsToList(["qemu:dirty-bitmap:"], enough) as { contexts: string[] }).contexts).toHaveLength(LISTED_DIRTY_BITMAPS_MAX);
   });
 });
 
