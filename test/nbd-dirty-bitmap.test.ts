@@ -320,5 +320,15 @@ describe("qemu:dirty-bitmap through nbdinfo and qemu-img against thinp serve", (
     expect(contexts.get("s2")).toEqual(["base:allocation", "qemu:dirty-bitmap:base", "qemu:dirty-bitmap:s1"]);
     expect(contexts.get("base")).toEqual(["base:allocation", "qemu:dirty-bitmap:s1", "qemu:dirty-bitmap:s2"]);
     expect(await server.stop()).toBe(0);
+
+    // thinp diff, which needs the pool at rest, finds the same blocks: the bitmap is its ranges, kinds merged.
+    const diff = JSON.parse(await runCliOk(["diff", "s1", "s2", "--json"], cwd)) as { ranges: { offset: number; length: number }[] };
+    const merged: { offset: number; length: number }[] = [];
+    for (const { offset, length } of diff.ranges) {
+      const last = merged[merged.length - 1];
+      if (last !== undefined && last.offset + last.length === offset) last.length += length;
+      else merged.push({ offset, length });
+    }
+    expect(merged).toEqual(dirty);
   });
 });

@@ -37,10 +37,17 @@ export const DIFF_WINDOW_BLOCKS = 1 << 16;
  */
 export const DIFF_SECTION_VISITS_MAX = 1 << 14;
 
+/** One volume of a diff: its id to find it by, its name and identity to know it is still the same volume. */
+export interface DiffSide {
+  id: number;
+  name: string;
+  uuid: string;
+}
+
 /** The two volumes of a diff, resolved by name once and followed by id from then on. */
 export interface DiffSides {
-  left: { id: number; name: string };
-  right: { id: number; name: string };
+  left: DiffSide;
+  right: DiffSide;
   /** The larger of the two sizes, in bytes: nothing past it is mapped. */
   sizeBytes: number;
   /** Blocks past both volumes' ends are never mapped. */
@@ -53,8 +60,8 @@ export async function resolveDiffSides(transactions: PoolTransactions, leftName:
     const right = await metadata.requireVolume(rightName);
     const sizeBytes = Math.max(left.record.sizeBytes, right.record.sizeBytes);
     return {
-      left: { id: left.id, name: leftName },
-      right: { id: right.id, name: rightName },
+      left: { id: left.id, name: leftName, uuid: left.record.uuid },
+      right: { id: right.id, name: rightName, uuid: right.record.uuid },
       sizeBytes,
       blockEnd: Math.ceil(sizeBytes / DATA_BLOCK_BYTES),
     };
@@ -116,11 +123,12 @@ async function diffSection(
   return { runs, next: counts.resumeAt ?? to };
 }
 
-function liveState(metadata: PoolMetadata, side: { id: number; name: string }): VolumeState {
+/** The volume's state, checked to be the one resolved when its identity is known. */
+function liveState(metadata: PoolMetadata, side: { id: number; name: string; uuid?: string }): VolumeState {
   const state = metadata.stateById(side.id);
   // Sides are resolved once and may be diffed again much later (an NBD client's dirty-bitmap
   // context): a volume deleted since, or its id taken by a new volume, is gone for the diff.
-  if (state === undefined || state.record.name !== side.name) throw new NoSuchVolumeError(side.name);
+  if (state === undefined || (side.uuid !== undefined && state.record.uuid !== side.uuid)) throw new NoSuchVolumeError(side.name);
   return state;
 }
 
