@@ -79,7 +79,19 @@ describe("diff between volumes", () => {
         const to = random.pick(names);
         const includeSame = random.below(3) === 0;
         const context = `seed ${seed}: diff ${from} ${to}${includeSame ? " with same" : ""}`;
-        expect(await collect(pool.diff(from, to, { includeSame })), context).toEqual(await modelDiff(pool, from, to, includeSame));
+        const whole = await modelDiff(pool, from, to, includeSame);
+        expect(await collect(pool.diff(from, to, { includeSame })), context).toEqual(whole);
+        // A block window gives the whole diff's ranges cut to that window.
+        const fromBlock = random.below(1200);
+        const toBlock = fromBlock + random.below(1300 - fromBlock);
+        const windowed = whole.flatMap((range) => {
+          const start = Math.max(range.offset, fromBlock * DATA_BLOCK_BYTES);
+          const end = Math.min(range.offset + range.length, toBlock * DATA_BLOCK_BYTES);
+          return start < end ? [{ kind: range.kind, offset: start, length: end - start }] : [];
+        });
+        expect(await collect(pool.diff(from, to, { includeSame, fromBlock, toBlock })), `${context} [${fromBlock}, ${toBlock})`).toEqual(
+          windowed,
+        );
       }
       await pool.close();
     });
@@ -140,6 +152,20 @@ describe("diff between volumes", () => {
       expect(stepped.seen, `${visitsMax} visits a section`).toEqual(whole.seen);
       expect(stepped.sections).toBe(Math.floor(whole.seen.length / visitsMax) + 1);
     }
+    await pool.close();
+  });
+
+  it("a diff resolved earlier fails once either volume is deleted, even if a new one takes its name", async () => {
+    const pool = await Pool.formatFiles(new MemoryStorageFile("meta"), new MemoryStorageFile("data"), { sizeBytes: POOL_BYTES });
+    await pool.createVolume("base", 4 * DATA_BLOCK_BYTES);
+    await (await pool.volume("base")).write(0, Buffer.alloc(DATA_BLOCK_BYTES, 1));
+    await pool.snapshot("base", "s1");
+    const sides = await pool.resolveDiff("s1", "base");
+    expect(await collect(pool.diffSides(sides))).toEqual([]);
+    await pool.deleteVolume("s1");
+    await expect(collect(pool.diffSides(sides))).rejects.toThrow(/no volume named 's1'/);
+    await pool.snapshot("base", "s1");
+    await expect(collect(pool.diffSides(sides))).rejects.toThrow(/no volume named 's1'/);
     await pool.close();
   });
 

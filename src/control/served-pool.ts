@@ -2,11 +2,12 @@
 // operations the control socket performs, kept consistent with each other.
 
 import { NoSuchVolumeError, ServedReadOnlyError, VolumeBusyError } from "../errors.js";
-import type { ExportCatalog, ExportListing } from "../nbd/catalog.js";
+import type { ChangeTracker, ExportCatalog, ExportListing } from "../nbd/catalog.js";
 import type { PoolStatus, VolumeHandle, VolumeInfo, VolumeUsage } from "../thin/api.js";
 import type { Pool } from "../thin/pool.js";
 import type { Volume } from "../thin/volume.js";
 import type { PoolOperations, ResizeResult } from "./pool-operations.js";
+import { volumeChanges } from "./volume-changes.js";
 
 interface Export {
   volume: Volume;
@@ -78,6 +79,32 @@ export class ServedPool implements ExportCatalog, PoolOperations {
         .finally(() => this.deferredDeletes.delete(deleting));
       this.deferredDeletes.add(deleting);
     }
+  }
+
+  /** Every other volume of the pool: a diff compares any two, related or not. */
+  comparisonBases(name: string): string[] {
+    if (this.open(name) === null) return [];
+    return this.list()
+      .map((listing) => listing.name)
+      .filter((other) => other !== name);
+  }
+
+  /**
+   * Resolved now and followed by volume id, so a base deleted later (or replaced by a new
+   * volume of its name) fails the client's BLOCK_STATUS with NO_SUCH_VOLUME rather than
+   * answering for another volume.
+   */
+  async compare(name: string, baseName: string): Promise<ChangeTracker | null> {
+    if (!this.comparisonBases(name).includes(baseName)) return null;
+    let sides;
+    try {
+      sides = await this.pool.resolveDiff(baseName, name);
+    } catch (error) {
+      // Deleted while we looked it up: not offered.
+      if (error instanceof NoSuchVolumeError) return null;
+      throw error;
+    }
+    return volumeChanges(this.pool, sides);
   }
 
   // ---- PoolOperations --------------------------------------------------------------------

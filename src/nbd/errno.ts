@@ -8,6 +8,9 @@ const ERRNO_BY_CODE: Partial<Record<ErrorCode, NbdErrno>> = {
   POOL_FULL: NBD_ENOSPC,
   METADATA_FULL: NBD_ENOSPC,
   OUT_OF_RANGE: NBD_EINVAL,
+  // A served export is never deleted under its clients; what can vanish is the base of a
+  // qemu:dirty-bitmap: context, and then the request names something that is no longer there.
+  NO_SUCH_VOLUME: NBD_EINVAL,
   READ_ONLY: NBD_EPERM,
   CORRUPT: NBD_EIO,
   IO_ERROR: NBD_EIO,

@@ -4,9 +4,16 @@
 import type { VolumeHandle } from "../thin/api.js";
 import { assert } from "../io/assert.js";
 import { ThinpError } from "../errors.js";
-import type { ExportCatalog, ExportListing } from "./catalog.js";
-import { BLOCK_SIZE_MAX_BYTES, BLOCK_SIZE_MIN_BYTES, BLOCK_SIZE_PREFERRED_BYTES, NAME_BYTES_MAX, OPTION_BYTES_MAX } from "./limits.js";
-import { contextsToList, contextsToSelect } from "./meta-context.js";
+import type { ChangeTracker, ExportCatalog, ExportListing } from "./catalog.js";
+import {
+  BLOCK_SIZE_MAX_BYTES,
+  BLOCK_SIZE_MIN_BYTES,
+  BLOCK_SIZE_PREFERRED_BYTES,
+  META_CONTEXTS_SELECTED_MAX,
+  NAME_BYTES_MAX,
+  OPTION_BYTES_MAX,
+} from "./limits.js";
+import { contextsToList, contextsToSelect, dirtyBitmapContext, type RequestedContext, type SelectedContext } from "./meta-context.js";
 import type { NbdLog } from "./nbd-log.js";
 import {
   OPTION_HEADER_BYTES,
@@ -43,6 +50,7 @@ import {
   NBD_REP_ERR_INVALID,
   NBD_REP_ERR_POLICY,
   NBD_REP_ERR_SHUTDOWN,
+  NBD_REP_ERR_TOO_BIG,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
 } from "./protocol.js";
@@ -61,8 +69,8 @@ export interface NegotiatedExport {
   readOnly: boolean;
   transmissionFlags: number;
   structuredReplies: boolean;
-  /** The id base:allocation was selected under, or null when the client selected no context. */
-  allocationContextId: number | null;
+  /** The metadata contexts selected for this export, in id order; empty when none were. */
+  contexts: readonly SelectedContext[];
 }
 
 export interface HandshakeEnvironment {
@@ -119,8 +127,8 @@ export async function negotiate(
 
 class OptionHaggling {
   private structuredReplies = false;
-  /** The last SET_META_CONTEXT: for which export, and whether it selected base:allocation. */
-  private selection: { exportName: string; allocation: boolean } | null = null;
+  /** The last SET_META_CONTEXT: for which export, and what it selected. */
+  private selection: { exportName: string; contexts: SelectedContext[] } | null = null;
 
   constructor(
     private readonly writer: ReplyWriter,
@@ -235,7 +243,7 @@ class OptionHaggling {
     if (!request.ok) return this.fail(option, NBD_REP_ERR_INVALID, request.reason);
     const lookup = await this.lookUp(request.value.exportName);
     if (!lookup.found) return this.fail(option, NBD_REP_ERR_UNKNOWN, lookup.reason);
-    const matched = contextsToList(request.value.queries);
+    const matched = contextsToList(request.value.queries, await this.comparisonBases(request.value.exportName));
     if (!matched.ok) return this.fail(option, NBD_REP_ERR_INVALID, matched.reason);
     // Ids in a list reply are reserved; the spec says to send zero.
     const replies = matched.contexts.map((context) => encodeMetaContextReply(option, 0, context));
@@ -258,13 +266,61 @@ class OptionHaggling {
     if (!lookup.found) return this.fail(option, NBD_REP_ERR_UNKNOWN, lookup.reason);
     const matched = contextsToSelect(queries);
     if (!matched.ok) return this.fail(option, NBD_REP_ERR_INVALID, matched.reason);
-    const allocation = matched.contexts.includes(BASE_ALLOCATION_CONTEXT);
-    const replies: Buffer[] = [];
-    if (allocation) replies.push(encodeMetaContextReply(option, BASE_ALLOCATION_CONTEXT_ID, BASE_ALLOCATION_CONTEXT));
+    const contexts = await this.select(exportName, matched.requested);
+    if (contexts === null) {
+      return this.fail(option, NBD_REP_ERR_TOO_BIG, `more than ${META_CONTEXTS_SELECTED_MAX} metadata contexts selected at once`);
+    }
+    const replies = contexts.map((context) => encodeMetaContextReply(option, context.id, context.name));
     replies.push(encodeOptionReply(option, NBD_REP_ACK));
     this.writer.send(replies);
-    this.selection = { exportName, allocation };
+    this.selection = { exportName, contexts };
     return CONTINUE;
+  }
+
+  /**
+   * The requested contexts that exist, with their ids: base:allocation under its own, bitmaps
+   * after it in query order. A bitmap the catalog does not offer is skipped, as the spec asks
+   * for unknown contexts. Null when more than META_CONTEXTS_SELECTED_MAX would be selected.
+   */
+  private async select(exportName: string, requested: readonly RequestedContext[]): Promise<SelectedContext[] | null> {
+    const contexts: SelectedContext[] = [];
+    let nextId = BASE_ALLOCATION_CONTEXT_ID + 1;
+    // Bounded by the queries, which the option's size bounds; and we stop one past the limit.
+    for (const request of requested) {
+      if (request.kind === "allocation") {
+        contexts.unshift({ id: BASE_ALLOCATION_CONTEXT_ID, name: BASE_ALLOCATION_CONTEXT, kind: "allocation" });
+      } else {
+        const tracker = await this.tracker(exportName, request.baseName);
+        if (tracker === null) continue;
+        contexts.push({ id: nextId++, name: dirtyBitmapContext(request.baseName), kind: "dirty-bitmap", tracker });
+      }
+      if (contexts.length > META_CONTEXTS_SELECTED_MAX) return null;
+    }
+    return contexts;
+  }
+
+  /** The volumes the export can be compared with; none when the catalog cannot say. */
+  private async comparisonBases(exportName: string): Promise<string[]> {
+    const { catalog } = this.environment;
+    try {
+      return (await catalog.comparisonBases?.(exportName)) ?? [];
+    } catch (error) {
+      // Dirty bitmaps are extra: failing to find them must not fail the option.
+      if (!(error instanceof ThinpError)) throw error;
+      this.environment.log("warn", `cannot list the volumes '${exportName}' compares with: ${error.message}`);
+      return [];
+    }
+  }
+
+  private async tracker(exportName: string, baseName: string): Promise<ChangeTracker | null> {
+    const { catalog } = this.environment;
+    try {
+      return (await catalog.compare?.(exportName, baseName)) ?? null;
+    } catch (error) {
+      if (!(error instanceof ThinpError)) throw error;
+      this.environment.log("warn", `cannot compare '${exportName}' with '${baseName}': ${error.message}`);
+      return null;
+    }
   }
 
   private negotiatedExport(exportName: string, handle: VolumeHandle): NegotiatedExport {
@@ -272,7 +328,7 @@ class OptionHaggling {
     assert(Number.isSafeInteger(exportBytes) && exportBytes >= 0, `export size ${exportBytes}`);
     const readOnly = this.environment.serverReadOnly || handle.readOnly;
     // Block status is only for the export the contexts were selected on.
-    const allocationSelected = this.selection !== null && this.selection.allocation && this.selection.exportName === exportName;
+    const contexts = this.selection !== null && this.selection.exportName === exportName ? this.selection.contexts : [];
     return {
       exportName,
       handle,
@@ -280,7 +336,7 @@ class OptionHaggling {
       readOnly,
       transmissionFlags: transmissionFlags(readOnly, this.structuredReplies),
       structuredReplies: this.structuredReplies,
-      allocationContextId: allocationSelected ? BASE_ALLOCATION_CONTEXT_ID : null,
+      contexts,
     };
   }
 

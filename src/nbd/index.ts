@@ -1,6 +1,6 @@
 // The NBD server's public surface, for `thinp serve` and tests.
 
-export type { Eventually, ExportCatalog, ExportListing } from "./catalog.js";
+export type { ByteRange, ChangeTracker, Eventually, ExportCatalog, ExportListing } from "./catalog.js";
 export { DEFAULT_LIMITS, type NbdLimits } from "./limits.js";
 export type { NbdLog, NbdLogLevel } from "./nbd-log.js";
 export { NBD_DEFAULT_PORT, startNbdServer, type NbdServer, type NbdServerAddress, type NbdServerOptions } from "./server.js";

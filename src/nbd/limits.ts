@@ -41,8 +41,22 @@ export const MESSAGE_BYTES_MAX = NAME_BYTES_MAX;
 
 /** Largest range one BLOCK_STATUS asks the engine about; the client asks again for the rest. */
 export const BLOCK_STATUS_SCAN_BYTES_MAX = 1 * GiB;
-/** Most descriptors in one BLOCK_STATUS reply (8 bytes each). */
+/**
+ * Most descriptors in one BLOCK_STATUS reply (8 bytes each), shared by its chunks: with
+ * several contexts selected, each gets an equal part.
+ */
 export const BLOCK_STATUS_EXTENTS_MAX = 2048;
+/**
+ * Most metadata contexts one SET_META_CONTEXT selects; more is NBD_REP_ERR_TOO_BIG. Each
+ * dirty bitmap costs a diff per BLOCK_STATUS. Backup tools select base:allocation and one bitmap.
+ */
+export const META_CONTEXTS_SELECTED_MAX = 8;
+/**
+ * Most qemu:dirty-bitmap: contexts one LIST_META_CONTEXT wildcard lists by name; past it the
+ * wildcard `qemu:dirty-bitmap:` is listed instead (the spec allows that), so the answer for
+ * an export in a pool of many volumes stays small. A named query is always answered.
+ */
+export const LISTED_DIRTY_BITMAPS_MAX = 256;
 
 // Per-server limits. These are the defaults; NbdLimits lets a caller (or a test) change them.
 
@@ -118,9 +132,10 @@ export const SOCKET_CLOSE_TIMEOUT_MS = 5_000;
 export const SOCKET_READ_CHUNK_BYTES_MAX = 64 * KiB;
 /**
  * The largest reply that is not charged to the in-flight budgets: a BLOCK_STATUS of the most
- * descriptors. (An error chunk with the longest message is smaller; asserted below.)
+ * contexts and descriptors. (An error chunk with the longest message is smaller; asserted below.)
  */
-export const UNCHARGED_REPLY_BYTES_MAX = STRUCTURED_REPLY_HEADER_BYTES + 4 + BLOCK_STATUS_EXTENTS_MAX * BLOCK_STATUS_DESCRIPTOR_BYTES;
+export const UNCHARGED_REPLY_BYTES_MAX =
+  META_CONTEXTS_SELECTED_MAX * (STRUCTURED_REPLY_HEADER_BYTES + 4) + BLOCK_STATUS_EXTENTS_MAX * BLOCK_STATUS_DESCRIPTOR_BYTES;
 
 /**
  * Bytes one connection may hold beyond its share of the server's in-flight budget, whatever
@@ -145,7 +160,7 @@ export function serverBufferBytesMax(limits: NbdLimits): number {
 
 /**
  * The documented ceiling on one server's I/O buffers with the default limits, whatever its
- * clients do (944 MiB by serverBufferBytesMax; most of it is reply buffers of clients that
+ * clients do (945.5 MiB by serverBufferBytesMax; most of it is reply buffers of clients that
  * stop reading their replies).
  */
 export const SERVER_BUFFER_BYTES_MAX = 1 * GiB;
@@ -191,9 +206,13 @@ assert(OPTION_BYTES_MAX >= 4 + NAME_BYTES_MAX + 4 + 4 + NAME_BYTES_MAX, "meta-co
 assert(OPTIONS_PER_HANDSHAKE_MAX >= 2 * VOLUMES_MAX, "a whole pool can be listed");
 // A BLOCK_STATUS reply of the most descriptors is one message the reply buffer holds, and
 // its scan is whole data blocks whose length fits a descriptor.
+assert(UNCHARGED_REPLY_BYTES_MAX <= REPLY_BUFFER_BYTES_MAX, "block status reply fits the reply buffer");
+// Every selected context gets at least one descriptor of a reply's share.
+assert(BLOCK_STATUS_EXTENTS_MAX >= META_CONTEXTS_SELECTED_MAX, "each context has a descriptor");
+// A listing of every bitmap by name fits the reply buffer, with the longest volume names.
 assert(
-  STRUCTURED_REPLY_HEADER_BYTES + 4 + BLOCK_STATUS_EXTENTS_MAX * BLOCK_STATUS_DESCRIPTOR_BYTES <= REPLY_BUFFER_BYTES_MAX,
-  "block status reply fits the reply buffer",
+  (LISTED_DIRTY_BITMAPS_MAX + 1) * (20 + 4 + 18 + VOLUME_NAME_BYTES_MAX) <= REPLY_BUFFER_BYTES_MAX,
+  "a listing of the bitmaps fits the reply buffer",
 );
 assert(BLOCK_STATUS_SCAN_BYTES_MAX % DATA_BLOCK_BYTES === 0 && BLOCK_STATUS_SCAN_BYTES_MAX <= LENGTH_FIELD_MAX, "block status scan");
 // A payload large enough to be freed is never taken whole from the read-ahead (at most

@@ -65,6 +65,7 @@ export const NBD_REP_ERR_POLICY = NBD_REP_FLAG_ERROR + 2;
 export const NBD_REP_ERR_INVALID = NBD_REP_FLAG_ERROR + 3;
 export const NBD_REP_ERR_UNKNOWN = NBD_REP_FLAG_ERROR + 6;
 export const NBD_REP_ERR_SHUTDOWN = NBD_REP_FLAG_ERROR + 7;
+export const NBD_REP_ERR_TOO_BIG = NBD_REP_FLAG_ERROR + 9;
 
 // Information types inside NBD_REP_INFO.
 export const NBD_INFO_EXPORT = 0;
@@ -153,10 +154,15 @@ export const NBD_REPLY_TYPE_ERROR = (1 << 15) + 1;
 export const NBD_STATE_HOLE = 1 << 0;
 export const NBD_STATE_ZERO = 1 << 1;
 
-/** The one metadata context we serve. */
+/** The spec's one context. */
 export const BASE_ALLOCATION_CONTEXT = "base:allocation";
-/** Our id for it; clients treat ids as opaque, so any value would do. */
+/** Our id for it; clients treat ids as opaque, so any value would do. Bitmaps take the ids after it. */
 export const BASE_ALLOCATION_CONTEXT_ID = 1;
+
+/** QEMU's contexts of changed blocks, one per bitmap: here, one per volume an export is compared with. */
+export const DIRTY_BITMAP_CONTEXT_PREFIX = "qemu:dirty-bitmap:";
+/** qemu:dirty-bitmap: status flag: the extent changed (differs from the base). Clear: clean. */
+export const NBD_STATE_DIRTY = 1 << 0;
 
 // Error values for the reply's error field. The spec defines these numbers, not the host's errno.
 export const NBD_EPERM = 1;

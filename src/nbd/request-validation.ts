@@ -88,7 +88,7 @@ export function validateRequest(request: RequestHeader, session: NegotiatedExpor
   if (command === NBD_CMD_WRITE_ZEROES && !(session.transmissionFlags & NBD_FLAG_SEND_WRITE_ZEROES)) {
     return refuse(NBD_EINVAL, "WRITE_ZEROES was not advertised");
   }
-  if (command === NBD_CMD_BLOCK_STATUS && session.allocationContextId === null) {
+  if (command === NBD_CMD_BLOCK_STATUS && session.contexts.length === 0) {
     return refuse(NBD_EINVAL, "BLOCK_STATUS needs a metadata context selected for this export");
   }
   if (command === NBD_CMD_FLUSH) {

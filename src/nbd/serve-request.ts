@@ -125,11 +125,8 @@ async function perform(request: RequestHeader, session: NegotiatedExport, catalo
       await handle.writeZeroes(offset, byteLength, (commandFlags & NBD_CMD_FLAG_NO_HOLE) !== 0);
       await forceUnitAccess();
       return done;
-    case NBD_CMD_BLOCK_STATUS: {
-      const contextId = session.allocationContextId;
-      assert(contextId !== null, "validation admits BLOCK_STATUS only with a context");
-      return [await blockStatusReply(handle, cookie, contextId, offset, byteLength, (commandFlags & NBD_CMD_FLAG_REQ_ONE) !== 0)];
-    }
+    case NBD_CMD_BLOCK_STATUS:
+      return blockStatusReply(handle, cookie, session.contexts, offset, byteLength, (commandFlags & NBD_CMD_FLAG_REQ_ONE) !== 0);
     default:
       assert(false, `validation admitted unknown command ${request.command}`);
   }

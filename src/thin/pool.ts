@@ -19,7 +19,7 @@ import { NodeStorageFile } from "../io/node-storage-file.js";
 import type { StorageFile } from "../io/storage-file.js";
 import { METADATA_BLOCK_BYTES } from "../pdata/block-format.js";
 import type { DiffRange, PoolStatus, VolumeIdentity, VolumeInfo, VolumeUsage } from "./api.js";
-import { diffBlockRuns, resolveDiffSides, type DiffOptions } from "./volume-diff.js";
+import { diffBlockRuns, resolveDiffSides, type DiffOptions, type DiffSides } from "./volume-diff.js";
 import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BYTES_MAX, SECTOR_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
 import { KeyedLocks, SharedGate } from "./locks.js";
 import { validateVolumeName } from "./names.js";
@@ -304,7 +304,22 @@ export class Pool {
    * the cost grows with what changed, not with the volumes' size.
    */
   async *diff(from: string, to: string, options: DiffOptions = {}): AsyncGenerator<DiffRange> {
-    const sides = await resolveDiffSides(this.transactions, from, to);
+    yield* this.diffSides(await this.resolveDiff(from, to), options);
+  }
+
+  /**
+   * The two volumes of a diff, resolved by name now and followed by id from then on, for
+   * callers that diff the same pair again and again (`diffSides`). Fails with NO_SUCH_VOLUME.
+   */
+  resolveDiff(from: string, to: string): Promise<DiffSides> {
+    return resolveDiffSides(this.transactions, from, to);
+  }
+
+  /**
+   * `diff` of volumes resolved earlier. Fails with NO_SUCH_VOLUME if either has been deleted
+   * since, even when a new volume has taken its name.
+   */
+  async *diffSides(sides: DiffSides, options: DiffOptions = {}): AsyncGenerator<DiffRange> {
     for await (const run of diffBlockRuns(this.transactions, sides, options)) {
       const offset = run.firstBlock * DATA_BLOCK_BYTES;
       const end = Math.min(sides.sizeBytes, (run.firstBlock + run.blockCount) * DATA_BLOCK_BYTES);

@@ -4,6 +4,7 @@
 // is one window's runs.
 
 import { NoSuchVolumeError } from "../errors.js";
+import { assert } from "../io/assert.js";
 import type { DiffKind } from "./api.js";
 import { DATA_BLOCK_BYTES } from "./limits.js";
 import type { PoolMetadata, VolumeState } from "./pool-metadata.js";
@@ -19,6 +20,12 @@ export interface BlockRun {
 export interface DiffOptions {
   /** Also list the blocks both map to one data block; this reads every node of both trees. */
   includeSame?: boolean;
+  /**
+   * Compare only virtual blocks [fromBlock, toBlock) (default: all of them), so a question
+   * about a small range (an NBD BLOCK_STATUS) walks only the paths into that range.
+   */
+  fromBlock?: number;
+  toBlock?: number;
 }
 
 /** Virtual blocks walked per read section, at most. */
@@ -30,10 +37,17 @@ export const DIFF_WINDOW_BLOCKS = 1 << 16;
  */
 export const DIFF_SECTION_VISITS_MAX = 1 << 14;
 
+/** One volume of a diff: its id to find it by, its name and identity to know it is still the same volume. */
+export interface DiffSide {
+  id: number;
+  name: string;
+  uuid: string;
+}
+
 /** The two volumes of a diff, resolved by name once and followed by id from then on. */
 export interface DiffSides {
-  left: { id: number; name: string };
-  right: { id: number; name: string };
+  left: DiffSide;
+  right: DiffSide;
   /** The larger of the two sizes, in bytes: nothing past it is mapped. */
   sizeBytes: number;
   /** Blocks past both volumes' ends are never mapped. */
@@ -46,8 +60,8 @@ export async function resolveDiffSides(transactions: PoolTransactions, leftName:
     const right = await metadata.requireVolume(rightName);
     const sizeBytes = Math.max(left.record.sizeBytes, right.record.sizeBytes);
     return {
-      left: { id: left.id, name: leftName },
-      right: { id: right.id, name: rightName },
+      left: { id: left.id, name: leftName, uuid: left.record.uuid },
+      right: { id: right.id, name: rightName, uuid: right.record.uuid },
       sizeBytes,
       blockEnd: Math.ceil(sizeBytes / DATA_BLOCK_BYTES),
     };
@@ -59,9 +73,13 @@ export async function* diffBlockRuns(
   sides: DiffSides,
   options: DiffOptions = {},
 ): AsyncGenerator<BlockRun> {
+  const firstBlock = options.fromBlock ?? 0;
+  const endBlock = Math.min(sides.blockEnd, options.toBlock ?? sides.blockEnd);
+  assert(Number.isSafeInteger(firstBlock) && firstBlock >= 0, `diff from block ${firstBlock}`);
+  assert(Number.isSafeInteger(endBlock) && endBlock >= 0, `diff to block ${endBlock}`);
   let pending: BlockRun | null = null;
-  for (let from = 0; from < sides.blockEnd;) {
-    const section = await transactions.read((metadata) => diffSection(metadata, sides, from, options));
+  for (let from = firstBlock; from < endBlock;) {
+    const section = await transactions.read((metadata) => diffSection(metadata, sides, from, endBlock, options));
     from = section.next;
     for (const run of section.runs) {
       if (pending !== null && pending.kind === run.kind && pending.firstBlock + pending.blockCount === run.firstBlock) {
@@ -75,11 +93,12 @@ export async function* diffBlockRuns(
   if (pending !== null) yield pending;
 }
 
-/** One read section's part of a diff, from block `from`: its runs, and where the next section starts. */
+/** One read section's part of a diff, from block `from` to at most `end`: its runs, and where the next section starts. */
 async function diffSection(
   metadata: PoolMetadata,
   sides: DiffSides,
   from: number,
+  end: number,
   options: DiffOptions,
 ): Promise<{ runs: BlockRun[]; next: number }> {
   const left = liveState(metadata, sides.left);
@@ -87,7 +106,7 @@ async function diffSection(
   const runs: BlockRun[] = [];
   let last: BlockRun | undefined;
   // Without `same`, the walk skips what the trees share, and its work is the visits it makes.
-  const to = options.includeSame ? Math.min(sides.blockEnd, from + DIFF_WINDOW_BLOCKS) : sides.blockEnd;
+  const to = options.includeSame ? Math.min(end, from + DIFF_WINDOW_BLOCKS) : end;
   const counts = await metadata.diffMappings(
     left,
     right,
@@ -104,9 +123,12 @@ async function diffSection(
   return { runs, next: counts.resumeAt ?? to };
 }
 
-function liveState(metadata: PoolMetadata, side: { id: number; name: string }): VolumeState {
+/** The volume's state, checked to be the one resolved when its identity is known. */
+function liveState(metadata: PoolMetadata, side: { id: number; name: string; uuid?: string }): VolumeState {
   const state = metadata.stateById(side.id);
-  if (state === undefined) throw new NoSuchVolumeError(side.name);
+  // Sides are resolved once and may be diffed again much later (an NBD client's dirty-bitmap
+  // context): a volume deleted since, or its id taken by a new volume, is gone for the diff.
+  if (state === undefined || (side.uuid !== undefined && state.record.uuid !== side.uuid)) throw new NoSuchVolumeError(side.name);
   return state;
 }
 

@@ -62,6 +62,8 @@ export interface FuzzServer {
   lanes: string[];
   /** Clients attached to an export and not yet detached, when the catalog counts them. */
   attachedClients(): number | null;
+  /** The volumes an export offers a qemu:dirty-bitmap: context for. */
+  comparisonBases(exportName: string): string[];
 }
 
 export interface FuzzTargetOptions {
@@ -218,6 +220,7 @@ async function startServer(
     broken: new Set(["broken"]),
     lanes: parts.lanes,
     attachedClients: () => [...inner.attached.values()].reduce((sum, count) => sum + count, 0),
+    comparisonBases: () => [],
   };
 }
 
@@ -255,5 +258,19 @@ async function startPoolServer(directory: string, options: FuzzTargetOptions, pa
   };
   const socketPath = join(directory, "pool.sock");
   const server = await startNbdServer({ catalog: parts.served, socketPath, limits });
-  return { kind: "pool", server, socketPath, limits, exports, busy: new Set(), broken: new Set(), lanes, attachedClients: () => null };
+  // Every volume of the pool is an export, and each is compared with every other.
+  const comparisonBases = (exportName: string) =>
+    exports.has(exportName) ? [...exports.keys()].filter((name) => name !== exportName) : [];
+  return {
+    kind: "pool",
+    server,
+    socketPath,
+    limits,
+    exports,
+    busy: new Set(),
+    broken: new Set(),
+    lanes,
+    attachedClients: () => null,
+    comparisonBases,
+  };
 }

@@ -149,11 +149,18 @@ function infoOrGo(random: SeededRandom, server: FuzzServer, option: typeof P.NBD
   return { label, option, bytes, expect: { kind: "replies", final: ACK, before: [P.NBD_REP_INFO] } };
 }
 
-const QUERIES: readonly [string, "allocation" | "wildcard" | "nothing" | "invalid"][] = [
+type QueryKind = "allocation" | "wildcard" | "bitmaps" | "bitmap-base" | "nothing" | "invalid";
+
+const QUERIES: readonly [string, QueryKind][] = [
   ["base:allocation", "allocation"],
   ["base:", "wildcard"],
   ["base:other", "nothing"],
   ["qemu:dirty-bitmap:x", "nothing"],
+  // The pool server offers a bitmap of every other volume; the memory server none.
+  ["qemu:dirty-bitmap:", "bitmaps"],
+  ["qemu:", "bitmaps"],
+  ["qemu:dirty-bitmap:base", "bitmap-base"],
+  ["qemu:allocation-depth", "nothing"],
   ["x:", "nothing"],
   ["allocation", "invalid"],
   [":allocation", "invalid"],
@@ -211,16 +218,28 @@ function metaContext(
   if (name.status === "unknown" || name.status === "broken")
     return fail(queryInvalid ? [...INVALID, ...UNKNOWN] : UNKNOWN, label, option, bytes);
   if (queryInvalid) return fail(INVALID, label, option, bytes);
-  const listed = !set && (queries.length === 0 || kinds.includes("allocation") || kinds.includes("wildcard"));
-  const selected = set && kinds.includes("allocation");
-  const contexts = listed || selected ? 1 : 0;
+  const bases = name.status === "exists" ? server.comparisonBases(name.bytes.toString("utf8")) : [];
+  const bitmap = (base: string) => `${P.DIRTY_BITMAP_CONTEXT_PREFIX}${base}`;
+  const expected = new Set<string>();
+  if (set) {
+    if (kinds.includes("allocation")) expected.add(P.BASE_ALLOCATION_CONTEXT);
+    if (kinds.includes("bitmap-base") && bases.includes("base")) expected.add(bitmap("base"));
+  } else {
+    if (queries.length === 0 || kinds.includes("allocation") || kinds.includes("wildcard")) expected.add(P.BASE_ALLOCATION_CONTEXT);
+    if (queries.length === 0 || kinds.includes("bitmaps")) for (const base of bases) expected.add(bitmap(base));
+    if (kinds.includes("bitmap-base") && bases.includes("base")) expected.add(bitmap("base"));
+  }
   const check = (replies: { replyType: number; data: Buffer }[]): string | null => {
     const found = replies.filter((reply) => reply.replyType === P.NBD_REP_META_CONTEXT);
-    if (found.length !== contexts) return `${found.length} contexts, expected ${contexts}`;
+    const names = found.map((reply) => reply.data.subarray(4).toString("utf8"));
+    if (found.length !== expected.size || names.some((context) => !expected.has(context)))
+      return `contexts [${names.join(",")}], expected [${[...expected].join(",")}]`;
+    const ids = new Set<number>();
     for (const reply of found) {
-      if (reply.data.subarray(4).toString("utf8") !== P.BASE_ALLOCATION_CONTEXT)
-        return `context '${reply.data.subarray(4).toString("utf8")}'`;
-      if (!set && reply.data.readUInt32BE(0) !== 0) return "LIST_META_CONTEXT must send context id 0";
+      const id = reply.data.readUInt32BE(0);
+      if (!set && id !== 0) return "LIST_META_CONTEXT must send context id 0";
+      if (set && ids.has(id)) return `context id ${id} given twice`;
+      ids.add(id);
     }
     return null;
   };
