@@ -7,6 +7,11 @@ export function isSafeCount(value: number): boolean {
   return Number.isSafeInteger(value) && value >= 0;
 }
 
+/** isSafeCount for a value decoded from outside (MessagePack), which may not be a number at all. */
+export function isDecodedCount(value: unknown): value is number {
+  return typeof value === "number" && isSafeCount(value);
+}
+
 export function checkedAdd(a: number, b: number): number {
   const sum = a + b;
   assert(isSafeCount(a) && isSafeCount(b) && Number.isSafeInteger(sum), `overflow adding ${a} + ${b}`);

@@ -5,6 +5,7 @@
 
 import { decode, encode } from "@msgpack/msgpack";
 import { InvalidArgumentError } from "../errors.js";
+import { isDecodedCount } from "../io/integers.js";
 import type { VolumeIdentity } from "./api.js";
 
 export interface ResumeToken {
@@ -41,15 +42,14 @@ export function decodeResumeToken(text: string): ResumeToken {
     throw refuse("it does not decode");
   }
   const fields = raw as Record<string, unknown>;
-  const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
   if (
     typeof fields !== "object" ||
     fields === null ||
     typeof fields.u !== "string" ||
-    !isCount(fields.g) ||
+    !isDecodedCount(fields.g) ||
     !(fields.bu === null || typeof fields.bu === "string") ||
-    !isCount(fields.bg) ||
-    !isCount(fields.nb)
+    !isDecodedCount(fields.bg) ||
+    !isDecodedCount(fields.nb)
   ) {
     throw refuse("fields are missing");
   }

@@ -7,7 +7,8 @@ import { StreamCorruptError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { defineLayout, fieldBytes, readUint, writeUint } from "../io/byte-layout.js";
 import { DATA_BLOCK_BYTES, VOLUME_BYTES_MAX } from "./limits.js";
-import { NIL_UUID, uuidBytes, uuidText } from "./volume-record.js";
+import { uuidBytes, uuidText } from "../io/uuid-bytes.js";
+import { NIL_UUID } from "./volume-record.js";
 
 export const SEND_STREAM_MAGIC = "THINSEND";
 export const SEND_STREAM_VERSION = 1;

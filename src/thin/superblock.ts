@@ -6,6 +6,7 @@ import { randomUUID } from "node:crypto";
 import { CorruptBlockError, NotAPoolError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { defineLayout, fieldBytes, readUint, writeUint } from "../io/byte-layout.js";
+import { uuidBytes, uuidText } from "../io/uuid-bytes.js";
 import { BLOCK_HEADER, BLOCK_HEADER_BYTES, BlockType, METADATA_BLOCK_BYTES, sealBlock, verifyBlock } from "../pdata/block-format.js";
 import { METADATA_BLOCKS_MAX } from "../pdata/limits.js";
 import type { SpaceMapRoot } from "../pdata/space-map-store.js";
@@ -84,7 +85,7 @@ export function encodeSuperblock(superblock: Superblock, slot: number): Buffer {
   block.write(SUPERBLOCK_MAGIC, F.magic.offset, "latin1");
   writeUint(block, F.version, FORMAT_VERSION);
   writeUint(block, F.flags, superblock.repairedCopy ? SUPERBLOCK_FLAG_REPAIRED_COPY : 0);
-  Buffer.from(superblock.uuid.replaceAll("-", ""), "hex").copy(block, F.uuid.offset);
+  uuidBytes(superblock.uuid).copy(block, F.uuid.offset);
   writeUint(block, F.transactionId, superblock.transactionId);
   writeUint(block, F.snapshotTime, superblock.snapshotTime);
   writeUint(block, F.metadataBlockBytes, METADATA_BLOCK_BYTES);
@@ -133,10 +134,9 @@ export function decodeSuperblock(block: Buffer, slot: number, metaPath: string):
   }
   const pathLength = readUint(block, F.dataPathLength);
   if (pathLength > DATA_PATH_BYTES_MAX) throw new CorruptBlockError(slot, "bad-superblock", `data path length ${pathLength}`, metaPath);
-  const hex = fieldBytes(block, F.uuid).toString("hex");
   const superblock: Superblock = {
     repairedCopy: (flags & SUPERBLOCK_FLAG_REPAIRED_COPY) !== 0,
-    uuid: `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`,
+    uuid: uuidText(fieldBytes(block, F.uuid)),
     transactionId: readUint(block, F.transactionId),
     snapshotTime: readUint(block, F.snapshotTime),
     volumeTableRoot: readUint(block, F.volumeTableRoot),

@@ -7,6 +7,8 @@ import { createHash } from "node:crypto";
 import { CorruptBlockError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import { defineLayout, fieldBytes, readUint, writeUint } from "../io/byte-layout.js";
+import { isDecodedCount } from "../io/integers.js";
+import { uuidBytes, uuidText } from "../io/uuid-bytes.js";
 import { NODE_VALUE_BYTES_MAX } from "../pdata/limits.js";
 
 export const VOLUME_RECORD_BYTES = 256;
@@ -66,17 +68,6 @@ export function legacyVolumeUuid(poolUuid: string, volumeId: number): string {
   return uuidText(hash.subarray(0, 16));
 }
 
-export function uuidText(bytes: Uint8Array): string {
-  const hex = Buffer.from(bytes).toString("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`;
-}
-
-export function uuidBytes(text: string): Buffer {
-  const bytes = Buffer.from(text.replace(/-/g, ""), "hex");
-  assert(bytes.length === 16, `uuid '${text}'`);
-  return bytes;
-}
-
 /** The nil UUID: no identity (a record read without the pool that gives its legacy one). */
 export const NIL_UUID = "00000000-0000-0000-0000-000000000000";
 
@@ -126,23 +117,22 @@ export function decodeVolumeRecord(value: Buffer, nodeIndex: number, legacyUuid:
     throw new CorruptBlockError(nodeIndex, "bad-record", `volume record does not decode: ${(error as Error).message}`);
   }
   const fields = raw as Record<string, unknown>;
-  const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
-  const optionalCount = (v: unknown) => v === null || v === undefined || isCount(v);
+  const optionalCount = (v: unknown) => v === null || v === undefined || isDecodedCount(v);
   if (
     typeof fields !== "object" ||
     fields === null ||
     typeof fields.n !== "string" ||
-    !isCount(fields.s) ||
-    !isCount(fields.r) ||
-    !isCount(fields.m) ||
+    !isDecodedCount(fields.s) ||
+    !isDecodedCount(fields.r) ||
+    !isDecodedCount(fields.m) ||
     !optionalCount(fields.o) ||
-    !isCount(fields.c) ||
+    !isDecodedCount(fields.c) ||
     !optionalCount(fields.t)
   ) {
     throw new CorruptBlockError(nodeIndex, "bad-record", "volume record has missing or invalid fields");
   }
   const isUuid = (v: unknown): v is Uint8Array => v instanceof Uint8Array && v.length === 16;
-  if ((fields.u !== undefined && !isUuid(fields.u)) || (fields.g !== undefined && !isCount(fields.g))) {
+  if ((fields.u !== undefined && !isUuid(fields.u)) || (fields.g !== undefined && !isDecodedCount(fields.g))) {
     throw new CorruptBlockError(nodeIndex, "bad-record", "volume record has an invalid identity");
   }
   return {
@@ -154,9 +144,9 @@ export function decodeVolumeRecord(value: Buffer, nodeIndex: number, legacyUuid:
     readOnly: fields.ro === true,
     createdAt: fields.c,
     snapshotAt: (fields.t as number | null | undefined) ?? null,
-    snapshotTime: isCount(fields.st) ? fields.st : 0,
+    snapshotTime: isDecodedCount(fields.st) ? fields.st : 0,
     uuid: isUuid(fields.u) ? uuidText(fields.u) : legacyUuid,
-    generation: isCount(fields.g) ? fields.g : 0,
+    generation: isDecodedCount(fields.g) ? fields.g : 0,
     sealed: fields.sl === true,
     hidden: fields.h === true,
     receiving: decodeReceiveProgress(fields.rx, nodeIndex),
@@ -166,13 +156,12 @@ export function decodeVolumeRecord(value: Buffer, nodeIndex: number, legacyUuid:
 function decodeReceiveProgress(raw: unknown, nodeIndex: number): ReceiveProgress | null {
   if (raw === undefined || raw === null) return null;
   const fields = raw as Record<string, unknown>;
-  const isCount = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v >= 0;
   const base = fields.b;
   if (
     typeof fields !== "object" ||
     !(base === null || (base instanceof Uint8Array && base.length === 16)) ||
-    !isCount(fields.bg) ||
-    !isCount(fields.nb)
+    !isDecodedCount(fields.bg) ||
+    !isDecodedCount(fields.nb)
   ) {
     throw new CorruptBlockError(nodeIndex, "bad-record", "volume record has an invalid receive state");
   }
