@@ -68,7 +68,7 @@ describe("a pool of metadata format version 1", () => {
     const uuids = (await pool.listVolumes()).map((v) => v.uuid);
     expect(new Set(uuids).size).toBe(3);
     await pool.close();
-    const file = await NodeStorageFile.open(metaPath, "read");
+    const file = await NodeStorageFile.open(metaPath, "read-only", "metadata file");
     expect((await checkMetadataFile(file, metaPath)).problems).toEqual([]);
     await file.close();
     expect(sha256(await readFile(metaPath))).toBe(before);

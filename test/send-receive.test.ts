@@ -162,7 +162,7 @@ describe("send and receive", () => {
     for (let cut = 0; cut < incremental.length; cut++) variants.push({ what: `cut at ${cut}`, bytes: incremental.subarray(0, cut) });
     for (let at = 0; at < incremental.length; at++) {
       const flipped = Buffer.from(incremental);
-      flipped[at] ^= 0x20;
+      flipped[at] = flipped[at]! ^ 0x20;
       variants.push({ what: `byte ${at} flipped`, bytes: flipped });
     }
     variants.push({ what: "a byte appended", bytes: Buffer.concat([incremental, Buffer.alloc(1)]) });
