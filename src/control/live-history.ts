@@ -95,7 +95,8 @@ class HistoryConnection implements ConnectionOperations {
   }
 
   async dispatch(request: ControlRequest): Promise<unknown> {
-    assert(this.closing === null, "no request is answered after its connection closed");
+    // Only the server's stop closes a connection with requests still queued on it.
+    if (this.closing !== null) throw new Error("the server is stopping");
     switch (request.op) {
       case "diff-begin":
         return this.open(await this.diffBegin(text(request.from), text(request.to), request.same === true));

@@ -10,6 +10,7 @@ import {
   FileMissingError,
   InvalidSizeError,
   IoError,
+  NoSuchVolumeError,
   ShrinkBelowMappedError,
   VolumeBusyError,
 } from "../errors.js";
@@ -209,6 +210,8 @@ export class Pool {
   async hold(name: string, options: { seal: boolean }): Promise<VolumeHold> {
     this.assertWritable("the pool");
     const found = await this.transactions.read((metadata) => metadata.requireVolume(name));
+    // A hold, or a receive in progress, is no volume of the user's: not there to be held.
+    if (found.record.hidden) throw new NoSuchVolumeError(name);
     const locks = this.locksFor(found.id);
     const hidden = holdName(this.holdCount++);
     return locks.gate.exclusive(async () => {
@@ -217,6 +220,7 @@ export class Pool {
       while (locks.unsealing !== null) await locks.unsealing;
       const held = await this.transactions.change(async (metadata) => {
         const state = await metadata.requireVolume(name);
+        if (state.id !== found.id) throw new NoSuchVolumeError(name);
         if (options.seal) metadata.seal(state);
         return this.holdIn(metadata, state, hidden);
       });
