@@ -96,7 +96,7 @@ export async function withOperations<T>(metaPath: string, mode: SessionMode, wor
  * A pool with a damaged space map reads fine; each read says once what is wrong and the way
  * out. A change is refused with the same words instead (PoolDegradedError).
  */
-function warnIfDegraded(damage: { message: string } | null): void {
+export function warnIfDegraded(damage: { message: string } | null): void {
   if (damage) process.stderr.write(`thinp: warning: ${damage.message}\n`);
 }
 

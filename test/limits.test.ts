@@ -60,6 +60,7 @@ describe("values at their limits fit their formats", () => {
         baseUuid: "ffffffff-ffff-ffff-ffff-ffffffffffff",
         baseGeneration: Number.MAX_SAFE_INTEGER,
         nextBlock: VOLUME_BYTES_MAX / DATA_BLOCK_BYTES,
+        resumable: true,
       },
     };
     const value = encodeVolumeRecord(record);

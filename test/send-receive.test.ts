@@ -256,6 +256,31 @@ describe("send and receive", () => {
     }
   });
 
+  it("what a crash left of a receive that was not resumable is dropped by the next receive of that name", async () => {
+    const { pool: sender } = await history();
+    const whole = await send(sender, "s1");
+    const { pool: receiver, meta, data } = await memoryPool();
+    // As a server does: a commit of its own lands while the receive is under way, then the power goes.
+    const target = new PoolReceiveTarget(receiver, "s1");
+    const cut = receiveStream(
+      (async function* () {
+        yield whole.subarray(0, whole.length - 100);
+        await receiver.commit();
+        throw new Error("power cut");
+      })(),
+      target,
+    );
+    await expect(cut).rejects.toThrow("power cut");
+    const crashed = await Pool.openFiles(meta.durableCopy(), data.durableCopy());
+    expect(await interruptedReceive(crashed, "s1")).not.toBeNull();
+    const again = await receive(crashed, "s1", whole);
+    expect(again.result.dataBlocks).toBe(8);
+    expect(await interruptedReceive(crashed, "s1")).toBeNull();
+    expect((await contents(crashed, "s1")).equals(await contents(sender, "s1"))).toBe(true);
+    await crashed.close();
+    await receiver.close();
+  });
+
   it("a token is refused by a sender whose volume has changed since", async () => {
     const { pool: sender } = await history();
     const whole = await send(sender, "s2");

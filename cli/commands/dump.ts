@@ -1,5 +1,5 @@
 // thinp dump: the pool's mappings as thin-provisioning-tools XML, for thin_restore,
-// thin_check, or moving the pool to Linux dm-thin.
+// thin_check, or moving the pool to Linux dm-thin; at rest, or live through a running server.
 
 import type { Command } from "commander";
 import { rm } from "node:fs/promises";
@@ -7,7 +7,9 @@ import { once } from "node:events";
 import type { Writable } from "node:stream";
 import { dmThinXml, type DumpedDevice } from "../../src/thin/dm-thin-dump.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
-import { refuseWhileServed, resolvePoolPath, withPool } from "../pool-session.js";
+import { resolvePoolPath } from "../pool-session.js";
+import { servedDump } from "../../src/control/history-client.js";
+import { historySession } from "./history-session.js";
 import { createOutputFile, onUserFile } from "../user-files.js";
 
 export function registerDumpCommand(program: Command): void {
@@ -21,24 +23,30 @@ export function registerDumpCommand(program: Command): void {
 
 async function dump(options: PoolOptions & { output?: string }): Promise<void> {
   const metaPath = resolvePoolPath(options.pool);
-  await refuseWhileServed(metaPath, () => "");
   const devices: DumpedDevice[] = [];
   const output = options.output;
   const file = output === undefined ? null : await createOutputFile(output, false);
   try {
-    await withPool(metaPath, "read", async (pool) => {
+    const writeAll = async (xml: AsyncIterable<string>) => {
       const sink: Writable = file ? file.createWriteStream() : process.stdout;
       const write = async (text: string) => {
         if (!sink.write(text)) await once(sink, "drain");
       };
-      for await (const text of dmThinXml(pool, (device) => devices.push(device))) {
+      for await (const text of xml) {
         await (output === undefined ? write(text) : onUserFile(output, "output file", () => write(text)));
       }
       if (sink !== process.stdout) {
         sink.end();
         await once(sink, "finish");
       }
-    });
+    };
+    // While served, the server holds every volume for the dump's length and reads the holds.
+    await historySession(
+      metaPath,
+      "read",
+      (pool) => writeAll(dmThinXml(pool, (device) => devices.push(device))),
+      (server) => writeAll(servedDump(server, (device) => devices.push(device))),
+    );
   } catch (error) {
     // A failed dump leaves no partial file that could be mistaken for a whole one.
     if (output !== undefined) await rm(output, { force: true });

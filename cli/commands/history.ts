@@ -17,6 +17,7 @@ import { formatSize } from "../size.js";
 import { STDIO_PATH, openStreamReader, openStreamWriter, stdinReader, stdoutWriter, type StreamReader } from "../stream-io.js";
 import { renderTable, type Column } from "../table.js";
 import { historySession } from "./history-session.js";
+import { servedDiff, servedReceive, servedReceiveAbort, servedReceiveToken, servedSend } from "../../src/control/history-client.js";
 
 /** Bytes read from the input per step while receiving. */
 const RECEIVE_CHUNK_BYTES = 1 << 20;
@@ -66,9 +67,16 @@ interface DiffOptions extends PoolOptions {
 
 async function diffVolumes(from: string, to: string, options: DiffOptions): Promise<void> {
   const ranges: DiffRange[] = [];
-  await historySession(resolvePoolPath(options.pool), "read", async (pool) => {
-    for await (const range of pool.diff(from, to, { includeSame: options.same === true })) ranges.push(range);
-  });
+  const same = options.same === true;
+  const collect = async (found: AsyncIterable<DiffRange>) => {
+    for await (const range of found) ranges.push(range);
+  };
+  await historySession(
+    resolvePoolPath(options.pool),
+    "read",
+    (pool) => collect(pool.diff(from, to, { includeSame: same })),
+    (server) => collect(servedDiff(server, from, to, same)),
+  );
   if (options.json) {
     process.stdout.write(`${JSON.stringify({ from, to, blockBytes: 65536, ranges }, null, 2)}\n`);
     return;
@@ -101,28 +109,40 @@ async function sendVolume(name: string, options: SendCliOptions): Promise<void> 
   const toStdout = options.output === undefined || options.output === STDIO_PATH;
   const started = performance.now();
   const totals: SendTotals = { bytes: 0, dataBlocks: 0, unmappedBlocks: 0, records: 0 };
+  const write = async (chunks: AsyncIterable<Buffer>, interruption: Interruption) => {
+    const writer = toStdout ? await stdoutWriter() : await openStreamWriter(options.output!, interruption);
+    const progress = startProgress(`send ${name}`, null);
+    try {
+      for await (const chunk of chunks) {
+        interruption.check();
+        await writer.write(chunk, interruption);
+        progress.advance(chunk.length);
+      }
+      await writer.finish();
+    } catch (failure) {
+      writer.abandon();
+      throw failure;
+    } finally {
+      progress.stop();
+    }
+  };
   await runInterruptible(
     "send",
     (interruption) =>
-      historySession(resolvePoolPath(options.pool), "write", async (pool) => {
-        const source = await openSendSource(pool, name, { from: options.from, resume });
-        const writer = toStdout ? await stdoutWriter() : await openStreamWriter(options.output!, interruption);
-        const progress = startProgress(`send ${name}`, null);
-        try {
-          for await (const chunk of encodeSendStream(source, totals)) {
-            interruption.check();
-            await writer.write(chunk, interruption);
-            progress.advance(chunk.length);
+      historySession(
+        resolvePoolPath(options.pool),
+        "write",
+        async (pool) => {
+          const source = await openSendSource(pool, name, { from: options.from, resume });
+          try {
+            await write(encodeSendStream(source, totals), interruption);
+          } finally {
+            await source.close();
           }
-          await writer.finish();
-        } catch (failure) {
-          writer.abandon();
-          throw failure;
-        } finally {
-          progress.stop();
-          await source.close();
-        }
-      }),
+        },
+        // The server seals and holds the volumes, and makes the stream from the holds.
+        (server) => write(servedSend(server, name, { from: options.from, resumeToken: options.resumeToken, totals }), interruption),
+      ),
     () => "the stream is incomplete, and a receiver will refuse it",
   );
   const seconds = (performance.now() - started) / 1000;
@@ -152,46 +172,83 @@ async function receiveVolume(name: string, options: ReceiveCliOptions): Promise<
   const metaPath = resolvePoolPath(options.pool);
   if (options.token || options.abort) {
     if (options.token && options.abort) throw new InvalidArgumentError("--token and --abort do not go together: give one");
-    await historySession(metaPath, options.abort ? "write" : "read", async (pool) => {
+    const report = async (kept: { token: string } | boolean | null) => {
       if (options.abort) {
-        if (!(await abandonReceive(pool, name))) throw noInterruptedReceive(name);
+        if (kept !== true) throw noInterruptedReceive(name);
         process.stdout.write(`dropped the interrupted receive of ${name}\n`);
         return;
       }
-      const kept = await interruptedReceive(pool, name);
-      if (kept === null) throw noInterruptedReceive(name);
+      if (kept === null || typeof kept === "boolean") throw noInterruptedReceive(name);
       process.stdout.write(`${kept.token}\n`);
-    });
+    };
+    await historySession(
+      metaPath,
+      options.abort ? "write" : "read",
+      async (pool) => report(options.abort ? await abandonReceive(pool, name) : await interruptedReceive(pool, name)),
+      async (server) => {
+        if (options.abort) return report(await servedReceiveAbort(server, name));
+        const token = await servedReceiveToken(server, name);
+        return report(token === null ? null : { token });
+      },
+    );
     return;
   }
   const started = performance.now();
   let result: (ReceiveSummary & { header: SendHeader }) | null = null;
   let token: string | null = null;
+  const resumable = options.resumable === true;
+  const openInput = (interruption: Interruption) =>
+    options.input === undefined || options.input === STDIO_PATH ? stdinReader() : openStreamReader(options.input, interruption);
   await runInterruptible(
     "receive",
     (interruption) =>
-      historySession(metaPath, "write", async (pool) => {
-        const reader =
-          options.input === undefined || options.input === STDIO_PATH
-            ? await stdinReader()
-            : await openStreamReader(options.input, interruption);
-        const target = new PoolReceiveTarget(pool, name, { resumable: options.resumable === true, resume: options.resume === true });
-        const progress = startProgress(`receive ${name}`, null);
-        let counted = 0;
-        try {
-          result = await receiveStream(chunksOf(reader, interruption), target, (received) => {
-            progress.advance(received.bytes - counted);
-            counted = received.bytes;
-          });
-        } catch (failure) {
-          // A resumable receive has committed what came already; the failure is what to report.
-          token = target.resumeToken;
-          throw explainReceiveFailure(failure, name, token);
-        } finally {
-          progress.stop();
-          await reader.close();
-        }
-      }),
+      historySession(
+        metaPath,
+        "write",
+        async (pool) => {
+          const reader = await openInput(interruption);
+          const target = new PoolReceiveTarget(pool, name, { resumable, resume: options.resume === true });
+          const progress = startProgress(`receive ${name}`, null);
+          let counted = 0;
+          try {
+            result = await receiveStream(chunksOf(reader, interruption), target, (received) => {
+              progress.advance(received.bytes - counted);
+              counted = received.bytes;
+            });
+          } catch (failure) {
+            // A resumable receive has committed what came already; the failure is what to report.
+            token = target.resumeToken;
+            throw explainReceiveFailure(failure, name, token);
+          } finally {
+            progress.stop();
+            await reader.close();
+          }
+        },
+        // The server applies the stream to its pool, and exports the volume once it is published.
+        async (server) => {
+          const reader = await openInput(interruption);
+          const progress = startProgress(`receive ${name}`, null);
+          let counted = 0;
+          try {
+            result = await servedReceive(
+              server,
+              name,
+              { resumable, resume: options.resume === true },
+              chunksOf(reader, interruption),
+              (sent) => {
+                progress.advance(sent - counted);
+                counted = sent;
+              },
+            );
+          } catch (failure) {
+            token = resumable ? await servedReceiveToken(server, name).catch(() => null) : null;
+            throw explainReceiveFailure(failure, name, token);
+          } finally {
+            progress.stop();
+            await reader.close();
+          }
+        },
+      ),
     () =>
       options.resumable
         ? `what came is kept; go on with: thinp send ... --resume-token $(thinp receive ${name} --token) | thinp receive ${name} --resume`

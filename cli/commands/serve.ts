@@ -188,7 +188,7 @@ async function renderBanner(service: PoolService, metaPath: string): Promise<str
   const lines = [
     `serving ${metaPath}: ${volumes.length} volume${volumes.length === 1 ? "" : "s"}${service.pool.readOnly ? ", read-only" : ""}`,
     ...addresses.map((address) => `listening on ${describeAddress(address)}  (${exportUri(address, "NAME")})`),
-    `control socket ${controlSocketPath(metaPath)}: create, snapshot, delete, resize, resize-pool, list and status work while serving`,
+    `control socket ${controlSocketPath(metaPath)}: create, snapshot, delete, resize, resize-pool, list, status, diff, send, receive and dump work while serving`,
     "",
   ];
   if (volumes.length === 0) lines.push("no volumes yet: create one with 'thinp create NAME --size SIZE'; it is exported at once", "");

@@ -86,6 +86,14 @@ export class ControlClient implements PoolOperations {
     return this.request({ op: "status" }) as Promise<PoolStatus>;
   }
 
+  /**
+   * Any request, answered with its result: for the history operations (history-client.ts).
+   * One at a time: a second request before the first is answered would share its reply.
+   */
+  call<T>(request: ControlRequest): Promise<T> {
+    return this.request(request) as Promise<T>;
+  }
+
   private request(request: ControlRequest): Promise<unknown> {
     return new Promise((resolve, reject) => {
       const reader = new FrameReader(CONTROL_REPLY_BYTES_MAX);

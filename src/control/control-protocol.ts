@@ -5,7 +5,11 @@
 import { decode, encode } from "@msgpack/msgpack";
 import type { ErrorCode } from "../errors.js";
 import type { NbdServerAddress } from "../nbd/index.js";
-import type { PoolDegradation } from "../thin/api.js";
+import type { DiffRange, PoolDegradation } from "../thin/api.js";
+import type { DumpedDevice } from "../thin/dm-thin-dump.js";
+import type { ReceiveSummary } from "../thin/receive.js";
+import type { SendHeader } from "../thin/send-stream.js";
+import type { SendTotals } from "../thin/send.js";
 import { CONTROL_MESSAGE_BYTES_MAX, CONTROL_REPLY_BYTES_MAX, CONTROL_REQUEST_TIMEOUT_MS } from "./limits.js";
 
 export const CONTROL_PROTOCOL_VERSION = 1;
@@ -21,7 +25,48 @@ export type ControlRequest =
   | { op: "resize-pool"; sizeBytes: number }
   | { op: "list" }
   | { op: "usage"; name: string }
-  | { op: "status" };
+  | { op: "status" }
+  // History while served (live-history.ts): sessions a connection opens, reads and ends.
+  | { op: "diff-begin"; from: string; to: string; same: boolean }
+  | { op: "diff-read"; id: number }
+  | { op: "send-begin"; volume: string; from: string | null; resumeToken: string | null }
+  | { op: "send-read"; id: number; maxBytes: number }
+  | { op: "receive-begin"; name: string; resumable: boolean; resume: boolean }
+  | { op: "receive-data"; id: number; bytes: Uint8Array }
+  | { op: "receive-end"; id: number }
+  | { op: "receive-token"; name: string }
+  | { op: "receive-abort"; name: string }
+  | { op: "dump-begin" }
+  | { op: "dump-read"; id: number; maxBytes: number }
+  | { op: "end"; id: number };
+
+/** The answer to every `*-begin`: the session's id on this connection. */
+export interface SessionReply {
+  id: number;
+}
+
+/** A page of a diff: `done` once the last range has been sent. */
+export interface DiffReadReply {
+  ranges: DiffRange[];
+  done: boolean;
+}
+
+/** The next bytes of a send stream; with `done`, the stream is whole and `totals` counts it. */
+export interface SendReadReply {
+  bytes: Uint8Array;
+  done: boolean;
+  totals: SendTotals | null;
+}
+
+/** The next text of a dump; with `done`, `devices` says which volume each dev_id is. */
+export interface DumpReadReply {
+  text: string;
+  done: boolean;
+  devices: DumpedDevice[] | null;
+}
+
+/** The answer to `receive-end`: the stream was whole and the volume is published (and exported). */
+export type ReceiveEndReply = ReceiveSummary & { header: SendHeader };
 
 /** The answer to `hello`: who serves the pool and where its NBD exports are, for messages that name them. */
 export interface HelloReply {

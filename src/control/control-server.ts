@@ -19,6 +19,17 @@ import type { PoolOperations } from "./pool-operations.js";
 // Its home is limits.ts; the name stays here for the modules that import it from here.
 export { CONTROL_CONNECTIONS_MAX };
 
+/**
+ * Operations whose state lives as long as one connection (live-history.ts): a send's holds,
+ * a receive's hidden volume. `close` runs once the connection closes, after every request
+ * it sent has been answered.
+ */
+export interface ConnectionOperations {
+  handles(op: string): boolean;
+  dispatch(request: ControlRequest): Promise<unknown>;
+  close(): Promise<void>;
+}
+
 export interface ControlServer {
   readonly socketPath: string;
   close(): Promise<void>;
@@ -31,6 +42,8 @@ export async function startControlServer(
   nbdAddresses: readonly NbdServerAddress[] = [],
   /** For a process that is not `thinp serve`: what it is busy with, told in `hello` (HelloReply.busyWith). */
   busyWith?: string,
+  /** Opens each connection's own operations (diff, send, receive, dump while served). */
+  connectionOperations?: () => ConnectionOperations,
 ): Promise<ControlServer> {
   await removeStaleSocket(socketPath);
   const sockets = new Set<net.Socket>();
@@ -40,10 +53,17 @@ export async function startControlServer(
       return;
     }
     sockets.add(socket);
-    socket.on("close", () => sockets.delete(socket));
+    const own = connectionOperations?.() ?? null;
+    let queue = Promise.resolve();
+    socket.on("close", () => {
+      sockets.delete(socket);
+      if (own)
+        queue = queue
+          .then(() => own.close())
+          .catch((error: unknown) => log(`control: ending a connection's operations failed: ${(error as Error).message}`));
+    });
     socket.on("error", () => undefined);
     const reader = new FrameReader();
-    let queue = Promise.resolve();
     socket.on("data", (chunk: Buffer) => {
       let messages: unknown[];
       try {
@@ -55,7 +75,7 @@ export async function startControlServer(
       }
       for (const message of messages) {
         queue = queue.then(async () => {
-          const reply = await answer(message, operations, nbdAddresses, busyWith);
+          const reply = await answer(message, operations, nbdAddresses, busyWith, own);
           if (!socket.destroyed) socket.write(frameMessage(reply));
         });
       }
@@ -85,9 +105,14 @@ async function answer(
   operations: PoolOperations,
   nbdAddresses: readonly NbdServerAddress[],
   busyWith: string | undefined,
+  own: ConnectionOperations | null,
 ): Promise<ControlReply> {
   try {
-    return { ok: true, result: await dispatch(message as ControlRequest, operations, nbdAddresses, busyWith) };
+    const request = message as ControlRequest;
+    if (own !== null && typeof request === "object" && request !== null && own.handles(String(request.op))) {
+      return { ok: true, result: await own.dispatch(request) };
+    }
+    return { ok: true, result: await dispatch(request, operations, nbdAddresses, busyWith) };
   } catch (error) {
     if (error instanceof ThinpError) return { ok: false, error: { code: error.code, message: error.message } };
     return { ok: false, error: { code: "INTERNAL", message: (error as Error)?.message ?? String(error) } };

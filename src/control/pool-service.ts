@@ -8,6 +8,7 @@ import type { NbdLog } from "../nbd/nbd-log.js";
 import { controlSocketPath } from "./control-protocol.js";
 import { startControlServer, type ControlServer } from "./control-server.js";
 import { BACKGROUND_COMMIT_INTERVAL_MS } from "./limits.js";
+import { LiveHistory } from "./live-history.js";
 import { ServedPool } from "./served-pool.js";
 
 // Its home is limits.ts; the name stays here for the modules that import it from here.
@@ -38,8 +39,11 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   const servers: NbdServer[] = [];
   let control: ControlServer;
   let served: ServedPool;
+  let history: LiveHistory;
   try {
     served = await ServedPool.start(pool, options.log, options.readOnlyReason);
+    const exports = served;
+    history = await LiveHistory.start(pool, () => exports.refresh(), options.log);
     const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
     if (options.listen || !options.socketPath) {
       servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT } }));
@@ -50,6 +54,8 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
       served,
       options.log,
       servers.map((server) => server.address),
+      undefined,
+      () => history.connect(),
     );
   } catch (error) {
     await Promise.allSettled(servers.map((server) => server.close()));
@@ -83,6 +89,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   let stopping: Promise<void> | null = null;
   const controlServer = control;
   const servedPool = served;
+  const liveHistory = history;
   return {
     pool,
     servers,
@@ -92,6 +99,8 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
         clearInterval(timer);
         await Promise.all(servers.map((server) => server.close()));
         await controlServer.close();
+        // Holds released and unfinished receives aborted, so the last commit keeps none of them.
+        await liveHistory.close();
         // Closing connections may have released a volume whose delete was deferred; let it
         // finish so the final commit includes it and nothing touches the pool after close.
         await servedPool.settle();

@@ -204,8 +204,8 @@ export class ServedPool implements ExportCatalog, PoolOperations {
     await this.refresh();
   }
 
-  /** Brings the exports in line with the pool's volumes; open handles stay valid. */
-  private async refresh(): Promise<void> {
+  /** Brings the exports in line with the pool's volumes (after a live receive, too); open handles stay valid. */
+  async refresh(): Promise<void> {
     const infos = await this.pool.listVolumes();
     const names = new Set(infos.map((info) => info.name));
     for (const [name, entry] of this.exports) {

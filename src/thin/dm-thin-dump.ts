@@ -5,6 +5,7 @@
 
 import { LimitExceededError } from "../errors.js";
 import { DATA_BLOCK_BYTES, DM_THIN_DEV_ID_MAX, DUMP_MAPPINGS_PER_STEP, SECTOR_BYTES } from "./limits.js";
+import type { VolumeHold } from "./holds.js";
 import type { Pool } from "./pool.js";
 
 export { DM_THIN_DEV_ID_MAX };
@@ -22,28 +23,87 @@ interface Run {
   time: number;
 }
 
-/** Yields the XML a line at a time; `onDevice` hears which volume each dev_id is. */
-export async function* dmThinXml(pool: Pool, onDevice: (device: DumpedDevice) => void = () => undefined): AsyncGenerator<string> {
+/** What a dump prints: the pool's counters and, for each device, where its mappings are read. */
+export interface DumpPlan {
+  snapshotTime: number;
+  transactionId: number;
+  dataBlocksTotal: number;
+  devices: PlannedDevice[];
+}
+
+export interface PlannedDevice extends DumpedDevice {
+  mappedBlocks: number;
+  time: number;
+  /** The volume whose mappings are dumped: the device itself, or a hold on it. */
+  readId: number;
+}
+
+/** A dump of the pool as it is: every listed volume, read directly (nobody else may be writing). */
+export async function restingDumpPlan(pool: Pool): Promise<DumpPlan> {
   const status = pool.status();
-  const snapshotTime = pool.transactions.inspect((metadata) => metadata.snapshotTime);
   const volumes = await pool.listVolumes();
-  for (const volume of volumes) {
-    if (volume.id > DM_THIN_DEV_ID_MAX) {
-      throw new LimitExceededError(`volume '${volume.name}' has id ${volume.id}, beyond dm-thin's 24-bit device ids`);
+  return pool.transactions.inspect((metadata) => ({
+    snapshotTime: metadata.snapshotTime,
+    transactionId: status.transactionId,
+    dataBlocksTotal: status.dataBlocksTotal,
+    devices: volumes.map((volume) => ({
+      devId: volume.id,
+      name: volume.name,
+      sizeBytes: volume.sizeBytes,
+      mappedBlocks: volume.mappedBlocks,
+      time: metadata.stateById(volume.id)?.record.snapshotTime ?? 0,
+      readId: volume.id,
+    })),
+  }));
+}
+
+/**
+ * A dump of a served pool as of the commit that took `holds` (Pool.holdAll): each volume's
+ * mappings are read from its hold, which no write changes, under the volume's own id and name.
+ */
+export async function heldDumpPlan(pool: Pool, holds: readonly VolumeHold[]): Promise<DumpPlan> {
+  const status = pool.status();
+  return pool.transactions.read(async (metadata) => {
+    const devices: PlannedDevice[] = [];
+    for (const hold of holds) {
+      const held = await metadata.requireVolume(hold.holdName);
+      devices.push({
+        devId: hold.volumeId,
+        name: hold.name,
+        sizeBytes: hold.sizeBytes,
+        mappedBlocks: hold.mappedBlocks,
+        time: hold.snapshotTime,
+        readId: held.id,
+      });
+    }
+    return { snapshotTime: metadata.snapshotTime, transactionId: status.transactionId, dataBlocksTotal: status.dataBlocksTotal, devices };
+  });
+}
+
+/** Yields the XML a line at a time; `onDevice` hears which volume each dev_id is. */
+export async function* dmThinXml(
+  pool: Pool,
+  onDevice: (device: DumpedDevice) => void = () => undefined,
+  plan?: DumpPlan,
+): AsyncGenerator<string> {
+  const { snapshotTime, transactionId, dataBlocksTotal, devices } = plan ?? (await restingDumpPlan(pool));
+  for (const device of devices) {
+    if (device.devId > DM_THIN_DEV_ID_MAX) {
+      throw new LimitExceededError(`volume '${device.name}' has id ${device.devId}, beyond dm-thin's 24-bit device ids`);
     }
   }
   yield (
-    `<superblock uuid="" time="${snapshotTime}" transaction="${status.transactionId}" flags="0" version="2" ` +
-    `data_block_size="${DATA_BLOCK_BYTES / SECTOR_BYTES}" nr_data_blocks="${status.dataBlocksTotal}">\n`
+    `<superblock uuid="" time="${snapshotTime}" transaction="${transactionId}" flags="0" version="2" ` +
+    `data_block_size="${DATA_BLOCK_BYTES / SECTOR_BYTES}" nr_data_blocks="${dataBlocksTotal}">\n`
   );
-  for (const volume of volumes) {
-    onDevice({ devId: volume.id, name: volume.name, sizeBytes: volume.sizeBytes });
-    const times = pool.transactions.inspect((metadata) => metadata.stateById(volume.id)?.record.snapshotTime ?? 0);
-    yield `  <device dev_id="${volume.id}" mapped_blocks="${volume.mappedBlocks}" transaction="0" creation_time="${times}" snap_time="${times}">\n`;
+  for (const device of devices) {
+    onDevice({ devId: device.devId, name: device.name, sizeBytes: device.sizeBytes });
+    const times = device.time;
+    yield `  <device dev_id="${device.devId}" mapped_blocks="${device.mappedBlocks}" transaction="0" creation_time="${times}" snap_time="${times}">\n`;
     let run: Run | null = null;
     for (let from = 0; ;) {
       const batch = await pool.transactions.read(async (metadata) => {
-        const state = metadata.stateById(volume.id);
+        const state = metadata.stateById(device.readId);
         const found: Run[] = [];
         if (!state) return found;
         await metadata.forEachMappingWithTime(

@@ -10,6 +10,7 @@ import {
   FileMissingError,
   InvalidSizeError,
   IoError,
+  NoSuchVolumeError,
   ShrinkBelowMappedError,
   VolumeBusyError,
 } from "../errors.js";
@@ -26,6 +27,7 @@ import { validateVolumeName } from "./names.js";
 import { PoolMetadata, type VolumeState } from "./pool-metadata.js";
 import { PoolTransactions } from "./transactions.js";
 import { Volume, type VolumeLocks } from "./volume.js";
+import { holdName, isHoldName, type VolumeHold } from "./holds.js";
 import { claimDataFile, DataFileIdentityStore, type DataFileIdentity, type MetadataClaim } from "./data-file-identity.js";
 import { lockModeFor, openLockedDataFile, openLockedMetadataFile, openModeFor } from "./pool-files.js";
 import { pathExists } from "../io/path-exists.js";
@@ -50,6 +52,8 @@ export class Pool {
   private readonly openHandles = new Map<number, number>();
   /** The data file's identity record as last written, which each commit advances. */
   private identityRecord: DataFileIdentity | null = null;
+  /** Holds taken by this process so far: part of each hold's name. */
+  private holdCount = 0;
 
   private constructor(
     readonly metaPath: string,
@@ -194,6 +198,90 @@ export class Pool {
       return sealed;
     });
     return identity;
+  }
+
+  /**
+   * A hold on the volume (holds.ts): a hidden read-only snapshot, taken with writes in
+   * flight finished first, as for a snapshot. With `seal`, the volume is sealed in the same
+   * change, so the identity returned names exactly the hold's contents even when the volume
+   * is written to a moment later (that write raises its generation; the hold keeps this one).
+   * Durable when it returns. Release it with releaseHold.
+   */
+  async hold(name: string, options: { seal: boolean }): Promise<VolumeHold> {
+    this.assertWritable("the pool");
+    const found = await this.transactions.read((metadata) => metadata.requireVolume(name));
+    // A hold, or a receive in progress, is no volume of the user's: not there to be held.
+    if (found.record.hidden) throw new NoSuchVolumeError(name);
+    const locks = this.locksFor(found.id);
+    const hidden = holdName(this.holdCount++);
+    return locks.gate.exclusive(async () => {
+      // A write that began unsealing the volume before the gate closed has that committed
+      // first: sealing before it would be undone by it, after the hold was taken.
+      while (locks.unsealing !== null) await locks.unsealing;
+      const held = await this.transactions.change(async (metadata) => {
+        const state = await metadata.requireVolume(name);
+        if (state.id !== found.id) throw new NoSuchVolumeError(name);
+        if (options.seal) metadata.seal(state);
+        return this.holdIn(metadata, state, hidden);
+      });
+      await this.commit();
+      return held;
+    });
+  }
+
+  /**
+   * A hold on every listed volume, in one change and one commit: the whole pool as of one
+   * instant, for a dump. Nothing is sealed, and no write is waited for: a dump reads mappings,
+   * and each section sees the mappings of every write it follows.
+   */
+  async holdAll(): Promise<VolumeHold[]> {
+    this.assertWritable("the pool");
+    const holds = await this.transactions.change(async (metadata) => {
+      const held: VolumeHold[] = [];
+      for (const state of await metadata.listVolumes()) {
+        if (!state.record.hidden) held.push(await this.holdIn(metadata, state, holdName(this.holdCount++)));
+      }
+      return held;
+    });
+    await this.commit();
+    return holds;
+  }
+
+  private async holdIn(metadata: PoolMetadata, state: VolumeState, hidden: string): Promise<VolumeHold> {
+    assert(isHoldName(hidden) && !state.record.hidden, `a hold '${hidden}' on a listed volume`);
+    const hold = await metadata.snapshot(state, hidden, true, Date.now());
+    hold.record.hidden = true;
+    metadata.markDirty(hold);
+    return {
+      name: state.record.name,
+      volumeId: state.id,
+      holdName: hidden,
+      identity: { uuid: state.record.uuid, generation: state.record.generation },
+      sealed: state.record.sealed,
+      sizeBytes: state.record.sizeBytes,
+      mappedBlocks: state.record.mappedBlocks,
+      snapshotTime: state.record.snapshotTime,
+    };
+  }
+
+  /** Lets go of holds, in one commit: their blocks that nothing else maps are free again. */
+  async releaseHolds(hidden: readonly string[]): Promise<void> {
+    for (const name of hidden) {
+      assert(isHoldName(name), `'${name}' is not a hold`);
+      await this.deleteVolume(name);
+    }
+    if (hidden.length > 0) await this.commit();
+  }
+
+  /** Deletes holds that a process which stopped without releasing them left (a crash); returns how many. */
+  async releaseLeftoverHolds(): Promise<number> {
+    const leftovers = await this.transactions.read(async (metadata) =>
+      (await metadata.listVolumes())
+        .filter((state) => state.record.hidden && isHoldName(state.record.name))
+        .map((state) => state.record.name),
+    );
+    await this.releaseHolds(leftovers);
+    return leftovers.length;
   }
 
   async deleteVolume(name: string): Promise<void> {

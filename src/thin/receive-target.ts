@@ -2,7 +2,7 @@
 // and how it is published (formats/send-stream.md, "Receiving").
 
 import { createHash } from "node:crypto";
-import { BaseMismatchError, InvalidArgumentError, VolumeExistsError } from "../errors.js";
+import { BaseMismatchError, InvalidArgumentError, VolumeBusyError, VolumeExistsError } from "../errors.js";
 import { assert } from "../io/assert.js";
 import type { VolumeIdentity } from "./api.js";
 import { DATA_BLOCK_BYTES } from "./limits.js";
@@ -63,6 +63,18 @@ function tokenOf(state: VolumeState): string {
   });
 }
 
+/** The hidden volumes receives in this process are writing now, per pool: one left by a crash is not among them. */
+const receivesUnderWay = new WeakMap<Pool, Set<string>>();
+
+function underWay(pool: Pool): Set<string> {
+  let names = receivesUnderWay.get(pool);
+  if (names === undefined) {
+    names = new Set();
+    receivesUnderWay.set(pool, names);
+  }
+  return names;
+}
+
 export class PoolReceiveTarget implements ReceiveTarget {
   private readonly hiddenName: string;
   private volume: Volume | null = null;
@@ -84,7 +96,15 @@ export class PoolReceiveTarget implements ReceiveTarget {
     this.pool.assertWritable("the pool");
     const resumeFrom = await this.pool.transactions.change(async (metadata) => {
       if (await metadata.findVolume(this.name)) throw new VolumeExistsError(this.name);
-      const partial = await metadata.findVolume(this.hiddenName);
+      let partial = await metadata.findVolume(this.hiddenName);
+      if (partial && underWay(this.pool).has(this.hiddenName)) {
+        throw new VolumeBusyError(this.name, `another receive of '${this.name}' is under way; wait for it to finish`);
+      }
+      if (partial && partial.record.receiving?.resumable !== true) {
+        // Left by a receive that a crash stopped and that did not ask to be kept.
+        await metadata.deleteVolume(partial);
+        partial = null;
+      }
       if (this.options.resume) return this.resumeInto(metadata, partial, header);
       if (partial) {
         throw new VolumeExistsError(
@@ -112,10 +132,12 @@ export class PoolReceiveTarget implements ReceiveTarget {
         baseUuid: header.base?.uuid ?? null,
         baseGeneration: header.base?.generation ?? 0,
         nextBlock: 0,
+        resumable: this.keepsWhatCame,
       };
       metadata.markDirty(state);
       return 0;
     });
+    underWay(this.pool).add(this.hiddenName);
     this.volume = await this.pool.volume(this.hiddenName);
     this.sizeBytes = header.sizeBytes;
     return { resumeFrom };
@@ -196,7 +218,7 @@ export class PoolReceiveTarget implements ReceiveTarget {
   }
 
   async progress(nextBlock: number): Promise<void> {
-    if (!this.options.resumable) return;
+    if (!this.keepsWhatCame) return;
     if (this.bytesSinceProgress < (this.options.progressBytes ?? RECEIVE_PROGRESS_BYTES)) return;
     await this.saveProgress(nextBlock);
   }
@@ -213,25 +235,38 @@ export class PoolReceiveTarget implements ReceiveTarget {
   }
 
   async publish(): Promise<void> {
-    await this.pool.transactions.change(async (metadata) => {
-      const state = await metadata.requireVolume(this.hiddenName);
-      await metadata.renameVolume(state, this.name);
-      state.record.hidden = false;
-      state.record.receiving = null;
-      state.record.sealed = true;
-      metadata.markDirty(state);
-    });
-    await this.pool.commit();
+    try {
+      await this.pool.transactions.change(async (metadata) => {
+        const state = await metadata.requireVolume(this.hiddenName);
+        await metadata.renameVolume(state, this.name);
+        state.record.hidden = false;
+        state.record.receiving = null;
+        state.record.sealed = true;
+        metadata.markDirty(state);
+      });
+      await this.pool.commit();
+    } finally {
+      underWay(this.pool).delete(this.hiddenName);
+    }
   }
 
   async abort(reachedBlock: number): Promise<void> {
     if (this.volume === null) return;
-    if (this.options.resumable) {
-      await this.saveProgress(reachedBlock);
-      this.resumeToken = (await interruptedReceive(this.pool, this.name))?.token ?? null;
-      return;
+    try {
+      if (this.keepsWhatCame) {
+        await this.saveProgress(reachedBlock);
+        this.resumeToken = (await interruptedReceive(this.pool, this.name))?.token ?? null;
+        return;
+      }
+      await this.pool.deleteVolume(this.hiddenName);
+    } finally {
+      underWay(this.pool).delete(this.hiddenName);
     }
-    await this.pool.deleteVolume(this.hiddenName);
+  }
+
+  /** A resumable receive, or one going on with what a resumable one kept: what came is kept when the stream fails. */
+  private get keepsWhatCame(): boolean {
+    return this.options.resumable === true || this.options.resume === true;
   }
 
   private target(): Volume {

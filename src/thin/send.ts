@@ -52,32 +52,57 @@ export interface SendTotals {
 
 /**
  * A send source over a pool this process holds: seals `name` (and `from`), then reads them
- * directly. Where other writers share the pool (a served pool), `pool` should be the hold's
- * view, so the volumes read cannot change under the stream.
+ * directly. Where other writers share the pool (a served pool), use openHeldSendSource
+ * instead, so the volumes read cannot change under the stream.
  */
 export async function openSendSource(pool: Pool, name: string, options: SendOptions = {}): Promise<SendSource> {
-  const volumeIdentity = await pool.seal(name);
-  const baseIdentity = options.from === undefined ? null : await pool.seal(options.from);
-  const resume = options.resume;
-  if (resume !== undefined) checkResumeToken(resume, name, volumeIdentity, options.from ?? null, baseIdentity);
-  const volume = await pool.volume(name);
+  const volume: SendSide = { name, readName: name, identity: await pool.seal(name) };
+  const base: SendSide | null =
+    options.from === undefined ? null : { name: options.from, readName: options.from, identity: await pool.seal(options.from) };
+  return openHeldSendSource(pool, { volume, base, resume: options.resume });
+}
+
+/** A volume a stream is made from: named `name` in messages and the header's identity, read from `readName`. */
+export interface SendSide {
+  name: string;
+  /** The volume whose blocks are read: `name` itself, or a hold on it (holds.ts) with exactly the contents `identity` names. */
+  readName: string;
+  identity: VolumeIdentity;
+}
+
+export interface HeldSendOptions {
+  volume: SendSide;
+  base: SendSide | null;
+  resume?: ResumeToken;
+  /** Lets go of the holds; the source's close calls it. */
+  release?: () => Promise<void>;
+}
+
+/**
+ * A send source whose header carries the identities given and whose blocks come from the
+ * sides' `readName` volumes: on a served pool, holds taken with the volumes sealed
+ * (Pool.hold), which no write can change while the stream is made.
+ */
+export async function openHeldSendSource(pool: Pool, options: HeldSendOptions): Promise<SendSource> {
+  const { volume: sent, base, resume } = options;
+  if (resume !== undefined) checkResumeToken(resume, sent.name, sent.identity, base?.name ?? null, base?.identity ?? null);
+  const volume = await pool.volume(sent.readName);
   const sizeBytes = volume.sizeBytes;
   const blockEnd = Math.ceil(sizeBytes / DATA_BLOCK_BYTES);
   const firstBlock = resume?.nextBlock ?? 0;
   const header: SendHeader = {
     sizeBytes,
-    volume: volumeIdentity,
-    base: baseIdentity,
+    volume: sent.identity,
+    base: base?.identity ?? null,
     firstBlock,
     sentAt: Date.now(),
     optionalFeatures: 0,
   };
-  const from = options.from;
   const runs = async function* (): AsyncGenerator<SendRun> {
     const blockRuns: AsyncIterable<BlockRun> =
-      from === undefined
-        ? mappedBlockRuns(pool.transactions, { id: volume.id, name }, blockEnd, firstBlock)
-        : diffBlockRuns(pool.transactions, await resolveDiffSides(pool.transactions, from, name));
+      base === null
+        ? mappedBlockRuns(pool.transactions, { id: volume.id, name: sent.name }, blockEnd, firstBlock)
+        : diffBlockRuns(pool.transactions, await resolveDiffSides(pool.transactions, base.readName, sent.readName));
     for await (const run of blockRuns) {
       // Past the sent volume's end nothing is sent: the receiver cuts its copy to the new size.
       const first = Math.max(run.firstBlock, firstBlock);
@@ -86,11 +111,16 @@ export async function openSendSource(pool: Pool, name: string, options: SendOpti
       yield { kind: run.kind === "left_only" ? "unmapped" : "data", firstBlock: first, blockCount: end - first };
     }
   };
+  let released = false;
   return {
     header,
     runs,
     read: (offset, length) => volume.read(offset, length),
-    close: async () => undefined,
+    close: async () => {
+      if (released) return;
+      released = true;
+      await options.release?.();
+    },
   };
 }
 

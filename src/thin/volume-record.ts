@@ -58,6 +58,8 @@ export interface ReceiveProgress {
   baseGeneration: number;
   /** Every virtual block below this has been received. */
   nextBlock: number;
+  /** Asked to be kept when cut (`receive --resumable`); otherwise what a crash left is dropped by the next receive. */
+  resumable: boolean;
 }
 
 /** The identity of a volume written before volumes had one (format version 1): fixed by the pool's uuid and the volume's id. */
@@ -93,6 +95,7 @@ export function encodeVolumeRecord(record: VolumeRecord): Buffer {
             b: record.receiving.baseUuid === null ? null : uuidBytes(record.receiving.baseUuid),
             bg: record.receiving.baseGeneration,
             nb: record.receiving.nextBlock,
+            ...(record.receiving.resumable ? { k: true } : {}),
           },
         }),
   });
@@ -169,5 +172,6 @@ function decodeReceiveProgress(raw: unknown, nodeIndex: number): ReceiveProgress
     baseUuid: base === null ? null : uuidText(base as Uint8Array),
     baseGeneration: fields.bg,
     nextBlock: fields.nb,
+    resumable: fields.k === true,
   };
 }
