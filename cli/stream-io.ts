@@ -11,6 +11,7 @@ import { close as closeFd, fstat, open, read, write } from "node:fs";
 import net from "node:net";
 import type { Readable, Writable } from "node:stream";
 import { promisify } from "node:util";
+import { IoError } from "../src/errors.js";
 import { blockingOperationsInFlight, trackBlocking } from "./blocking-operations.js";
 import type { Interruption } from "./interruption.js";
 
@@ -52,7 +53,7 @@ export async function stdinReader(): Promise<StreamReader> {
 }
 
 export async function stdoutWriter(): Promise<StreamWriter> {
-  return (await isPipe(STDOUT_FD)) ? new PipeWriter(process.stdout, false) : new DescriptorWriter(STDOUT_FD, false);
+  return (await isPipe(STDOUT_FD)) ? new PipeWriter(process.stdout, false, "stdout") : new DescriptorWriter(STDOUT_FD, false, "stdout");
 }
 
 /** Opens a named pipe or character device; a pipe's open waits until its other end is opened. */
@@ -64,8 +65,8 @@ export async function openStreamReader(filePath: string, interruption: Interrupt
 
 export async function openStreamWriter(filePath: string, interruption: Interruption): Promise<StreamWriter> {
   const fd = await interruption.race(trackBlocking(openFd(filePath, "w")));
-  if (await isPipe(fd)) return new PipeWriter(new net.Socket({ fd, readable: false, writable: true }), true);
-  return new DescriptorWriter(fd, true);
+  if (await isPipe(fd)) return new PipeWriter(new net.Socket({ fd, readable: false, writable: true }), true, filePath);
+  return new DescriptorWriter(fd, true, filePath);
 }
 
 class PipeReader implements StreamReader {
@@ -109,6 +110,7 @@ class PipeWriter implements StreamWriter {
     private readonly stream: Writable,
     /** Ended on finish when this writer opened it; stdout is left open. */
     private readonly owned: boolean,
+    private readonly name: string,
   ) {
     // A failed write (EPIPE: the reader went away) is reported to its callback, below; the
     // stream's own 'error' event would otherwise end the process as an uncaught error.
@@ -118,7 +120,9 @@ class PipeWriter implements StreamWriter {
   write(bytes: Uint8Array, interruption: Interruption): Promise<void> {
     // The callback comes once the bytes are handed to the pipe: one chunk in flight at a time.
     return interruption.race(
-      new Promise<void>((resolve, reject) => this.stream.write(bytes, (error) => (error ? reject(error) : resolve()))),
+      new Promise<void>((resolve, reject) =>
+        this.stream.write(bytes, (error) => (error ? reject(writeFailure(error, this.name)) : resolve())),
+      ),
     );
   }
 
@@ -130,6 +134,17 @@ class PipeWriter implements StreamWriter {
   abandon(): void {
     if (this.owned) this.stream.destroy();
   }
+}
+
+/**
+ * A write the system refused, as the I/O error it is: EPIPE above all, the reader (the other
+ * end of a pipe, `ssh`, `head`) having gone away before the output was whole.
+ */
+function writeFailure(failure: unknown, name: string): unknown {
+  const errno = (failure as NodeJS.ErrnoException | null)?.code;
+  if (typeof errno !== "string") return failure;
+  if (errno === "EPIPE") return new IoError(name, new Error("its reader went away before the output was whole (EPIPE)"));
+  return new IoError(name, failure);
 }
 
 function isAgain(failure: unknown): boolean {
@@ -175,6 +190,7 @@ class DescriptorWriter implements StreamWriter {
   constructor(
     private readonly fd: number,
     private readonly owned: boolean,
+    private readonly name: string,
   ) {}
 
   async write(bytes: Uint8Array, interruption: Interruption): Promise<void> {
@@ -185,7 +201,7 @@ class DescriptorWriter implements StreamWriter {
         if (bytesWritten === 0) throw new Error(`no bytes written after ${done} of ${bytes.length}`);
         done += bytesWritten;
       } catch (failure) {
-        if (!isAgain(failure)) throw failure;
+        if (!isAgain(failure)) throw writeFailure(failure, this.name);
         await pause(interruption);
       }
     }

@@ -78,6 +78,7 @@ describe("--json output shapes", () => {
         {
           name: "base",
           id: expect.any(Number),
+          uuid: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
           sizeBytes: 1048576,
           mappedBlocks: 0,
           exclusiveBlocks: 0,
@@ -90,6 +91,7 @@ describe("--json output shapes", () => {
         {
           name: "snap",
           id: expect.any(Number),
+          uuid: expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/),
           sizeBytes: 1048576,
           mappedBlocks: 0,
           exclusiveBlocks: 0,

@@ -89,6 +89,18 @@ describe("thinp diff, send and receive", () => {
     expect(received.uuid).toBe(sentUuid);
   });
 
+  it("a send whose reader goes away exits 1 saying so, not as a bug", async () => {
+    const result = await runProgram(
+      "bash",
+      ["-c", `node ${CLI_PATH} send s1 --pool a.meta 2>send.err | head -c 100 >/dev/null; echo "\${PIPESTATUS[0]}"`],
+      { cwd: dir, timeoutMs: 60_000 },
+    );
+    expect(result.stdout.trim()).toBe("1");
+    expect(await readFile(path.join(dir, "send.err"), "utf8")).toMatch(
+      /^thinp: I\/O error on stdout: its reader went away before the output was whole \(EPIPE\)/,
+    );
+  });
+
   it("every cut of an incremental stream is refused with exit 9, leaving the pool byte for byte as it was", async () => {
     await a(["send", "s1", "--output", "s1.stream"]);
     await c(["receive", "s1", "--input", "s1.stream"]);

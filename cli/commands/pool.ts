@@ -121,6 +121,9 @@ function renderStatus(status: PoolStatus): string {
     ["metadata block size", formatSize(status.metadataBlockBytes)],
     ["transaction id", String(status.transactionId)],
     ["volumes", String(status.volumeCount)],
+    ...(status.hiddenVolumeCount > 0
+      ? [["hidden volumes", `${status.hiddenVolumeCount} (holds of reads under way, receives not yet published)`] as [string, string]]
+      : []),
     ["uuid", status.uuid],
     ["data file", status.dataPath],
     ["metadata file", status.metaPath],

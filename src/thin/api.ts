@@ -37,7 +37,10 @@ export interface PoolStatus {
   metadataBlocksUsed: number | null;
   metadataBlocksTotal: number;
   transactionId: number;
+  /** The volumes a user sees (`list`). */
   volumeCount: number;
+  /** Volumes no one sees: holds of a diff, send or dump under way, and receives not yet published. */
+  hiddenVolumeCount: number;
   uuid: string;
   dataPath: string;
   metaPath: string;

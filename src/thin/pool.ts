@@ -463,6 +463,7 @@ export class Pool {
       metadataBlocksTotal: metadata.tm.metadataRefs.blockCount,
       transactionId: metadata.transactionId,
       volumeCount: metadata.listedVolumeCount,
+      hiddenVolumeCount: metadata.volumeCount - metadata.listedVolumeCount,
       uuid: metadata.uuid,
       dataPath: this.dataPath,
       metaPath: this.metaPath,
