@@ -118,47 +118,31 @@ export async function diffTrees(
     }
     left.pop();
     right.pop();
-    const leftChildren = childrenOf(an, a);
-    const rightChildren = childrenOf(bn, b);
+    const l = new Children(an, a, from, to);
+    const r = new Children(bn, b, from, to);
     const leftKept: Subtree[] = [];
     const rightKept: Subtree[] = [];
-    let i = 0;
-    let j = 0;
-    while (i < leftChildren.length && j < rightChildren.length) {
-      const l = leftChildren[i]!;
-      const r = rightChildren[j]!;
-      if (l.block === r.block && l.first === r.first && l.end === r.end) {
+    let li = l.start;
+    let ri = r.start;
+    while (li < l.end && ri < r.end) {
+      const lFirst = l.firstOf(li);
+      const lEnd = l.endOf(li);
+      const rFirst = r.firstOf(ri);
+      const rEnd = r.endOf(ri);
+      if (lFirst === rFirst && lEnd === rEnd && l.blockOf(li) === r.blockOf(ri)) {
         counts.subtreesSkipped++;
-        i++;
-        j++;
-      } else if (l.end <= r.first) leftKept.push(leftChildren[i++]!);
-      else if (r.end <= l.first) rightKept.push(rightChildren[j++]!);
-      else {
-        // Overlapping ranges that differ: both are compared, in key order.
-        if (l.end <= r.end) leftKept.push(leftChildren[i++]!);
-        else rightKept.push(rightChildren[j++]!);
-      }
+        li++;
+        ri++;
+      } else if (lEnd <= rFirst) leftKept.push(l.subtree(li++));
+      else if (rEnd <= lFirst) rightKept.push(r.subtree(ri++));
+      // Overlapping ranges that differ: both are compared, in key order.
+      else if (lEnd <= rEnd) leftKept.push(l.subtree(li++));
+      else rightKept.push(r.subtree(ri++));
     }
-    while (i < leftChildren.length) leftKept.push(leftChildren[i++]!);
-    while (j < rightChildren.length) rightKept.push(rightChildren[j++]!);
+    while (li < l.end) leftKept.push(l.subtree(li++));
+    while (ri < r.end) rightKept.push(r.subtree(ri++));
     for (let k = leftKept.length - 1; k >= 0; k--) left.push(leftKept[k]!);
     for (let k = rightKept.length - 1; k >= 0; k--) right.push(rightKept[k]!);
-  };
-
-  /** An internal node's children within [from, to), in key order, each with the range its parent gives it. */
-  const childrenOf = (node: NodeView, parent: Subtree): Subtree[] => {
-    const count = node.count;
-    const children: Subtree[] = [];
-    let nextKey = count > 0 ? node.keyAt(0) : parent.end;
-    for (let i = 0; i < count; i++) {
-      // The first child also holds keys below its own key (formats/metadata.md).
-      const first = i === 0 ? parent.first : nextKey;
-      nextKey = i + 1 < count ? node.keyAt(i + 1) : parent.end;
-      const end = nextKey;
-      if (end <= from || first >= to) continue;
-      children.push({ block: node.childAt(i), first, end, depth: parent.depth + 1 });
-    }
-    return children;
   };
 
   /** Visits the head entry of the leaf run on top of `side` as that side's alone, and moves past it. */
@@ -227,5 +211,43 @@ export async function diffTrees(
       if (b.node.keyAt(b.index) < subtree.first) takeAlone(right, b, false);
       else await expand(left, subtree);
     }
+  }
+}
+
+/**
+ * The children of an internal node whose ranges meet [from, to), read by index, each with the
+ * range its parent's keys give it: nothing is made of a child unless it is kept.
+ */
+class Children {
+  readonly start: number;
+  readonly end: number;
+  private readonly count: number;
+
+  constructor(
+    private readonly node: NodeView,
+    private readonly parent: Subtree,
+    from: number,
+    to: number,
+  ) {
+    this.count = node.count;
+    this.start = from > parent.first && this.count > 0 ? node.childIndexFor(from) : 0;
+    this.end = to < parent.end && this.count > 0 ? node.childIndexFor(to - 1) + 1 : this.count;
+  }
+
+  /** The first child also holds keys below its own key (formats/metadata.md). */
+  firstOf(index: number): number {
+    return index === 0 ? this.parent.first : this.node.keyAt(index);
+  }
+
+  endOf(index: number): number {
+    return index + 1 < this.count ? this.node.keyAt(index + 1) : this.parent.end;
+  }
+
+  blockOf(index: number): number {
+    return this.node.childAt(index);
+  }
+
+  subtree(index: number): Subtree {
+    return { block: this.blockOf(index), first: this.firstOf(index), end: this.endOf(index), depth: this.parent.depth + 1 };
   }
 }
