@@ -332,23 +332,20 @@ class PieceReader<T extends Buffer | string> {
   }
 }
 
-class SendSession implements Session {
-  private readonly totals: SendTotals = { bytes: 0, dataBlocks: 0, unmappedBlocks: 0, records: 0 };
-  private readonly reader: PieceReader<Buffer>;
+/**
+ * A session whose output the client pulls a reply at a time: its holds go as soon as the last
+ * piece is out (not when the client ends the session), or when a read fails.
+ */
+abstract class PulledSession<T extends Buffer | string> implements Session {
+  protected abstract readonly reader: PieceReader<T>;
 
-  constructor(
-    private readonly release: () => Promise<void>,
-    stream: (totals: SendTotals) => AsyncGenerator<Buffer>,
-  ) {
-    this.reader = new PieceReader(stream(this.totals), (piece, at) => [piece.subarray(0, at), piece.subarray(at)]);
-  }
+  constructor(private readonly release: () => Promise<void>) {}
 
-  async read(maxBytes: number): Promise<SendReadReply> {
+  protected async take(maxBytes: number): Promise<{ pieces: T[]; done: boolean }> {
     try {
-      const { pieces, done } = await this.reader.take(maxBytes);
-      // The holds go as soon as the last byte is out, not when the client ends the session.
-      if (done) await this.close();
-      return { bytes: Buffer.concat(pieces), done, totals: done ? { ...this.totals } : null };
+      const taken = await this.reader.take(maxBytes);
+      if (taken.done) await this.close();
+      return taken;
     } catch (failure) {
       await this.close();
       throw failure;
@@ -361,14 +358,27 @@ class SendSession implements Session {
   }
 }
 
-class DumpSession implements Session {
-  private readonly devices: DumpedDevice[] = [];
-  private readonly reader: PieceReader<string>;
+class SendSession extends PulledSession<Buffer> {
+  private readonly totals: SendTotals = { bytes: 0, dataBlocks: 0, unmappedBlocks: 0, records: 0 };
+  protected readonly reader: PieceReader<Buffer>;
 
-  constructor(
-    private readonly release: () => Promise<void>,
-    xml: (onDevice: (device: DumpedDevice) => void) => AsyncGenerator<string>,
-  ) {
+  constructor(release: () => Promise<void>, stream: (totals: SendTotals) => AsyncGenerator<Buffer>) {
+    super(release);
+    this.reader = new PieceReader(stream(this.totals), (piece, at) => [piece.subarray(0, at), piece.subarray(at)]);
+  }
+
+  async read(maxBytes: number): Promise<SendReadReply> {
+    const { pieces, done } = await this.take(maxBytes);
+    return { bytes: Buffer.concat(pieces), done, totals: done ? { ...this.totals } : null };
+  }
+}
+
+class DumpSession extends PulledSession<string> {
+  private readonly devices: DumpedDevice[] = [];
+  protected readonly reader: PieceReader<string>;
+
+  constructor(release: () => Promise<void>, xml: (onDevice: (device: DumpedDevice) => void) => AsyncGenerator<string>) {
+    super(release);
     this.reader = new PieceReader(
       xml((device) => this.devices.push(device)),
       (piece, at) => [piece.slice(0, at), piece.slice(at)],
@@ -377,19 +387,8 @@ class DumpSession implements Session {
 
   /** `maxBytes` counts characters, which are bytes: the XML is ASCII (volume names are not in it). */
   async read(maxBytes: number): Promise<DumpReadReply> {
-    try {
-      const { pieces, done } = await this.reader.take(maxBytes);
-      if (done) await this.close();
-      return { text: pieces.join(""), done, devices: done ? [...this.devices] : null };
-    } catch (failure) {
-      await this.close();
-      throw failure;
-    }
-  }
-
-  async close(): Promise<void> {
-    await this.reader.close();
-    await this.release();
+    const { pieces, done } = await this.take(maxBytes);
+    return { text: pieces.join(""), done, devices: done ? [...this.devices] : null };
   }
 }
 
