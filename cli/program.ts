@@ -5,6 +5,7 @@ import { registerDumpCommand } from "./commands/dump.js";
 import { registerHistoryCommands } from "./commands/history.js";
 import { registerPoolCommands } from "./commands/pool.js";
 import { registerRepairCommand } from "./commands/repair.js";
+import { registerRestoreCommand } from "./commands/restore.js";
 import { registerServeCommands } from "./commands/serve.js";
 import { registerTransferCommands } from "./commands/transfer.js";
 import { registerVolumeCommands } from "./commands/volume.js";
@@ -26,6 +27,7 @@ export function buildProgram(version: string): Command {
   registerServeCommands(program);
   registerDumpCommand(program);
   registerRepairCommand(program);
+  registerRestoreCommand(program);
   registerHelpCommand(program);
   return program;
 }

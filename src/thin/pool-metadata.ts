@@ -321,6 +321,13 @@ export class PoolMetadata {
    * For repair: a volume again under the id it had in the pool this one was rebuilt from
    * (see PoolLineage), with every field of its record but an empty mapping tree.
    */
+  /** For restore, which learns the ids it needs as it goes: ids below `end` are never handed out anew. */
+  reserveVolumeIds(end: number): void {
+    if (end <= this.superblock.nextVolumeId) return;
+    this.superblock.nextVolumeId = end;
+    this.changed = true;
+  }
+
   async restoreVolume(id: number, record: Omit<VolumeRecord, "mappingRoot" | "mappedBlocks">): Promise<VolumeState> {
     assert(Number.isSafeInteger(id) && id > 0 && id < this.superblock.nextVolumeId, `restored volume id ${id}`);
     assert(!this.states.has(id), `volume ${id} restored twice`);
@@ -485,15 +492,16 @@ export class PoolMetadata {
     });
   }
 
-  /** Maps a virtual block to a data block the caller allocated; the old data block loses a reference. */
-  async mapBlock(state: VolumeState, virtualBlock: number, dataBlock: number): Promise<void> {
+  /**
+   * Maps a virtual block to a data block the caller allocated; the old data block loses a
+   * reference. `time` is the pool's snapshot time now, except for a restore that keeps the
+   * times a mapping had (thin/adopt/restore.ts), which are never later than now.
+   */
+  async mapBlock(state: VolumeState, virtualBlock: number, dataBlock: number, time = this.superblock.snapshotTime): Promise<void> {
     this.assertLive(state);
     assert(this.dataRefs.get(dataBlock) >= 1, `mapping unallocated data block ${dataBlock}`);
-    const change = await this.mappings.insert(
-      state.record.mappingRoot,
-      virtualBlock,
-      encodeMapping({ dataBlock, time: this.superblock.snapshotTime }),
-    );
+    assert(time <= this.superblock.snapshotTime, `mapping time ${time} after the pool's ${this.superblock.snapshotTime}`);
+    const change = await this.mappings.insert(state.record.mappingRoot, virtualBlock, encodeMapping({ dataBlock, time }));
     state.record.mappingRoot = change.root;
     this.dataRefs.confirm(dataBlock);
     if (change.previous) this.dataRefs.dec(decodeMapping(change.previous).dataBlock);

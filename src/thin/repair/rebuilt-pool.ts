@@ -52,17 +52,27 @@ export class RebuiltPool {
   }
 
   restoreVolume(id: number, record: Omit<VolumeRecord, "mappingRoot" | "mappedBlocks">): Promise<VolumeState> {
+    this.metadata.reserveVolumeIds(id + 1);
     return this.metadata.restoreVolume(id, record);
   }
 
-  /** Maps `virtualBlock` of a restored volume to `dataBlock`, which gains one reference. */
-  async addMapping(volume: VolumeState, virtualBlock: number, dataBlock: number): Promise<void> {
+  /** A restored volume's size, once its mappings have said how large it must be. */
+  setSize(volume: VolumeState, sizeBytes: number): void {
+    volume.record.sizeBytes = sizeBytes;
+    this.metadata.markDirty(volume);
+  }
+
+  /**
+   * Maps `virtualBlock` of a restored volume to `dataBlock`, which gains one reference; at the
+   * pool's snapshot time unless `time` keeps an older one.
+   */
+  async addMapping(volume: VolumeState, virtualBlock: number, dataBlock: number, time?: number): Promise<void> {
     const dataRefs = this.metadata.dataRefs;
     // A fresh pool: every data block is free until a salvaged mapping claims it.
     if (dataRefs.get(dataBlock) === 0) dataRefs.allocateAt(dataBlock);
     else dataRefs.inc(dataBlock);
     const before = volume.record.mappedBlocks;
-    await this.metadata.mapBlock(volume, virtualBlock, dataBlock);
+    await this.metadata.mapBlock(volume, virtualBlock, dataBlock, time);
     assert(volume.record.mappedBlocks === before + 1, `virtual block ${virtualBlock} of volume ${volume.id} mapped twice`);
     // Bounds memory on big pools: blocks of this uncommitted transaction go to disk early.
     await this.metadata.tm.trimDirty();
