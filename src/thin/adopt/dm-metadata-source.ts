@@ -56,6 +56,8 @@ export class DmMetadataSource implements DmThinEventSource {
     const superblock = decodeDmSuperblock(await this.readBlock(DM_SUPERBLOCK_INDEX));
     this.superblock = superblock;
     this.position = `metadata block ${DM_SUPERBLOCK_INDEX} (superblock)`;
+    this.checkInFile(DM_SUPERBLOCK_INDEX, superblock.detailsRoot, "the device-details tree's root", undefined);
+    this.checkInFile(DM_SUPERBLOCK_INDEX, superblock.mappingRoot, "the mapping tree's root", undefined);
     yield {
       kind: "superblock",
       superblock: {
@@ -193,9 +195,14 @@ export class DmMetadataSource implements DmThinEventSource {
         path,
       );
     }
+    this.checkInFile(node.blockIndex, target, what, path);
+  }
+
+  /** A pointer the kernel's space map allows, into a copy of the device that is shorter. */
+  private checkInFile(referrer: number, target: number, what: string, path: string | undefined): void {
     if (target >= this.fileBlockCount) {
       throw new CorruptBlockError(
-        node.blockIndex,
+        referrer,
         "pointer-out-of-range",
         `${what} points to block ${target}, beyond the end of ${this.file.path} (${this.fileBlockCount} blocks): is the file cut short?`,
         path,
