@@ -45,7 +45,7 @@ export const DUMP_MAPPINGS_PER_STEP = 65536;
 export const DM_THIN_DEV_ID_MAX = 2 ** 24 - 1;
 /**
  * Deepest B-tree level read from dm-thin metadata, the kernel's DM_BTREE_CURSOR_MAX_DEPTH:
- * its trees keep every non-root node a third full, so a 16 GiB metadata device is 6 deep.
+ * its trees keep every non-root node a third full, so even a 16 GiB metadata device holds none deeper than 5.
  */
 export const DM_BTREE_DEPTH_MAX = 16;
 
