@@ -20,6 +20,18 @@ import { NAME_INDEX_VALUE_BYTES } from "../src/thin/names.js";
 import { SPACE_MAP_ROOT_LAYOUT, SUPERBLOCK_LAYOUT } from "../src/thin/superblock.js";
 import { VOLUME_RECORD_BYTES, VOLUME_RECORD_LAYOUT } from "../src/thin/volume-record.js";
 import { SEND_END_LAYOUT, SEND_HEADER_LAYOUT, SEND_RECORD_LAYOUT } from "../src/thin/send-stream.js";
+import {
+  DM_BLOCK_POINTER_BYTES,
+  DM_BLOCK_TIME_BYTES,
+  DM_DEVICE_DETAILS_BYTES,
+  DM_DEVICE_DETAILS_LAYOUT,
+  DM_KEY_BYTES,
+  DM_METADATA_BLOCK_BYTES,
+  DM_NODE_HEADER,
+  DM_NODE_HEADER_BYTES,
+  DM_SPACE_MAP_ROOT_LAYOUT,
+  DM_SUPERBLOCK_LAYOUT,
+} from "../src/thin/adopt/dm-metadata-format.js";
 
 const FORMATS_DIR = join(import.meta.dirname, "..", "formats");
 
@@ -176,6 +188,25 @@ function nodeLayout(valueBytes: number): CodeLayout {
   };
 }
 
+/**
+ * A dm-thin node's layout for one value size, with the max entries the kernel and
+ * thin_restore give it (calc_max_entries in dm-btree.c); the reader takes each node's own.
+ */
+function dmNodeLayout(valueBytes: number): CodeLayout {
+  const max = 3 * Math.floor(Math.floor((DM_METADATA_BLOCK_BYTES - DM_NODE_HEADER_BYTES) / (DM_KEY_BYTES + valueBytes)) / 3);
+  return {
+    name: `a dm-thin node of ${valueBytes}-byte values`,
+    fields: {
+      ...DM_NODE_HEADER,
+      keys: { offset: DM_NODE_HEADER_BYTES, bytes: DM_KEY_BYTES * max },
+      values: { offset: DM_NODE_HEADER_BYTES + DM_KEY_BYTES * max, bytes: valueBytes * max },
+    },
+    variables: { max, "value size": valueBytes },
+  };
+}
+
+const DM_NODE_VALUE_SIZES = [...new Set([DM_BLOCK_POINTER_BYTES, DM_BLOCK_TIME_BYTES, DM_DEVICE_DETAILS_BYTES])];
+
 const NODE_VALUE_SIZES = [...new Set([CHILD_VALUE_BYTES, MAPPING_VALUE_BYTES, NAME_INDEX_VALUE_BYTES, VOLUME_RECORD_BYTES])];
 
 /** Each table in formats/ with the code layouts it describes, by the table's title. */
@@ -195,6 +226,12 @@ const LAYOUTS_BY_TABLE: Record<string, CodeLayout[]> = {
   "metadata.md: Space maps / Index block": [{ name: "INDEX_LAYOUT", fields: INDEX_LAYOUT, variables: {} }],
   "metadata.md: Space maps / Overflow block": [{ name: "OVERFLOW_LAYOUT", fields: OVERFLOW_LAYOUT, variables: {} }],
   "metadata.md: Space maps / Overflow entry": [{ name: "OVERFLOW_ENTRY", fields: OVERFLOW_ENTRY, variables: {} }],
+  "dm-thin-metadata.md: Superblock (block 0)": [{ name: "DM_SUPERBLOCK_LAYOUT", fields: DM_SUPERBLOCK_LAYOUT, variables: {} }],
+  "dm-thin-metadata.md: Superblock (block 0) / Space-map root": [
+    { name: "DM_SPACE_MAP_ROOT_LAYOUT", fields: DM_SPACE_MAP_ROOT_LAYOUT, variables: {} },
+  ],
+  "dm-thin-metadata.md: B-tree nodes": DM_NODE_VALUE_SIZES.map(dmNodeLayout),
+  "dm-thin-metadata.md: Device details (24 bytes)": [{ name: "DM_DEVICE_DETAILS_LAYOUT", fields: DM_DEVICE_DETAILS_LAYOUT, variables: {} }],
   "send-stream.md: Header (128 bytes)": [{ name: "SEND_HEADER_LAYOUT", fields: SEND_HEADER_LAYOUT, variables: {} }],
   "send-stream.md: Records": [{ name: "SEND_RECORD_LAYOUT", fields: SEND_RECORD_LAYOUT, variables: {} }],
   "send-stream.md: End record payload (40 bytes)": [{ name: "SEND_END_LAYOUT", fields: SEND_END_LAYOUT, variables: {} }],

@@ -43,6 +43,11 @@ export const ZERO_WRITE_BYTES = 2 ** 20;
 export const DUMP_MAPPINGS_PER_STEP = 65536;
 /** dm-thin keeps device ids in 24 bits: a volume id beyond this cannot be dumped for it. */
 export const DM_THIN_DEV_ID_MAX = 2 ** 24 - 1;
+/**
+ * Deepest B-tree level read from dm-thin metadata, the kernel's DM_BTREE_CURSOR_MAX_DEPTH:
+ * its trees keep every non-root node a third full, so even a 16 GiB metadata device holds none deeper than 5.
+ */
+export const DM_BTREE_DEPTH_MAX = 16;
 
 /** The most data blocks a pool may have. */
 export const POOL_BLOCKS_MAX = POOL_BYTES_MAX / DATA_BLOCK_BYTES;
