@@ -100,10 +100,22 @@ describe("thinp restore", () => {
     expect(await thinp(["check", "--pool", "restored.meta"])).toContain("clean");
     // The old metadata no longer owns the data file.
     expect((await runCli(["list", "--pool", "meta.img"], cwd())).exitCode).not.toBe(0);
+    // The same from the kernel-format metadata itself, with no thin_dump in between.
+    const direct = JSON.parse(
+      await thinp(["restore", "--from-dm-metadata", "kernel.meta", "data.img", "direct.meta", "--names", "names.txt", "--json"]),
+    );
+    expect(direct.check.clean).toBe(true);
+    expect(counts(await listed("direct.meta"))).toEqual(counts(before));
+    for (const volume of before) {
+      await thinp(["export", volume.name, `${volume.name}.direct.raw`, "--pool", "direct.meta"]);
+      expect(await sha256(`${volume.name}.direct.raw`), volume.name).toBe(exports[volume.name]);
+    }
+    // The data file now belongs to the newest restore; the one before is refused, as the original was.
+    expect((await runCli(["list", "--pool", "restored.meta"], cwd())).exitCode).not.toBe(0);
     // Copy-on-write works from the first write: a write to one snapshot leaves the others.
     await writeFile(path.join(dir, "d.raw"), Buffer.alloc(B, 9));
-    await thinp(["import", "s1", "d.raw", "--raw", "--pool", "restored.meta"]);
-    await thinp(["export", "base", "base.again.raw", "--pool", "restored.meta"]);
+    await thinp(["import", "s1", "d.raw", "--raw", "--pool", "direct.meta"]);
+    await thinp(["export", "base", "base.again.raw", "--pool", "direct.meta"]);
     expect(await sha256("base.again.raw")).toBe(exports.base);
   });
 

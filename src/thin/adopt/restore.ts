@@ -16,7 +16,7 @@ import { pathExists } from "../../io/path-exists.js";
 import type { StorageFile } from "../../io/storage-file.js";
 import { checkMetadataFile, type CheckReport } from "../check.js";
 import { DataFileIdentityStore } from "../data-file-identity.js";
-import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, SNAPSHOT_TIME_MAX, VOLUME_BYTES_MAX } from "../limits.js";
+import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, DM_THIN_DEV_ID_MAX, SNAPSHOT_TIME_MAX, VOLUME_BYTES_MAX } from "../limits.js";
 import { openLockedDataFile, openLockedMetadataFile } from "../pool-files.js";
 import type { VolumeState } from "../pool-metadata.js";
 import { RebuiltPool } from "../repair/rebuilt-pool.js";
@@ -24,8 +24,6 @@ import type { DmThinDevice, DmThinEventSource, DmThinSuperblock } from "./dm-thi
 
 /** dm-thin block sizes are in 512-byte sectors: 128 of them are thinp's 64 KiB. */
 export const DM_THIN_SECTORS_PER_BLOCK = DATA_BLOCK_BYTES / 512;
-/** dm-thin device ids are 24-bit. */
-export const DM_THIN_DEV_ID_MAX = 2 ** 24 - 1;
 
 /** What to call the volume of a dm-thin device, and how large to make it; null skips the device. */
 export type DeviceNaming = (devId: number) => { name: string; sizeBytes: number | null } | null;
