@@ -40,7 +40,7 @@ export class LocalPoolOperations implements PoolOperations {
     return this.pool.usage(name);
   }
 
-  async status(): Promise<PoolStatus> {
-    return this.pool.status();
+  status(): Promise<PoolStatus> {
+    return this.pool.measuredStatus();
   }
 }

@@ -117,6 +117,9 @@ function renderStatus(status: PoolStatus): string {
       "data used",
       `${status.dataBlocksUsed === null ? "unknown" : formatSize(status.dataBlocksUsed * status.dataBlockBytes)} of ${dataTotal}`,
     ],
+    ...(status.dataFileAllocatedBytes === null
+      ? []
+      : [["data file on disk", `${formatSize(status.dataFileAllocatedBytes)} allocated`] as [string, string]]),
     ["metadata blocks", usedOfTotal(status.metadataBlocksUsed, status.metadataBlocksTotal, "metadata")],
     ["metadata block size", formatSize(status.metadataBlockBytes)],
     ["transaction id", String(status.transactionId)],

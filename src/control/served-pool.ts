@@ -184,7 +184,7 @@ export class ServedPool implements ExportCatalog, PoolOperations {
   async status(): Promise<PoolStatus> {
     // A volume whose delete is deferred is already gone from list and exports; count it gone here too.
     const pendingCount = [...this.exports.values()].filter((entry) => entry.deletePending).length;
-    const status = this.pool.status();
+    const status = await this.pool.measuredStatus();
     return { ...status, volumeCount: status.volumeCount - pendingCount };
   }
 

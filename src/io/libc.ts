@@ -10,6 +10,8 @@ export interface Libc {
   fsetxattr(fd: number, name: string, value: Buffer, size: number, flags: number): number;
   /** One preadv2 into `target` (one iovec): bytes read, or -1 with errno set. */
   preadv2(fd: number, target: Uint8Array, position: number, flags: number): number;
+  /** fallocate(2): 0, or -1 with errno set. */
+  fallocate(fd: number, mode: number, offset: number, length: number): number;
   /** The errno the last failed call left. */
   errno(): number;
 }
@@ -26,6 +28,11 @@ export const EPERM = 1;
 export const ENOTSUP = 95;
 export const EAGAIN = 11;
 export const EIO = 5;
+export const EOPNOTSUPP = 95;
+export const ENOSYS = 38;
+/** fallocate: keep the file's size; with PUNCH_HOLE, give the range's blocks back to the file system. */
+export const FALLOC_FL_KEEP_SIZE = 1;
+export const FALLOC_FL_PUNCH_HOLE = 2;
 /** preadv2: fail with EAGAIN rather than wait for the disk (Linux 4.14). */
 export const RWF_NOWAIT = 8;
 
@@ -42,11 +49,13 @@ export function libc(): Libc {
     const fsetxattr = library.func("int fsetxattr(int fd, const char *name, const uint8_t *value, size_t size, int flags)");
     koffi.struct("iovec", { iov_base: "void *", iov_len: "size_t" });
     const preadv2 = library.func("intptr_t preadv2(int fd, const iovec *iov, int iovcnt, int64_t offset, int flags)");
+    const fallocate = library.func("int fallocate(int fd, int mode, int64_t offset, int64_t len)");
     bound = {
       flock: (fd, operation) => flock(fd, operation) as number,
       fgetxattr: (fd, name, value, size) => Number(fgetxattr(fd, name, value, size)),
       fsetxattr: (fd, name, value, size, flags) => fsetxattr(fd, name, value, size, flags) as number,
       preadv2: (fd, target, position, flags) => Number(preadv2(fd, { iov_base: target, iov_len: target.length }, 1, position, flags)),
+      fallocate: (fd, mode, offset, length) => fallocate(fd, mode, offset, length) as number,
       errno: () => koffi.errno(),
     };
   }
@@ -65,6 +74,7 @@ export function errnoName(errno: number): string {
     28: "ENOSPC",
     34: "ERANGE",
     37: "ENOLCK",
+    38: "ENOSYS",
     61: "ENODATA",
     95: "ENOTSUP",
   };

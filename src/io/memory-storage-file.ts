@@ -34,6 +34,11 @@ export class MemoryStorageFile implements StorageFile {
     return true;
   }
 
+  async punchHole(position: number, length: number): Promise<boolean> {
+    this.pages.write(Buffer.alloc(length), position);
+    return true;
+  }
+
   async sync(): Promise<void> {
     this.durable = this.pages.clone();
   }

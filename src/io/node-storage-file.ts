@@ -6,6 +6,7 @@ import { writeInline, writesInline } from "./inline-write.js";
 import { tryLockFile, type LockMode } from "./file-lock.js";
 import { CACHED_READ_BYTES_MAX } from "./limits.js";
 import type { StorageFile } from "./storage-file.js";
+import { ENOSYS, EOPNOTSUPP, FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, errnoName, libc } from "./libc.js";
 
 export type OpenMode = "create" | "read-write" | "read-only";
 
@@ -110,6 +111,20 @@ export class NodeStorageFile implements StorageFile {
 
   async byteLength(): Promise<number> {
     return (await this.handle.stat()).size;
+  }
+
+  async punchHole(position: number, length: number): Promise<boolean> {
+    const c = libc();
+    if (c.fallocate(this.handle.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, position, length) === 0) return true;
+    const errno = c.errno();
+    // The file system keeps every block it has (tmpfs before 2.6.38, some FUSE and network ones).
+    if (errno === EOPNOTSUPP || errno === ENOSYS) return false;
+    throw new IoError(this.path, new Error(`fallocate(PUNCH_HOLE) at ${position}+${length}: ${errnoName(errno)}`));
+  }
+
+  async allocatedBytes(): Promise<number> {
+    // st_blocks counts 512-byte units whatever the file system's block size.
+    return (await this.handle.stat()).blocks * 512;
   }
 
   async truncate(byteLength: number): Promise<void> {

@@ -48,6 +48,14 @@ export class RecordingStorageFile implements StorageFile {
     await this.inner.write(buf, position);
   }
 
+  /** Logged as a write of zeros, which is what the range reads as once punched, durable or not until the next sync. */
+  async punchHole(position: number, length: number): Promise<boolean> {
+    if (this.inner.punchHole === undefined || !(await this.inner.punchHole(position, length))) return false;
+    // Logged once done: until the next sync a crash state may hold it or not, as any write.
+    this.log.operations.push({ kind: "write", fileId: this.fileId, position, bytes: Buffer.alloc(length) });
+    return true;
+  }
+
   async sync(): Promise<void> {
     await this.inner.sync();
     // Logged once durable: a crash "before" this entry may lose the writes before it.

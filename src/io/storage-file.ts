@@ -18,6 +18,14 @@ export interface StorageFile {
    * `write`. Optional, like readNow.
    */
   writeNow?(buf: Uint8Array, position: number): boolean;
+  /**
+   * Gives the bytes [position, position + length) back to the file system, keeping the file's
+   * size: they read as zeros from then on. False where the file system cannot (the bytes are
+   * then untouched). Optional: without it nothing is given back.
+   */
+  punchHole?(position: number, length: number): Promise<boolean>;
+  /** Bytes the file takes on disk (its allocated blocks), for `status`. Optional. */
+  allocatedBytes?(): Promise<number>;
   /** Makes every completed write durable. */
   sync(): Promise<void>;
   byteLength(): Promise<number>;

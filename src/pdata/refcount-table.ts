@@ -123,6 +123,11 @@ export class RefcountTable {
     this.usedBlocks++;
   }
 
+  /** The blocks freed in this transaction that are still free: what a commit may give back to the file system. */
+  pendingFreeBlocks(): number[] {
+    return this.pendingFree.filter((block) => this.counts[block] === 0);
+  }
+
   /** Blocks freed in the transaction become reusable once it has committed. */
   releasePendingFrees(): void {
     for (const block of this.pendingFree) {

@@ -41,6 +41,11 @@ export interface PoolStatus {
   volumeCount: number;
   /** Volumes no one sees: holds of a diff, send or dump under way, and receives not yet published. */
   hiddenVolumeCount: number;
+  /**
+   * Bytes the data file takes on disk (a sparse file takes less than its size; punched-out
+   * freed blocks take none); null where not measured.
+   */
+  dataFileAllocatedBytes: number | null;
   uuid: string;
   dataPath: string;
   metaPath: string;

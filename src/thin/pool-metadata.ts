@@ -585,6 +585,11 @@ export class PoolMetadata {
     this.dataRefs.releasePendingFrees();
   }
 
+  /** Data blocks this transaction freed, still free: once it is durable, their bytes may go back to the file system. */
+  freedDataBlocks(): number[] {
+    return this.dataRefs.pendingFreeBlocks();
+  }
+
   // ---- the name index ------------------------------------------------------------------
 
   /** Every reason to refuse a new volume, checked before anything changes. */

@@ -43,7 +43,11 @@ export interface PoolTuning {
 
 export interface PoolOpenOptions {
   readOnly?: boolean;
+  /** Facts an operator should hear that fail nothing; by default `thinp: warning:` lines on stderr. */
+  warn?: (message: string) => void;
 }
+
+const warnOnStderr = (message: string) => void process.stderr.write(`thinp: warning: ${message}\n`);
 
 export class Pool {
   /** The only way to the metadata: sections that read, reserve data blocks, or change. */
@@ -64,6 +68,7 @@ export class Pool {
     private readonly identity: DataFileIdentityStore | null,
     readOnly: boolean,
     cacheBlocks?: number,
+    warn: (message: string) => void = warnOnStderr,
   ) {
     this.transactions = new PoolTransactions(metadata, dataFile, {
       metaPath,
@@ -71,6 +76,7 @@ export class Pool {
       readOnly: readOnly || metadata.degraded !== null,
       cacheBlocks,
       afterCommit: (committed) => this.recordCommitInDataFile(committed),
+      warn,
     });
   }
 
@@ -125,7 +131,7 @@ export class Pool {
       const dataFile = await openLockedDataFile(dataPath, metaPath, openModeFor(access), lockModeFor(access));
       opened.push(dataFile);
       const identity = new DataFileIdentityStore(dataFile, dataPath);
-      const pool = new Pool(metaPath, dataPath, dataFile, metadata, identity, options.readOnly ?? false);
+      const pool = new Pool(metaPath, dataPath, dataFile, metadata, identity, options.readOnly ?? false, undefined, options.warn);
       await pool.verifyDataFileSize();
       const claim = await claimDataFile(identity, realMetaPath, await metaFile.fileId(), poolClaim(metadata), !pool.readOnly);
       if (claim.repairedCopyInPlace && !pool.readOnly) {
@@ -419,6 +425,12 @@ export class Pool {
     return this.transactions.inspect((metadata) => this.statusOf(metadata));
   }
 
+  /** status(), with what the data file takes on disk measured too. */
+  async measuredStatus(): Promise<PoolStatus> {
+    const allocated = (await this.dataFile.allocatedBytes?.()) ?? null;
+    return { ...this.status(), dataFileAllocatedBytes: allocated };
+  }
+
   // ---- transactions --------------------------------------------------------------------
 
   commit(): Promise<void> {
@@ -464,6 +476,7 @@ export class Pool {
       transactionId: metadata.transactionId,
       volumeCount: metadata.listedVolumeCount,
       hiddenVolumeCount: metadata.volumeCount - metadata.listedVolumeCount,
+      dataFileAllocatedBytes: null,
       uuid: metadata.uuid,
       dataPath: this.dataPath,
       metaPath: this.metaPath,

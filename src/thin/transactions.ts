@@ -15,6 +15,7 @@ import type { StorageFile } from "../io/storage-file.js";
 import { DATA_BLOCK_BYTES } from "./limits.js";
 import { Mutex } from "./locks.js";
 import { PoolMetadata } from "./pool-metadata.js";
+import { SpaceReclaim } from "./space-reclaim.js";
 
 export interface TransactionSettings {
   /** Names the metadata file in errors, and reopens it after a rollback. */
@@ -24,6 +25,8 @@ export interface TransactionSettings {
   cacheBlocks?: number;
   /** Runs after each commit is durable, before the blocks it freed become allocatable. */
   afterCommit?: (metadata: PoolMetadata) => Promise<void>;
+  /** Facts an operator should hear that fail nothing (the data file cannot punch holes). */
+  warn?: (message: string) => void;
 }
 
 /** Data blocks taken from the free space by one `reserve` section, until mapped or given back. */
@@ -49,11 +52,16 @@ export class PoolTransactions {
   private closing = false;
   private closed = false;
 
+  /** Gives freed data blocks back to the file system after each commit. */
+  readonly reclaim: SpaceReclaim;
+
   constructor(
     private metadata: PoolMetadata,
     readonly dataFile: StorageFile,
     private readonly settings: TransactionSettings,
-  ) {}
+  ) {
+    this.reclaim = new SpaceReclaim(dataFile, settings.warn ?? (() => undefined));
+  }
 
   get metaPath(): string {
     return this.settings.metaPath;
@@ -251,6 +259,8 @@ export class PoolTransactions {
     await this.settings.afterCommit?.(this.metadata);
     // A read that looked up a block before it was freed may still be reading it.
     await Promise.allSettled([...this.readsInFlight]);
+    // Durable now, read by no one, and not allocatable until released: safe to give back.
+    await this.reclaim.punch(this.metadata.freedDataBlocks());
     this.metadata.releaseDataFrees();
   }
 }
