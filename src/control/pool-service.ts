@@ -2,7 +2,7 @@
 // management requests on the control socket, and commits in the background.
 
 import { Pool } from "../thin/pool.js";
-import { dataUseWarning } from "../thin/space-warning.js";
+import { UseSteps, dataUsePercent, dataUseWarning, metadataUsePercent, metadataUseWarning } from "../thin/space-warning.js";
 import { NBD_DEFAULT_PORT, startNbdServer, type NbdServer } from "../nbd/index.js";
 import type { NbdLog } from "../nbd/nbd-log.js";
 import { controlSocketPath } from "./control-protocol.js";
@@ -35,7 +35,7 @@ export interface PoolService {
 }
 
 export async function startPoolService(options: PoolServiceOptions): Promise<PoolService> {
-  const pool = await Pool.open(options.metaPath, { readOnly: options.readOnly });
+  const pool = await Pool.open(options.metaPath, { readOnly: options.readOnly, warn: (message) => options.log(`warning: ${message}`) });
   const servers: NbdServer[] = [];
   let control: ControlServer;
   let served: ServedPool;
@@ -67,12 +67,14 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   const damage = pool.degraded;
   if (damage) options.log(`warning: ${damage.message}; serving every volume read-only`);
 
-  // Logged when data use first reaches the threshold, and again after it has dropped below.
-  let warnedFull = false;
+  // Logged when use crosses 80, 85, 90 and 95 % (LVM's steps), each once per crossing, for
+  // data and metadata both.
+  const dataSteps = new UseSteps();
+  const metadataSteps = new UseSteps();
   const watchDataUse = () => {
-    const warning = dataUseWarning(pool.status());
-    if (warning && !warnedFull) options.log(`warning: ${warning}`);
-    warnedFull = warning !== null;
+    const status = pool.status();
+    if (dataSteps.crossed(dataUsePercent(status)) !== null) options.log(`warning: ${dataUseWarning(status, 0)}`);
+    if (metadataSteps.crossed(metadataUsePercent(status)) !== null) options.log(`warning: ${metadataUseWarning(status)}`);
   };
   watchDataUse();
 
