@@ -2,6 +2,8 @@
 // or SIGTERM, taking management commands from other thinp processes meanwhile.
 
 import type { Command } from "commander";
+import type { FullPoolPolicy } from "../../src/thin/transactions.js";
+import { parseFullPoolPolicy } from "../full-pool-option.js";
 import { existsSync } from "node:fs";
 import { lstat, unlink } from "node:fs/promises";
 import net from "node:net";
@@ -30,6 +32,7 @@ interface ServeOptions extends PoolOptions {
   socket?: string;
   readOnly?: boolean;
   verbose?: boolean;
+  whenFull?: FullPoolPolicy;
 }
 
 export function registerServeCommands(program: Command): void {
@@ -59,6 +62,11 @@ function addServeOptions(command: Command): Command {
       )
       .option("--socket <path>", "Unix socket for NBD; alone, it replaces the TCP address, with --listen it is added")
       .option("--read-only", "open the pool read-only and export every volume read-only")
+      .option(
+        "--when-full <mode>",
+        "when the pool is full: error (ENOSPC at once), or queue[:SECONDS] (hold writes that need a block up to SECONDS, default 60, while space is made)",
+        parseFullPoolPolicy,
+      )
       .option("--verbose", "also log each refused option and request"),
   );
 }
@@ -124,6 +132,7 @@ async function startService(
       listen,
       socketPath,
       readOnly: options.readOnly === true,
+      whenFull: options.whenFull,
       readOnlyReason: `thinp serve (process ${process.pid}) was started with --read-only; stop it and run it again without --read-only to make changes`,
       log: (message) => logLine("info", message),
       nbdLog,

@@ -2,6 +2,7 @@
 // management requests on the control socket, and commits in the background.
 
 import { Pool } from "../thin/pool.js";
+import type { FullPoolPolicy } from "../thin/transactions.js";
 import { UseSteps, dataUsePercent, dataUseWarning, metadataUsePercent, metadataUseWarning } from "../thin/space-warning.js";
 import { NBD_DEFAULT_PORT, startNbdServer, type NbdServer } from "../nbd/index.js";
 import type { NbdLog } from "../nbd/nbd-log.js";
@@ -20,6 +21,8 @@ export interface PoolServiceOptions {
   listen?: { host: string; port: number };
   socketPath?: string;
   readOnly?: boolean;
+  /** What writes that need a new block do when the pool is full. */
+  whenFull?: FullPoolPolicy;
   /** With readOnly: why, and how to serve the pool so that it takes changes; management refusals say it. */
   readOnlyReason?: string;
   log: (message: string) => void;
@@ -35,7 +38,11 @@ export interface PoolService {
 }
 
 export async function startPoolService(options: PoolServiceOptions): Promise<PoolService> {
-  const pool = await Pool.open(options.metaPath, { readOnly: options.readOnly, warn: (message) => options.log(`warning: ${message}`) });
+  const pool = await Pool.open(options.metaPath, {
+    readOnly: options.readOnly,
+    whenFull: options.whenFull,
+    warn: (message) => options.log(`warning: ${message}`),
+  });
   const servers: NbdServer[] = [];
   let control: ControlServer;
   let served: ServedPool;

@@ -25,7 +25,7 @@ import { DATA_BLOCK_BYTES, DATA_PATH_BYTES_MAX, POOL_BYTES_MAX, SECTOR_BYTES, VO
 import { KeyedLocks, SharedGate } from "./locks.js";
 import { validateVolumeName } from "./names.js";
 import { PoolMetadata, type VolumeState } from "./pool-metadata.js";
-import { PoolTransactions } from "./transactions.js";
+import { PoolTransactions, type FullPoolPolicy } from "./transactions.js";
 import { Volume, type VolumeLocks } from "./volume.js";
 import { holdName, isHoldName, type VolumeHold } from "./holds.js";
 import { claimDataFile, DataFileIdentityStore, type DataFileIdentity, type MetadataClaim } from "./data-file-identity.js";
@@ -45,6 +45,8 @@ export interface PoolOpenOptions {
   readOnly?: boolean;
   /** Facts an operator should hear that fail nothing; by default `thinp: warning:` lines on stderr. */
   warn?: (message: string) => void;
+  /** What writes that need a new block do when the pool is full; `error` (ENOSPC at once) by default. */
+  whenFull?: FullPoolPolicy;
 }
 
 const warnOnStderr = (message: string) => void process.stderr.write(`thinp: warning: ${message}\n`);
@@ -69,6 +71,7 @@ export class Pool {
     readOnly: boolean,
     cacheBlocks?: number,
     warn: (message: string) => void = warnOnStderr,
+    whenFull?: FullPoolPolicy,
   ) {
     this.transactions = new PoolTransactions(metadata, dataFile, {
       metaPath,
@@ -77,6 +80,7 @@ export class Pool {
       cacheBlocks,
       afterCommit: (committed) => this.recordCommitInDataFile(committed),
       warn,
+      whenFull,
     });
   }
 
@@ -131,7 +135,17 @@ export class Pool {
       const dataFile = await openLockedDataFile(dataPath, metaPath, openModeFor(access), lockModeFor(access));
       opened.push(dataFile);
       const identity = new DataFileIdentityStore(dataFile, dataPath);
-      const pool = new Pool(metaPath, dataPath, dataFile, metadata, identity, options.readOnly ?? false, undefined, options.warn);
+      const pool = new Pool(
+        metaPath,
+        dataPath,
+        dataFile,
+        metadata,
+        identity,
+        options.readOnly ?? false,
+        undefined,
+        options.warn,
+        options.whenFull,
+      );
       await pool.verifyDataFileSize();
       const claim = await claimDataFile(identity, realMetaPath, await metaFile.fileId(), poolClaim(metadata), !pool.readOnly);
       if (claim.repairedCopyInPlace && !pool.readOnly) {
@@ -147,11 +161,15 @@ export class Pool {
   }
 
   /** A pool over files the caller provides (memory files in tests); no lock file. */
-  static async formatFiles(metaFile: StorageFile, dataFile: StorageFile, options: PoolCreateOptions & PoolTuning): Promise<Pool> {
+  static async formatFiles(
+    metaFile: StorageFile,
+    dataFile: StorageFile,
+    options: PoolCreateOptions & PoolTuning & { whenFull?: FullPoolPolicy },
+  ): Promise<Pool> {
     const dataBlockCount = validatePoolSize(options.sizeBytes);
     await dataFile.truncate(dataBlockCount * DATA_BLOCK_BYTES);
     const metadata = await PoolMetadata.format(metaFile, dataBlockCount, "data", dataFile, options.cacheBlocks);
-    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false, options.cacheBlocks);
+    return new Pool(metaFile.path, dataFile.path, dataFile, metadata, null, false, options.cacheBlocks, undefined, options.whenFull);
   }
 
   static async openFiles(metaFile: StorageFile, dataFile: StorageFile, tuning: PoolTuning = {}): Promise<Pool> {

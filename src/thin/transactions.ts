@@ -27,7 +27,19 @@ export interface TransactionSettings {
   afterCommit?: (metadata: PoolMetadata) => Promise<void>;
   /** Facts an operator should hear that fail nothing (the data file cannot punch holes). */
   warn?: (message: string) => void;
+  /** What a write that needs a new block does when the pool is full (see FullPoolPolicy). */
+  whenFull?: FullPoolPolicy;
 }
+
+/**
+ * `error`: ENOSPC at once. `queue`: wait up to `timeoutMs` for space to be made (a resize,
+ * a delete, a discard) and go on, else ENOSPC; as dm-thin's queue_if_no_space with its
+ * no_space_timeout. Only writes that need a new block wait.
+ */
+export type FullPoolPolicy = { mode: "error" } | { mode: "queue"; timeoutMs: number };
+
+/** Writes waiting for space at once, at most; more fail at once. Their data is the NBD server's, already bounded. */
+export const SPACE_WAITERS_MAX = 4096;
 
 /** Data blocks taken from the free space by one `reserve` section, until mapped or given back. */
 export interface Reservation {
@@ -40,6 +52,8 @@ type SectionKind = "read" | "reserve" | "change" | "commit";
 
 export class PoolTransactions {
   private readonly mutex = new Mutex();
+  /** Writes held while the pool is full (queue mode), each resolved when space may have come. */
+  private readonly waitingForSpace = new Set<(made: boolean) => void>();
   /** Reads between their lookup and the end of their data read (see commit). */
   private readonly readsInFlight = new Set<Promise<unknown>>();
   private failure: Error | null = null;
@@ -97,6 +111,46 @@ export class PoolTransactions {
   async reserve<T>(
     section: (metadata: PoolMetadata, allocate: () => Promise<number>) => Promise<T>,
   ): Promise<{ value: T; reservation: Reservation }> {
+    const policy = this.settings.whenFull ?? { mode: "error" };
+    const deadline = policy.mode === "queue" ? Date.now() + policy.timeoutMs : 0;
+    for (;;) {
+      try {
+        return await this.reserveOnce(section);
+      } catch (error) {
+        // The section gave back what it took; it is run again, whole, once space may be there.
+        if (!(error instanceof PoolFullError) || policy.mode !== "queue" || !(await this.waitForSpace(deadline))) throw error;
+      }
+    }
+  }
+
+  /** Writes waiting for space now (a gauge for metrics). */
+  get spaceWaiters(): number {
+    return this.waitingForSpace.size;
+  }
+
+  /** True when something may have made space before `deadline`; false at the deadline or when too many wait. */
+  private waitForSpace(deadline: number): Promise<boolean> {
+    const left = deadline - Date.now();
+    if (left <= 0 || this.waitingForSpace.size >= SPACE_WAITERS_MAX || this.closing) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const waiter = (made: boolean) => {
+        clearTimeout(timer);
+        this.waitingForSpace.delete(waiter);
+        resolve(made);
+      };
+      const timer = setTimeout(() => waiter(false), left);
+      this.waitingForSpace.add(waiter);
+    });
+  }
+
+  /** After anything that may have made space: a change (a resize, a delete, a discard) or a commit that released frees. */
+  private spaceMayHaveChanged(): void {
+    for (const waiter of [...this.waitingForSpace]) waiter(true);
+  }
+
+  private reserveOnce<T>(
+    section: (metadata: PoolMetadata, allocate: () => Promise<number>) => Promise<T>,
+  ): Promise<{ value: T; reservation: Reservation }> {
     return this.run("reserve", async (metadata) => {
       const dataBlocks: number[] = [];
       const allocate = async () => {
@@ -145,7 +199,9 @@ export class PoolTransactions {
    * crash; a client that flushes learns of it from the failed flush.
    */
   change<T>(section: (metadata: PoolMetadata) => Promise<T>): Promise<T> {
-    return this.run("change", section);
+    const changed = this.run("change", section);
+    if (this.waitingForSpace.size > 0) void changed.finally(() => this.spaceMayHaveChanged()).catch(() => undefined);
+    return changed;
   }
 
   /**
@@ -193,6 +249,8 @@ export class PoolTransactions {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    // Writes held for space fail now rather than hold the pool open.
+    for (const waiter of [...this.waitingForSpace]) waiter(false);
     await this.mutex.run(async () => {
       this.closed = true;
       await Promise.allSettled([...this.readsInFlight]);
@@ -262,6 +320,7 @@ export class PoolTransactions {
     // Durable now, read by no one, and not allocatable until released: safe to give back.
     await this.reclaim.punch(this.metadata.freedDataBlocks());
     this.metadata.releaseDataFrees();
+    this.spaceMayHaveChanged();
   }
 }
 
