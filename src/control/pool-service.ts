@@ -1,6 +1,7 @@
 // `thinp serve`: one process owns the pool and serves every volume over NBD, takes
 // management requests on the control socket, and commits in the background.
 
+import { assert } from "../io/assert.js";
 import { Pool } from "../thin/pool.js";
 import { dataUseWarning } from "../thin/space-warning.js";
 import { NBD_DEFAULT_PORT, startNbdServer, type NbdServer } from "../nbd/index.js";
@@ -19,6 +20,11 @@ export interface PoolServiceOptions {
   /** TCP address; used when given, or when no socket path is given. */
   listen?: { host: string; port: number };
   socketPath?: string;
+  /**
+   * Listening sockets passed in (systemd's socket activation): one NBD server on each, and
+   * then neither `listen` nor `socketPath`.
+   */
+  listenFds?: readonly number[];
   readOnly?: boolean;
   /** With readOnly: why, and how to serve the pool so that it takes changes; management refusals say it. */
   readOnlyReason?: string;
@@ -45,10 +51,15 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     const exports = served;
     history = await LiveHistory.start(pool, () => exports.refresh(), options.log);
     const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
-    if (options.listen || !options.socketPath) {
-      servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT } }));
+    if (options.listenFds !== undefined) {
+      assert(options.listenFds.length > 0 && !options.listen && !options.socketPath, "activated sockets replace every other listener");
+      for (const fd of options.listenFds) servers.push(await startNbdServer({ ...common, fd }));
+    } else {
+      if (options.listen || !options.socketPath) {
+        servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT } }));
+      }
+      if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
     }
-    if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
     control = await startControlServer(
       controlSocketPath(options.metaPath),
       served,
