@@ -19,6 +19,8 @@ import { LISTEN_DEFAULT, parseListenAddress, type ListenAddress } from "../liste
 import { attachCommands, describeAddress, exportUri } from "../nbd-attach.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
 import { resolvePoolPath } from "../pool-session.js";
+import { ServiceNotifier } from "../service-notify.js";
+import { ActivationConflictError, takeActivatedSockets } from "../socket-activation.js";
 import { formatSize } from "../size.js";
 import { requireFolderOf } from "../user-files.js";
 
@@ -94,19 +96,26 @@ async function createStartPool(metaPath: string): Promise<void> {
 }
 
 async function servePool(metaPath: string, options: ServeOptions): Promise<void> {
+  const listenFds = takeActivatedSockets(process.env, process.pid);
+  if (listenFds !== null && options.listen) throw new ActivationConflictError("--listen");
+  if (listenFds !== null && options.socket !== undefined) throw new ActivationConflictError("--socket");
+  const notifier = ServiceNotifier.fromEnvironment(process.env, (message) => logLine("warn", message));
   const socketPath = options.socket === undefined ? undefined : path.resolve(options.socket);
   if (socketPath !== undefined) {
     await requireFolderOf(socketPath);
     await removeStaleSocket(socketPath);
   }
-  const listen = options.listen ?? (socketPath === undefined ? LISTEN_DEFAULT : undefined);
+  const listen = options.listen ?? (socketPath === undefined && listenFds === null ? LISTEN_DEFAULT : undefined);
   // Listening for the signals before anything starts means a signal sent the moment the
   // banner appears (or while starting) still stops the server cleanly.
   const signals = new StopSignals();
   try {
-    const service = await startService(metaPath, listen, socketPath, options);
+    notifier.status(`opening ${metaPath}`);
+    const service = await startService(metaPath, { listen, socketPath, listenFds }, options);
     process.stdout.write(await renderBanner(service, metaPath));
+    notifier.ready(readyStatus(service, metaPath));
     const signal = await signals.requested;
+    notifier.stopping(`${signal}: letting requests in flight finish, then committing ${metaPath}`);
     logLine("info", `${signal}: no new connections; letting requests in flight finish, then committing`);
     await service.stop();
     logLine("info", `stopped; ${metaPath} committed at transaction ${service.pool.status().transactionId}`);
@@ -115,12 +124,14 @@ async function servePool(metaPath: string, options: ServeOptions): Promise<void>
   }
 }
 
-async function startService(
-  metaPath: string,
-  listen: ListenAddress | undefined,
-  socketPath: string | undefined,
-  options: ServeOptions,
-): Promise<PoolService> {
+interface Listeners {
+  listen: ListenAddress | undefined;
+  socketPath: string | undefined;
+  /** Sockets systemd passed in; then neither of the others. */
+  listenFds: number[] | null;
+}
+
+async function startService(metaPath: string, { listen, socketPath, listenFds }: Listeners, options: ServeOptions): Promise<PoolService> {
   const nbdLog: NbdLog = (level, message) => {
     if (level !== "debug" || options.verbose) logLine(level, message);
   };
@@ -131,6 +142,7 @@ async function startService(
       metaPath,
       listen,
       socketPath,
+      listenFds: listenFds ?? undefined,
       readOnly: options.readOnly === true,
       whenFull: options.whenFull,
       readOnlyReason: `thinp serve (process ${process.pid}) was started with --read-only; stop it and run it again without --read-only to make changes`,
@@ -142,7 +154,13 @@ async function startService(
     if (failure instanceof ThinpError) throw failure;
     const errno = (failure as NodeJS.ErrnoException | null)?.code;
     if (typeof errno !== "string") throw failure;
-    const where = [listen && describeAddress({ kind: "tcp", ...listen }), socketPath].filter(Boolean).join(" and ");
+    const where = [
+      listen && describeAddress({ kind: "tcp", ...listen }),
+      socketPath,
+      listenFds && `the socket-activated descriptors ${listenFds.join(", ")}`,
+    ]
+      .filter(Boolean)
+      .join(" and ");
     throw new ListenError(where, failure as NodeJS.ErrnoException);
   }
 }
@@ -207,6 +225,12 @@ async function renderBanner(service: PoolService, metaPath: string): Promise<str
   }
   lines.push("", "stop with Ctrl-C or SIGTERM: requests in flight finish and the pool is committed");
   return lines.join("\n") + "\n";
+}
+
+/** One line for `systemctl status`: where it serves, and how much. */
+function readyStatus(service: PoolService, metaPath: string): string {
+  const addresses = service.servers.map((server) => describeAddress(server.address)).join(", ");
+  return `serving ${metaPath} on ${addresses}${service.pool.readOnly ? ", read-only" : ""}`;
 }
 
 const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;

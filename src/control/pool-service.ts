@@ -1,6 +1,7 @@
 // `thinp serve`: one process owns the pool and serves every volume over NBD, takes
 // management requests on the control socket, and commits in the background.
 
+import { assert } from "../io/assert.js";
 import { Pool } from "../thin/pool.js";
 import type { FullPoolPolicy } from "../thin/transactions.js";
 import { UseSteps, dataUsePercent, dataUseWarning, metadataUsePercent, metadataUseWarning } from "../thin/space-warning.js";
@@ -20,6 +21,11 @@ export interface PoolServiceOptions {
   /** TCP address; used when given, or when no socket path is given. */
   listen?: { host: string; port: number };
   socketPath?: string;
+  /**
+   * Listening sockets passed in (systemd's socket activation): one NBD server on each, and
+   * then neither `listen` nor `socketPath`.
+   */
+  listenFds?: readonly number[];
   readOnly?: boolean;
   /** What writes that need a new block do when the pool is full. */
   whenFull?: FullPoolPolicy;
@@ -52,10 +58,15 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     const exports = served;
     history = await LiveHistory.start(pool, () => exports.refresh(), options.log);
     const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
-    if (options.listen || !options.socketPath) {
-      servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT } }));
+    if (options.listenFds !== undefined) {
+      assert(options.listenFds.length > 0 && !options.listen && !options.socketPath, "activated sockets replace every other listener");
+      for (const fd of options.listenFds) servers.push(await startNbdServer({ ...common, fd }));
+    } else {
+      if (options.listen || !options.socketPath) {
+        servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT } }));
+      }
+      if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
     }
-    if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
     control = await startControlServer(
       controlSocketPath(options.metaPath),
       served,

@@ -1,4 +1,5 @@
-// The few C library calls Node has no API for (flock, the xattr calls, preadv2), bound once through
+// The few C library calls Node has no API for (flock, the xattr calls, preadv2, Unix datagram
+// sockets), bound once through
 // koffi's foreign-function interface. Linux only, like the rest of thinp's file handling.
 
 import { createRequire } from "node:module";
@@ -12,6 +13,11 @@ export interface Libc {
   preadv2(fd: number, target: Uint8Array, position: number, flags: number): number;
   /** fallocate(2): 0, or -1 with errno set. */
   fallocate(fd: number, mode: number, offset: number, length: number): number;
+  /** socket(2): a descriptor, or -1 with errno set. */
+  socket(domain: number, type: number, protocol: number): number;
+  /** sendto(2) with the address already encoded (`struct sockaddr_un` bytes): bytes sent, or -1. */
+  sendto(fd: number, message: Uint8Array, flags: number, address: Uint8Array): number;
+  close(fd: number): number;
   /** The errno the last failed call left. */
   errno(): number;
 }
@@ -33,6 +39,12 @@ export const ENOSYS = 38;
 /** fallocate: keep the file's size; with PUNCH_HOLE, give the range's blocks back to the file system. */
 export const FALLOC_FL_KEEP_SIZE = 1;
 export const FALLOC_FL_PUNCH_HOLE = 2;
+export const AF_UNIX = 1;
+export const SOCK_DGRAM = 2;
+export const SOCK_NONBLOCK = 0o4000;
+export const SOCK_CLOEXEC = 0o2000000;
+/** sendto: a peer that went away is an error, not SIGPIPE. */
+export const MSG_NOSIGNAL = 0x4000;
 /** preadv2: fail with EAGAIN rather than wait for the disk (Linux 4.14). */
 export const RWF_NOWAIT = 8;
 
@@ -50,12 +62,20 @@ export function libc(): Libc {
     koffi.struct("iovec", { iov_base: "void *", iov_len: "size_t" });
     const preadv2 = library.func("intptr_t preadv2(int fd, const iovec *iov, int iovcnt, int64_t offset, int flags)");
     const fallocate = library.func("int fallocate(int fd, int mode, int64_t offset, int64_t len)");
+    const socket = library.func("int socket(int domain, int type, int protocol)");
+    const sendto = library.func(
+      "intptr_t sendto(int fd, const uint8_t *buf, size_t len, int flags, const uint8_t *addr, uint32_t addrlen)",
+    );
+    const close = library.func("int close(int fd)");
     bound = {
       flock: (fd, operation) => flock(fd, operation) as number,
       fgetxattr: (fd, name, value, size) => Number(fgetxattr(fd, name, value, size)),
       fsetxattr: (fd, name, value, size, flags) => fsetxattr(fd, name, value, size, flags) as number,
       preadv2: (fd, target, position, flags) => Number(preadv2(fd, { iov_base: target, iov_len: target.length }, 1, position, flags)),
       fallocate: (fd, mode, offset, length) => fallocate(fd, mode, offset, length) as number,
+      socket: (domain, type, protocol) => socket(domain, type, protocol) as number,
+      sendto: (fd, message, flags, address) => Number(sendto(fd, message, message.length, flags, address, address.length)),
+      close: (fd) => close(fd) as number,
       errno: () => koffi.errno(),
     };
   }
@@ -69,7 +89,9 @@ export function errnoName(errno: number): string {
     4: "EINTR",
     5: "EIO",
     9: "EBADF",
+    2: "ENOENT",
     11: "EWOULDBLOCK",
+    13: "EACCES",
     22: "EINVAL",
     28: "ENOSPC",
     34: "ERANGE",
@@ -77,6 +99,7 @@ export function errnoName(errno: number): string {
     38: "ENOSYS",
     61: "ENODATA",
     95: "ENOTSUP",
+    111: "ECONNREFUSED",
   };
   return names[errno] ?? `errno ${errno}`;
 }

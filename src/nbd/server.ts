@@ -2,6 +2,7 @@
 
 import net from "node:net";
 import { assert } from "../io/assert.js";
+import { unixSocketPathOfFd } from "../io/unix-socket-path.js";
 import { ByteBudget, type ByteBudgetReport } from "./byte-budget.js";
 import type { ExportCatalog } from "./catalog.js";
 import { NbdConnection } from "./connection.js";
@@ -17,6 +18,8 @@ export interface NbdServerOptions {
   listen?: { host: string; port: number };
   /** Unix socket path, instead of TCP. */
   socketPath?: string;
+  /** A socket already bound and listening (TCP or Unix; systemd's socket activation), instead of either. */
+  fd?: number;
   /** Serve every export read-only, whatever its own flag says. */
   readOnly?: boolean;
   log?: NbdLog;
@@ -59,8 +62,17 @@ function exportUri(address: NbdServerAddress, exportName: string): string {
   return `nbd://${host}:${address.port}/${path}`;
 }
 
+/** For a Unix socket passed in by descriptor, which Node cannot name: its path, or "fd N". */
+async function inheritedSocketPath(fd: number | undefined): Promise<string | null> {
+  if (fd === undefined) return null;
+  return (await unixSocketPathOfFd(fd)) ?? `fd ${fd}`;
+}
+
 export async function startNbdServer(options: NbdServerOptions): Promise<NbdServer> {
-  assert(options.listen === undefined || options.socketPath === undefined, "listen on TCP or a Unix socket, not both");
+  assert(
+    [options.listen, options.socketPath, options.fd].filter((target) => target !== undefined).length <= 1,
+    "listen on TCP, a Unix socket or a descriptor, one of them",
+  );
   const limits = checkedLimits(options.limits);
   const log = options.log ?? silentLog;
   // One budget for every connection: what bounds the server's memory, however many clients.
@@ -93,7 +105,11 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   server.on("error", (error) => log("warn", `server error: ${error.message}`));
 
   const listenTarget =
-    options.socketPath !== undefined ? { path: options.socketPath } : (options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT });
+    options.fd !== undefined
+      ? { fd: options.fd }
+      : options.socketPath !== undefined
+        ? { path: options.socketPath }
+        : (options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(listenTarget, () => {
@@ -104,7 +120,7 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   const bound = server.address();
   const address: NbdServerAddress =
     typeof bound === "string" || bound === null
-      ? { kind: "unix", socketPath: options.socketPath ?? String(bound) }
+      ? { kind: "unix", socketPath: options.socketPath ?? (await inheritedSocketPath(options.fd)) ?? String(bound) }
       : { kind: "tcp", host: bound.address, port: bound.port };
   log("info", `NBD server listening on ${address.kind === "tcp" ? `${address.host}:${address.port}` : address.socketPath}`);
 

@@ -29,6 +29,10 @@ export interface ServeOptions {
   cwd: string;
   /** The command: "serve" or "start". */
   command?: string;
+  /** Added to the environment. */
+  env?: NodeJS.ProcessEnv;
+  /** A program and its arguments that exec node with the rest appended, as a service manager would. */
+  launcher?: readonly string[];
 }
 
 /** Every server a test file starts, so afterEach can kill the ones a failed test left running. */
@@ -40,9 +44,10 @@ export function killAllServers(): void {
 }
 
 export async function startServe(args: readonly string[], options: ServeOptions): Promise<ServeProcess> {
-  const env: NodeJS.ProcessEnv = { ...process.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, ...options.env };
   delete env.THINP_POOL;
-  const child = spawn(process.execPath, [CLI_PATH, options.command ?? "serve", ...args], {
+  const command = [...(options.launcher ?? []), process.execPath, CLI_PATH, options.command ?? "serve", ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     cwd: options.cwd,
     env,
     stdio: ["ignore", "pipe", "pipe"],
