@@ -4,6 +4,10 @@
 import type { Command } from "commander";
 import type { FullPoolPolicy } from "../../src/thin/transactions.js";
 import { parseFullPoolPolicy } from "../full-pool-option.js";
+import { InvalidArgumentError as CommanderArgumentError } from "commander";
+import { InvalidArgumentError as ThinpInvalidArgument } from "../../src/errors.js";
+import type { AutoextendPolicy } from "../../src/control/autoextend.js";
+import { POOL_BYTES_MAX } from "../../src/thin/limits.js";
 import { existsSync } from "node:fs";
 import { lstat, unlink } from "node:fs/promises";
 import net from "node:net";
@@ -21,7 +25,7 @@ import { addPoolOption, type PoolOptions } from "../options.js";
 import { resolvePoolPath } from "../pool-session.js";
 import { ServiceNotifier } from "../service-notify.js";
 import { ActivationConflictError, takeActivatedSockets } from "../socket-activation.js";
-import { formatSize } from "../size.js";
+import { formatSize, parseSize } from "../size.js";
 import { requireFolderOf } from "../user-files.js";
 
 /** What `thinp start` creates when the pool does not exist yet. */
@@ -35,6 +39,9 @@ interface ServeOptions extends PoolOptions {
   readOnly?: boolean;
   verbose?: boolean;
   whenFull?: FullPoolPolicy;
+  autoextendAt?: number;
+  autoextendBy?: number;
+  autoextendMax?: string;
 }
 
 export function registerServeCommands(program: Command): void {
@@ -69,6 +76,13 @@ function addServeOptions(command: Command): Command {
         "when the pool is full: error (ENOSPC at once), or queue[:SECONDS] (hold writes that need a block up to SECONDS, default 60, while space is made)",
         parseFullPoolPolicy,
       )
+      .option(
+        "--autoextend-at <percent>",
+        "grow the data file by itself once data use reaches PERCENT (as LVM's thin_pool_autoextend_threshold)",
+        parsePercent,
+      )
+      .option("--autoextend-by <percent>", "with --autoextend-at: grow by PERCENT of the pool's size each time (default 20)", parsePercent)
+      .option("--autoextend-max <size>", "with --autoextend-at: never grow the data file past SIZE (default: thinp's largest pool)")
       .option("--verbose", "also log each refused option and request"),
   );
 }
@@ -145,6 +159,7 @@ async function startService(metaPath: string, { listen, socketPath, listenFds }:
       listenFds: listenFds ?? undefined,
       readOnly: options.readOnly === true,
       whenFull: options.whenFull,
+      autoextend: autoextendPolicy(options),
       readOnlyReason: `thinp serve (process ${process.pid}) was started with --read-only; stop it and run it again without --read-only to make changes`,
       log: (message) => logLine("info", message),
       nbdLog,
@@ -267,4 +282,25 @@ class StopSignals {
 
 function logLine(level: string, message: string): void {
   process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
+}
+
+function parsePercent(text: string): number {
+  const value = Number(text);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(value > 0) || value > 100)
+    throw new CommanderArgumentError("use a percentage above 0 and at most 100, e.g. 80");
+  return value;
+}
+
+function autoextendPolicy(options: ServeOptions): AutoextendPolicy | undefined {
+  if (options.autoextendAt === undefined) {
+    if (options.autoextendBy !== undefined || options.autoextendMax !== undefined) {
+      throw new ThinpInvalidArgument("--autoextend-by and --autoextend-max need --autoextend-at PERCENT, the use at which to grow");
+    }
+    return undefined;
+  }
+  return {
+    atPercent: options.autoextendAt,
+    byPercent: options.autoextendBy ?? 20,
+    maxBytes: options.autoextendMax === undefined ? POOL_BYTES_MAX : parseSize(options.autoextendMax),
+  };
 }

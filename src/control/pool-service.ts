@@ -11,6 +11,7 @@ import { controlSocketPath } from "./control-protocol.js";
 import { startControlServer, type ControlServer } from "./control-server.js";
 import { BACKGROUND_COMMIT_INTERVAL_MS } from "./limits.js";
 import { LiveHistory } from "./live-history.js";
+import { Autoextend, type AutoextendPolicy } from "./autoextend.js";
 import { ServedPool } from "./served-pool.js";
 
 // Its home is limits.ts; the name stays here for the modules that import it from here.
@@ -29,6 +30,8 @@ export interface PoolServiceOptions {
   readOnly?: boolean;
   /** What writes that need a new block do when the pool is full. */
   whenFull?: FullPoolPolicy;
+  /** Grow the data file by itself as it fills. */
+  autoextend?: AutoextendPolicy;
   /** With readOnly: why, and how to serve the pool so that it takes changes; management refusals say it. */
   readOnlyReason?: string;
   log: (message: string) => void;
@@ -89,7 +92,9 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   // data and metadata both.
   const dataSteps = new UseSteps();
   const metadataSteps = new UseSteps();
+  const autoextend = options.autoextend === undefined ? null : new Autoextend(pool, options.autoextend, options.log);
   const watchDataUse = () => {
+    void autoextend?.check().catch((error: Error) => options.log(`warning: the pool could not grow by itself: ${error.message}`));
     const status = pool.status();
     if (dataSteps.crossed(dataUsePercent(status)) !== null) options.log(`warning: ${dataUseWarning(status, 0)}`);
     if (metadataSteps.crossed(metadataUsePercent(status)) !== null) options.log(`warning: ${metadataUseWarning(status)}`);
