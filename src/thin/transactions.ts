@@ -54,6 +54,8 @@ export class PoolTransactions {
   private readonly mutex = new Mutex();
   /** Writes held while the pool is full (queue mode), each resolved when space may have come. */
   private readonly waitingForSpace = new Set<(made: boolean) => void>();
+  /** A hold for space has been logged and has not ended. */
+  private holdingForSpace = false;
   /** Reads between their lookup and the end of their data read (see commit). */
   private readonly readsInFlight = new Set<Promise<unknown>>();
   private failure: Error | null = null;
@@ -132,6 +134,13 @@ export class PoolTransactions {
   private waitForSpace(deadline: number): Promise<boolean> {
     const left = deadline - Date.now();
     if (left <= 0 || this.waitingForSpace.size >= SPACE_WAITERS_MAX || this.closing) return Promise.resolve(false);
+    if (this.waitingForSpace.size === 0 && !this.holdingForSpace) {
+      this.holdingForSpace = true;
+      this.settings.warn?.(
+        `the pool is full: holding writes that need a new block for up to ${Math.round(left / 1000)} s while space is made ` +
+          `('thinp resize-pool', 'thinp delete', a discard); they fail with ENOSPC after that`,
+      );
+    }
     return new Promise<boolean>((resolve) => {
       const waiter = (made: boolean) => {
         clearTimeout(timer);
@@ -146,6 +155,8 @@ export class PoolTransactions {
   /** After anything that may have made space: a change (a resize, a delete, a discard) or a commit that released frees. */
   private spaceMayHaveChanged(): void {
     for (const waiter of [...this.waitingForSpace]) waiter(true);
+    // Said again at the next hold; those woken now and still short wait on within this one.
+    if (this.waitingForSpace.size === 0) queueMicrotask(() => (this.holdingForSpace = this.waitingForSpace.size > 0));
   }
 
   private reserveOnce<T>(
