@@ -4,7 +4,7 @@
 // system sees write errors, but the pool stays consistent (`check` clean) and what was
 // synced before the pool filled is still there.
 
-import { open, readFile, writeFile } from "node:fs/promises";
+import { open, readFile } from "node:fs/promises";
 import path from "node:path";
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { Pool } from "../src/thin/pool.js";
