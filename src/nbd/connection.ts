@@ -7,6 +7,7 @@ import type { ExportCatalog } from "./catalog.js";
 import { negotiate, type NegotiatedExport } from "./handshake.js";
 import { READ_AHEAD_BYTES_MAX, SOCKET_CLOSE_TIMEOUT_MS, type NbdLimits } from "./limits.js";
 import type { NbdLog } from "./nbd-log.js";
+import type { NbdObserver } from "./nbd-observer.js";
 import { ReplyWriter } from "./reply-writer.js";
 import { isSessionEnding } from "./session-errors.js";
 import { SocketReader } from "./socket-reader.js";
@@ -19,6 +20,7 @@ export interface ConnectionEnvironment {
   /** The server's in-flight budget, shared by all its connections. */
   budget: ByteBudget;
   log: NbdLog;
+  observer: NbdObserver;
 }
 
 export class NbdConnection {

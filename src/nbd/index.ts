@@ -4,3 +4,6 @@ export type { ByteRange, ChangeTracker, Eventually, ExportCatalog, ExportListing
 export { DEFAULT_LIMITS, type NbdLimits } from "./limits.js";
 export type { NbdLog, NbdLogLevel } from "./nbd-log.js";
 export { NBD_DEFAULT_PORT, startNbdServer, type NbdServer, type NbdServerAddress, type NbdServerOptions } from "./server.js";
+export type { NbdObserver, NbdRequestObserver } from "./nbd-observer.js";
+export { commandName } from "./request-validation.js";
+export { nbdErrnoName } from "./errno.js";
