@@ -9,6 +9,8 @@ import { controlSocketPath } from "./control-protocol.js";
 import { startControlServer, type ControlServer } from "./control-server.js";
 import { BACKGROUND_COMMIT_INTERVAL_MS } from "./limits.js";
 import { LiveHistory } from "./live-history.js";
+import { startMetricsServer, type MetricsServer } from "./metrics-server.js";
+import { PoolMetrics } from "./pool-metrics.js";
 import { ServedPool } from "./served-pool.js";
 
 // Its home is limits.ts; the name stays here for the modules that import it from here.
@@ -24,12 +26,16 @@ export interface PoolServiceOptions {
   readOnlyReason?: string;
   log: (message: string) => void;
   nbdLog?: NbdLog;
+  /** HTTP address for Prometheus metrics at /metrics; none when absent. */
+  metrics?: { host: string; port: number };
 }
 
 export interface PoolService {
   readonly pool: Pool;
   readonly servers: NbdServer[];
   readonly control: ControlServer;
+  /** The Prometheus listener, when options.metrics asked for one. */
+  readonly metrics: MetricsServer | null;
   /** Stops accepting, drains in-flight requests, commits and releases the pool. */
   stop(): Promise<void>;
 }
@@ -37,6 +43,7 @@ export interface PoolService {
 export async function startPoolService(options: PoolServiceOptions): Promise<PoolService> {
   const pool = await Pool.open(options.metaPath, { readOnly: options.readOnly });
   const servers: NbdServer[] = [];
+  let metricsServer: MetricsServer | null = null;
   let control: ControlServer;
   let served: ServedPool;
   let history: LiveHistory;
@@ -44,11 +51,16 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     served = await ServedPool.start(pool, options.log, options.readOnlyReason);
     const exports = served;
     history = await LiveHistory.start(pool, () => exports.refresh(), options.log);
-    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
+    // Without a listener nothing is counted: the data path pays nothing for metrics no one reads.
+    const metrics = options.metrics ? new PoolMetrics(() => pool.status()) : null;
+    if (metrics) pool.observe(metrics.poolObserver);
+    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog, observer: metrics?.nbdObserver };
     if (options.listen || !options.socketPath) {
       servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT } }));
     }
     if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
+    // Before the control socket, which the catch below does not close.
+    if (metrics && options.metrics) metricsServer = await startMetricsServer(options.metrics, metrics.registry);
     control = await startControlServer(
       controlSocketPath(options.metaPath),
       served,
@@ -58,7 +70,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
       () => history.connect(),
     );
   } catch (error) {
-    await Promise.allSettled(servers.map((server) => server.close()));
+    await Promise.allSettled([...servers.map((server) => server.close()), metricsServer?.close()]);
     await pool.close();
     throw error;
   }
@@ -90,10 +102,12 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   const controlServer = control;
   const servedPool = served;
   const liveHistory = history;
+  const metricsListener = metricsServer;
   return {
     pool,
     servers,
     control: controlServer,
+    metrics: metricsListener,
     stop() {
       stopping ??= (async () => {
         clearInterval(timer);
@@ -106,6 +120,8 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
         await servedPool.settle();
         await committing;
         await pool.commit();
+        // Last, so a scrape during the stop still answers; never after close, when the pool has no status.
+        await metricsListener?.close();
         await pool.close();
       })();
       return stopping;
