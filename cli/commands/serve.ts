@@ -17,6 +17,7 @@ import { LISTEN_DEFAULT, parseListenAddress, type ListenAddress } from "../liste
 import { attachCommands, describeAddress, exportUri } from "../nbd-attach.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
 import { resolvePoolPath } from "../pool-session.js";
+import { formatLogLine, parseLogFormat, type LogFields, type LogFormat } from "../log-lines.js";
 import { formatSize } from "../size.js";
 import { requireFolderOf } from "../user-files.js";
 
@@ -30,6 +31,8 @@ interface ServeOptions extends PoolOptions {
   socket?: string;
   readOnly?: boolean;
   verbose?: boolean;
+  metrics?: ListenAddress;
+  logFormat: LogFormat;
 }
 
 export function registerServeCommands(program: Command): void {
@@ -59,7 +62,9 @@ function addServeOptions(command: Command): Command {
       )
       .option("--socket <path>", "Unix socket for NBD; alone, it replaces the TCP address, with --listen it is added")
       .option("--read-only", "open the pool read-only and export every volume read-only")
-      .option("--verbose", "also log each refused option and request"),
+      .option("--verbose", "also log each refused option and request")
+      .option("--metrics <host:port>", "serve Prometheus metrics over HTTP at /metrics (unauthenticated); port 0 picks a free one", parseListenAddress)
+      .option("--log-format <format>", "log lines on stderr as text, or as json (one object per line)", parseLogFormat, "text"),
   );
 }
 
@@ -94,14 +99,16 @@ async function servePool(metaPath: string, options: ServeOptions): Promise<void>
   const listen = options.listen ?? (socketPath === undefined ? LISTEN_DEFAULT : undefined);
   // Listening for the signals before anything starts means a signal sent the moment the
   // banner appears (or while starting) still stops the server cleanly.
+  logFormat = options.logFormat;
   const signals = new StopSignals();
   try {
     const service = await startService(metaPath, listen, socketPath, options);
     process.stdout.write(await renderBanner(service, metaPath));
     const signal = await signals.requested;
-    logLine("info", `${signal}: no new connections; letting requests in flight finish, then committing`);
+    logLine("info", `${signal}: no new connections; letting requests in flight finish, then committing`, { signal });
     await service.stop();
-    logLine("info", `stopped; ${metaPath} committed at transaction ${service.pool.status().transactionId}`);
+    const { transactionId } = service.pool.status();
+    logLine("info", `stopped; ${metaPath} committed at transaction ${transactionId}`, { transactionId });
   } finally {
     signals.dispose();
   }
@@ -113,8 +120,8 @@ async function startService(
   socketPath: string | undefined,
   options: ServeOptions,
 ): Promise<PoolService> {
-  const nbdLog: NbdLog = (level, message) => {
-    if (level !== "debug" || options.verbose) logLine(level, message);
+  const nbdLog: NbdLog = (level, message, fields) => {
+    if (level !== "debug" || options.verbose) logLine(level, message, fields);
   };
   // Loaded here, not at the top, so that every other command starts without the NBD server.
   const { startPoolService } = await import("../../src/control/pool-service.js");
@@ -127,13 +134,18 @@ async function startService(
       readOnlyReason: `thinp serve (process ${process.pid}) was started with --read-only; stop it and run it again without --read-only to make changes`,
       log: (message) => logLine("info", message),
       nbdLog,
+      metrics: options.metrics,
     });
   } catch (failure) {
     // A pool that is locked, missing or corrupt is already an operating error.
     if (failure instanceof ThinpError) throw failure;
     const errno = (failure as NodeJS.ErrnoException | null)?.code;
     if (typeof errno !== "string") throw failure;
-    const where = [listen && describeAddress({ kind: "tcp", ...listen }), socketPath].filter(Boolean).join(" and ");
+    const where = [listen, options.metrics]
+      .map((address) => address && describeAddress({ kind: "tcp", ...address }))
+      .concat(socketPath)
+      .filter(Boolean)
+      .join(" or ");
     throw new ListenError(where, failure as NodeJS.ErrnoException);
   }
 }
@@ -188,6 +200,7 @@ async function renderBanner(service: PoolService, metaPath: string): Promise<str
   const lines = [
     `serving ${metaPath}: ${volumes.length} volume${volumes.length === 1 ? "" : "s"}${service.pool.readOnly ? ", read-only" : ""}`,
     ...addresses.map((address) => `listening on ${describeAddress(address)}  (${exportUri(address, "NAME")})`),
+    ...(service.metrics ? [`metrics on http://${describeAddress({ kind: "tcp", ...service.metrics.address })}/metrics`] : []),
     `control socket ${controlSocketPath(metaPath)}: create, snapshot, delete, resize, resize-pool, list, status, diff, send, receive and dump work while serving`,
     "",
   ];
@@ -232,6 +245,9 @@ class StopSignals {
   }
 }
 
-function logLine(level: string, message: string): void {
-  process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
+/** Set once from --log-format as serving starts; text until then. */
+let logFormat: LogFormat = "text";
+
+function logLine(level: string, message: string, fields?: LogFields): void {
+  process.stderr.write(formatLogLine(logFormat, level, message, fields));
 }

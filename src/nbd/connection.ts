@@ -37,7 +37,8 @@ export class NbdConnection {
     private readonly environment: ConnectionEnvironment,
   ) {
     const peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : "unix socket";
-    this.log = (level, message) => environment.log(level, `nbd connection ${connectionId} (${peer}): ${message}`);
+    const fields = { connection: connectionId, peer };
+    this.log = (level, message) => environment.log(level, `nbd connection ${connectionId} (${peer}): ${message}`, fields);
     this.reader = new SocketReader(socket, READ_AHEAD_BYTES_MAX);
     this.writer = new ReplyWriter(socket, environment.limits.replyBufferBytesMax);
     this.socketClosed = new Promise((resolve) => socket.once("close", () => resolve()));
