@@ -63,7 +63,11 @@ function addServeOptions(command: Command): Command {
       .option("--socket <path>", "Unix socket for NBD; alone, it replaces the TCP address, with --listen it is added")
       .option("--read-only", "open the pool read-only and export every volume read-only")
       .option("--verbose", "also log each refused option and request")
-      .option("--metrics <host:port>", "serve Prometheus metrics over HTTP at /metrics (unauthenticated); port 0 picks a free one", parseListenAddress)
+      .option(
+        "--metrics <host:port>",
+        "serve Prometheus metrics over HTTP at /metrics (unauthenticated); port 0 picks a free one",
+        parseListenAddress,
+      )
       .option("--log-format <format>", "log lines on stderr as text, or as json (one object per line)", parseLogFormat, "text"),
   );
 }
