@@ -25,6 +25,7 @@ import { addPoolOption, type PoolOptions } from "../options.js";
 import { resolvePoolPath } from "../pool-session.js";
 import { ServiceNotifier } from "../service-notify.js";
 import { ActivationConflictError, takeActivatedSockets } from "../socket-activation.js";
+import { formatLogLine, parseLogFormat, type LogFields, type LogFormat } from "../log-lines.js";
 import { formatSize, parseSize } from "../size.js";
 import { requireFolderOf } from "../user-files.js";
 
@@ -42,6 +43,8 @@ interface ServeOptions extends PoolOptions {
   autoextendAt?: number;
   autoextendBy?: number;
   autoextendMax?: string;
+  metrics?: ListenAddress;
+  logFormat: LogFormat;
 }
 
 export function registerServeCommands(program: Command): void {
@@ -83,7 +86,13 @@ function addServeOptions(command: Command): Command {
       )
       .option("--autoextend-by <percent>", "with --autoextend-at: grow by PERCENT of the pool's size each time (default 20)", parsePercent)
       .option("--autoextend-max <size>", "with --autoextend-at: never grow the data file past SIZE (default: thinp's largest pool)")
-      .option("--verbose", "also log each refused option and request"),
+      .option("--verbose", "also log each refused option and request")
+      .option(
+        "--metrics <host:port>",
+        "serve Prometheus metrics over HTTP at /metrics (unauthenticated); port 0 picks a free one",
+        parseListenAddress,
+      )
+      .option("--log-format <format>", "log lines on stderr as text, or as json (one object per line)", parseLogFormat, "text"),
   );
 }
 
@@ -122,6 +131,7 @@ async function servePool(metaPath: string, options: ServeOptions): Promise<void>
   const listen = options.listen ?? (socketPath === undefined && listenFds === null ? LISTEN_DEFAULT : undefined);
   // Listening for the signals before anything starts means a signal sent the moment the
   // banner appears (or while starting) still stops the server cleanly.
+  logFormat = options.logFormat;
   const signals = new StopSignals();
   try {
     notifier.status(`opening ${metaPath}`);
@@ -130,9 +140,10 @@ async function servePool(metaPath: string, options: ServeOptions): Promise<void>
     notifier.ready(readyStatus(service, metaPath));
     const signal = await signals.requested;
     notifier.stopping(`${signal}: letting requests in flight finish, then committing ${metaPath}`);
-    logLine("info", `${signal}: no new connections; letting requests in flight finish, then committing`);
+    logLine("info", `${signal}: no new connections; letting requests in flight finish, then committing`, { signal });
     await service.stop();
-    logLine("info", `stopped; ${metaPath} committed at transaction ${service.pool.status().transactionId}`);
+    const { transactionId } = service.pool.status();
+    logLine("info", `stopped; ${metaPath} committed at transaction ${transactionId}`, { transactionId });
   } finally {
     signals.dispose();
   }
@@ -146,8 +157,8 @@ interface Listeners {
 }
 
 async function startService(metaPath: string, { listen, socketPath, listenFds }: Listeners, options: ServeOptions): Promise<PoolService> {
-  const nbdLog: NbdLog = (level, message) => {
-    if (level !== "debug" || options.verbose) logLine(level, message);
+  const nbdLog: NbdLog = (level, message, fields) => {
+    if (level !== "debug" || options.verbose) logLine(level, message, fields);
   };
   // Loaded here, not at the top, so that every other command starts without the NBD server.
   const { startPoolService } = await import("../../src/control/pool-service.js");
@@ -163,6 +174,7 @@ async function startService(metaPath: string, { listen, socketPath, listenFds }:
       readOnlyReason: `thinp serve (process ${process.pid}) was started with --read-only; stop it and run it again without --read-only to make changes`,
       log: (message) => logLine("info", message),
       nbdLog,
+      metrics: options.metrics,
     });
   } catch (failure) {
     // A pool that is locked, missing or corrupt is already an operating error.
@@ -171,11 +183,12 @@ async function startService(metaPath: string, { listen, socketPath, listenFds }:
     if (typeof errno !== "string") throw failure;
     const where = [
       listen && describeAddress({ kind: "tcp", ...listen }),
+      options.metrics && describeAddress({ kind: "tcp", ...options.metrics }),
       socketPath,
       listenFds && `the socket-activated descriptors ${listenFds.join(", ")}`,
     ]
       .filter(Boolean)
-      .join(" and ");
+      .join(" or ");
     throw new ListenError(where, failure as NodeJS.ErrnoException);
   }
 }
@@ -230,6 +243,7 @@ async function renderBanner(service: PoolService, metaPath: string): Promise<str
   const lines = [
     `serving ${metaPath}: ${volumes.length} volume${volumes.length === 1 ? "" : "s"}${service.pool.readOnly ? ", read-only" : ""}`,
     ...addresses.map((address) => `listening on ${describeAddress(address)}  (${exportUri(address, "NAME")})`),
+    ...(service.metrics ? [`metrics on http://${describeAddress({ kind: "tcp", ...service.metrics.address })}/metrics`] : []),
     `control socket ${controlSocketPath(metaPath)}: create, snapshot, delete, resize, resize-pool, list, status, diff, send, receive and dump work while serving`,
     "",
   ];
@@ -280,8 +294,11 @@ class StopSignals {
   }
 }
 
-function logLine(level: string, message: string): void {
-  process.stderr.write(`${new Date().toISOString()} ${level} ${message}\n`);
+/** Set once from --log-format as serving starts; text until then. */
+let logFormat: LogFormat = "text";
+
+function logLine(level: string, message: string, fields?: LogFields): void {
+  process.stderr.write(formatLogLine(logFormat, level, message, fields));
 }
 
 function parsePercent(text: string): number {

@@ -12,6 +12,8 @@ import { startControlServer, type ControlServer } from "./control-server.js";
 import { BACKGROUND_COMMIT_INTERVAL_MS } from "./limits.js";
 import { LiveHistory } from "./live-history.js";
 import { Autoextend, type AutoextendPolicy } from "./autoextend.js";
+import { startMetricsServer, type MetricsServer } from "./metrics-server.js";
+import { PoolMetrics } from "./pool-metrics.js";
 import { ServedPool } from "./served-pool.js";
 
 // Its home is limits.ts; the name stays here for the modules that import it from here.
@@ -36,12 +38,16 @@ export interface PoolServiceOptions {
   readOnlyReason?: string;
   log: (message: string) => void;
   nbdLog?: NbdLog;
+  /** HTTP address for Prometheus metrics at /metrics; none when absent. */
+  metrics?: { host: string; port: number };
 }
 
 export interface PoolService {
   readonly pool: Pool;
   readonly servers: NbdServer[];
   readonly control: ControlServer;
+  /** The Prometheus listener, when options.metrics asked for one. */
+  readonly metrics: MetricsServer | null;
   /** Stops accepting, drains in-flight requests, commits and releases the pool. */
   stop(): Promise<void>;
 }
@@ -53,6 +59,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     warn: (message) => options.log(`warning: ${message}`),
   });
   const servers: NbdServer[] = [];
+  let metricsServer: MetricsServer | null = null;
   let control: ControlServer;
   let served: ServedPool;
   let history: LiveHistory;
@@ -60,7 +67,15 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     served = await ServedPool.start(pool, options.log, options.readOnlyReason);
     const exports = served;
     history = await LiveHistory.start(pool, () => exports.refresh(), options.log);
-    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
+    // Without a listener nothing is counted: the data path pays nothing for metrics no one reads.
+    const metrics = options.metrics
+      ? new PoolMetrics(
+          () => pool.status(),
+          () => pool.transactions.spaceWaiters,
+        )
+      : null;
+    if (metrics) pool.observe(metrics.poolObserver);
+    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog, observer: metrics?.nbdObserver };
     if (options.listenFds !== undefined) {
       assert(options.listenFds.length > 0 && !options.listen && !options.socketPath, "activated sockets replace every other listener");
       for (const fd of options.listenFds) servers.push(await startNbdServer({ ...common, fd }));
@@ -70,6 +85,8 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
       }
       if (options.socketPath) servers.push(await startNbdServer({ ...common, socketPath: options.socketPath }));
     }
+    // Before the control socket, which the catch below does not close.
+    if (metrics && options.metrics) metricsServer = await startMetricsServer(options.metrics, metrics.registry);
     control = await startControlServer(
       controlSocketPath(options.metaPath),
       served,
@@ -79,7 +96,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
       () => history.connect(),
     );
   } catch (error) {
-    await Promise.allSettled(servers.map((server) => server.close()));
+    await Promise.allSettled([...servers.map((server) => server.close()), metricsServer?.close()]);
     await pool.close();
     throw error;
   }
@@ -115,10 +132,12 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
   const controlServer = control;
   const servedPool = served;
   const liveHistory = history;
+  const metricsListener = metricsServer;
   return {
     pool,
     servers,
     control: controlServer,
+    metrics: metricsListener,
     stop() {
       stopping ??= (async () => {
         clearInterval(timer);
@@ -131,6 +150,8 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
         await servedPool.settle();
         await committing;
         await pool.commit();
+        // Last, so a scrape during the stop still answers; never after close, when the pool has no status.
+        await metricsListener?.close();
         await pool.close();
       })();
       return stopping;

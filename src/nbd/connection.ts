@@ -7,6 +7,7 @@ import type { ExportCatalog } from "./catalog.js";
 import { negotiate, type NegotiatedExport } from "./handshake.js";
 import { READ_AHEAD_BYTES_MAX, SOCKET_CLOSE_TIMEOUT_MS, type NbdLimits } from "./limits.js";
 import type { NbdLog } from "./nbd-log.js";
+import type { NbdObserver } from "./nbd-observer.js";
 import { ReplyWriter } from "./reply-writer.js";
 import { isSessionEnding } from "./session-errors.js";
 import { SocketReader } from "./socket-reader.js";
@@ -19,6 +20,7 @@ export interface ConnectionEnvironment {
   /** The server's in-flight budget, shared by all its connections. */
   budget: ByteBudget;
   log: NbdLog;
+  observer: NbdObserver;
 }
 
 export class NbdConnection {
@@ -35,7 +37,8 @@ export class NbdConnection {
     private readonly environment: ConnectionEnvironment,
   ) {
     const peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : "unix socket";
-    this.log = (level, message) => environment.log(level, `nbd connection ${connectionId} (${peer}): ${message}`);
+    const fields = { connection: connectionId, peer };
+    this.log = (level, message) => environment.log(level, `nbd connection ${connectionId} (${peer}): ${message}`, fields);
     this.reader = new SocketReader(socket, READ_AHEAD_BYTES_MAX);
     this.writer = new ReplyWriter(socket, environment.limits.replyBufferBytesMax);
     this.socketClosed = new Promise((resolve) => socket.once("close", () => resolve()));

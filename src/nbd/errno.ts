@@ -2,7 +2,7 @@
 
 import { AssertionError } from "../io/assert.js";
 import { ThinpError, type ErrorCode } from "../errors.js";
-import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_EPERM, type NbdErrno } from "./protocol.js";
+import { NBD_EINVAL, NBD_EIO, NBD_ENOSPC, NBD_ENOTSUP, NBD_EPERM, NBD_ESHUTDOWN, type NbdErrno } from "./protocol.js";
 
 const ERRNO_BY_CODE: Partial<Record<ErrorCode, NbdErrno>> = {
   POOL_FULL: NBD_ENOSPC,
@@ -29,4 +29,18 @@ export function errnoForEngineError(error: unknown): NbdErrno {
   if (error instanceof AssertionError) throw error;
   if (error instanceof ThinpError) return ERRNO_BY_CODE[error.code] ?? NBD_EIO;
   return NBD_EIO;
+}
+
+const ERRNO_NAMES: ReadonlyMap<number, string> = new Map([
+  [NBD_EPERM, "EPERM"],
+  [NBD_EIO, "EIO"],
+  [NBD_EINVAL, "EINVAL"],
+  [NBD_ENOSPC, "ENOSPC"],
+  [NBD_ENOTSUP, "ENOTSUP"],
+  [NBD_ESHUTDOWN, "ESHUTDOWN"],
+]);
+
+/** The symbolic name of an NBD errno, as logs and metrics show it. */
+export function nbdErrnoName(errno: number): string {
+  return ERRNO_NAMES.get(errno) ?? `errno ${errno}`;
 }

@@ -2,6 +2,8 @@
 // tests usually pass nothing.
 
 export type NbdLogLevel = "debug" | "info" | "warn";
-export type NbdLog = (level: NbdLogLevel, message: string) => void;
+/** Facts a log shipper can filter on, beside the message that already says them. */
+export type NbdLogFields = Readonly<Record<string, string | number>>;
+export type NbdLog = (level: NbdLogLevel, message: string, fields?: NbdLogFields) => void;
 
 export const silentLog: NbdLog = () => {};

@@ -8,6 +8,7 @@ import type { ExportCatalog } from "./catalog.js";
 import { NbdConnection } from "./connection.js";
 import { DEFAULT_LIMITS, REQUEST_BYTES_MAX, type NbdLimits } from "./limits.js";
 import { silentLog, type NbdLog } from "./nbd-log.js";
+import { silentObserver, type NbdObserver } from "./nbd-observer.js";
 
 /** The port IANA reserved for NBD. */
 export const NBD_DEFAULT_PORT = 10809;
@@ -23,6 +24,8 @@ export interface NbdServerOptions {
   /** Serve every export read-only, whatever its own flag says. */
   readOnly?: boolean;
   log?: NbdLog;
+  /** Told of connections and requests, for metrics. */
+  observer?: NbdObserver;
   /** Overrides for the defaults in limits.ts. */
   limits?: Partial<NbdLimits>;
 }
@@ -77,7 +80,8 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   const log = options.log ?? silentLog;
   // One budget for every connection: what bounds the server's memory, however many clients.
   const budget = new ByteBudget(limits.serverInflightBytesMax);
-  const environment = { catalog: options.catalog, serverReadOnly: options.readOnly ?? false, limits, budget, log };
+  const observer = options.observer ?? silentObserver;
+  const environment = { catalog: options.catalog, serverReadOnly: options.readOnly ?? false, limits, budget, log, observer };
   const connections = new Set<NbdConnection>();
   const finished = new Map<NbdConnection, Promise<void>>();
   let nextConnectionId = 1;
@@ -96,7 +100,9 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
     }
     const connection = new NbdConnection(socket, nextConnectionId++, environment);
     connections.add(connection);
+    observer.connectionOpened();
     const done = connection.run().finally(() => {
+      observer.connectionClosed();
       connections.delete(connection);
       finished.delete(connection);
     });

@@ -120,3 +120,21 @@ export function encodeErrorChunk(cookie: bigint, errno: NbdErrno, message: strin
   out.set(messageBytes, STRUCTURED_REPLY_HEADER_BYTES + 6);
   return out;
 }
+
+/**
+ * The errno a reply carries, 0 for success. Every error reply is one frame: a simple reply
+ * with its error field set, or one NBD_REPLY_TYPE_ERROR chunk (see errorReply).
+ */
+export function replyErrno(frames: readonly Uint8Array[]): number {
+  const first = frames[0];
+  if (frames.length !== 1 || first === undefined) return 0;
+  const view = new DataView(first.buffer, first.byteOffset, first.length);
+  if (first.length === SIMPLE_REPLY_HEADER_BYTES && view.getUint32(SIMPLE_REPLY_HEADER.magic.offset) === NBD_SIMPLE_REPLY_MAGIC) {
+    return view.getUint32(SIMPLE_REPLY_HEADER.error.offset);
+  }
+  const isErrorChunk =
+    first.length >= STRUCTURED_REPLY_HEADER_BYTES + 4 &&
+    view.getUint32(STRUCTURED_REPLY_HEADER.magic.offset) === NBD_STRUCTURED_REPLY_MAGIC &&
+    view.getUint16(STRUCTURED_REPLY_HEADER.replyType.offset) === NBD_REPLY_TYPE_ERROR;
+  return isErrorChunk ? view.getUint32(STRUCTURED_REPLY_HEADER_BYTES) : 0;
+}

@@ -17,6 +17,7 @@ import type { NbdLimits } from "./limits.js";
 import { assert } from "../io/assert.js";
 import { REQUEST_BYTES_MAX } from "./limits.js";
 import type { NbdLog } from "./nbd-log.js";
+import type { NbdObserver, NbdRequestObserver } from "./nbd-observer.js";
 import {
   NBD_CMD_DISC,
   NBD_CMD_READ,
@@ -33,7 +34,7 @@ import { freePayload, freeReadReply } from "./payload-memory.js";
 import { errorReply, serveRequest } from "./serve-request.js";
 import { isSessionEnding, ProtocolViolationError } from "./session-errors.js";
 import type { SocketReader } from "./socket-reader.js";
-import { decodeRequestHeader, type RequestHeader } from "./transmission-messages.js";
+import { decodeRequestHeader, replyErrno, type RequestHeader } from "./transmission-messages.js";
 
 export interface TransmissionEnvironment {
   catalog: ExportCatalog;
@@ -41,6 +42,7 @@ export interface TransmissionEnvironment {
   /** Shared by every connection of the server; holds at most limits.serverInflightBytesMax. */
   budget: ByteBudget;
   log: NbdLog;
+  observer: NbdObserver;
 }
 
 /** Why transmission ended; the connection closes in every case. */
@@ -79,13 +81,17 @@ export class Transmission {
   private wakeReader: (() => void) | null = null;
   private wakeDrained: (() => void) | null = null;
   private watchingDrain = false;
+  /** This export's request reports, found once for the whole transmission. */
+  private readonly requests: NbdRequestObserver;
 
   constructor(
     private readonly reader: SocketReader,
     private readonly writer: ReplyWriter,
     private readonly session: NegotiatedExport,
     private readonly environment: TransmissionEnvironment,
-  ) {}
+  ) {
+    this.requests = environment.observer.exportServed(session.exportName);
+  }
 
   /** Serves requests until the client disconnects or we stop; resolves once nothing is in flight. */
   async run(): Promise<TransmissionEnd> {
@@ -174,11 +180,13 @@ export class Transmission {
 
   private dispatch(request: RequestHeader, validation: Validation, payload: Buffer | null, costBytes: number): void {
     this.inflightRequests++;
+    const startedMs = performance.now();
     // The request is answered once its reply is queued; its bytes come back once the kernel
     // has taken the reply, since until then the reply (a READ's data) is still in our memory.
     const isRead = request.command === NBD_CMD_READ;
     const answer = (frames: readonly Uint8Array[]) => {
       this.inflightRequests--;
+      this.requests.answered(request.command, request.byteLength, replyErrno(frames), (performance.now() - startedMs) / 1000);
       this.writer.send(frames, () => {
         this.uncharge(costBytes);
         if (isRead) freeReadReply(frames);

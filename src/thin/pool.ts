@@ -31,6 +31,7 @@ import { holdName, isHoldName, type VolumeHold } from "./holds.js";
 import { claimDataFile, DataFileIdentityStore, type DataFileIdentity, type MetadataClaim } from "./data-file-identity.js";
 import { lockModeFor, openLockedDataFile, openLockedMetadataFile, openModeFor } from "./pool-files.js";
 import { pathExists } from "../io/path-exists.js";
+import type { PoolObserver } from "./pool-observer.js";
 
 export interface PoolCreateOptions {
   sizeBytes: number;
@@ -447,6 +448,11 @@ export class Pool {
   async measuredStatus(): Promise<PoolStatus> {
     const allocated = (await this.dataFile.allocatedBytes?.()) ?? null;
     return { ...this.status(), dataFileAllocatedBytes: allocated };
+  }
+
+  /** Tells `observer` of every commit and copy on write from now on (one observer at a time). */
+  observe(observer: PoolObserver): void {
+    this.transactions.observer = observer;
   }
 
   // ---- transactions --------------------------------------------------------------------

@@ -16,6 +16,7 @@ import { DATA_BLOCK_BYTES } from "./limits.js";
 import { Mutex } from "./locks.js";
 import { PoolMetadata } from "./pool-metadata.js";
 import { SpaceReclaim } from "./space-reclaim.js";
+import { silentObserver, type PoolObserver } from "./pool-observer.js";
 
 export interface TransactionSettings {
   /** Names the metadata file in errors, and reopens it after a rollback. */
@@ -67,6 +68,8 @@ export class PoolTransactions {
   private dataWrittenSinceCommit = false;
   private closing = false;
   private closed = false;
+  /** Told of commits and copies on write; see Pool.observe. */
+  observer: PoolObserver = silentObserver;
 
   /** Gives freed data blocks back to the file system after each commit. */
   readonly reclaim: SpaceReclaim;
@@ -317,6 +320,7 @@ export class PoolTransactions {
     // Nothing changed and no write finished since the last commit: all of it is durable.
     if (!this.hasUncommittedWork) return;
     this.dataWrittenSinceCommit = false;
+    const startedMs = performance.now();
     try {
       await this.metadata.commit(this.dataFile);
     } catch (error) {
@@ -326,6 +330,7 @@ export class PoolTransactions {
       throw error;
     }
     await this.settings.afterCommit?.(this.metadata);
+    this.observer.committed?.(performance.now() - startedMs);
     // A read that looked up a block before it was freed may still be reading it.
     await Promise.allSettled([...this.readsInFlight]);
     // Durable now, read by no one, and not allocatable until released: safe to give back.

@@ -394,7 +394,10 @@ export class Volume implements VolumeHandle {
     const dataFile = this.tx.dataFile;
     // The old block's read fills every byte (zeros past the file's end); without one, zeros.
     const block = plan.copyFrom !== null ? Buffer.allocUnsafe(DATA_BLOCK_BYTES) : Buffer.alloc(DATA_BLOCK_BYTES);
-    if (plan.copyFrom !== null) await dataFile.read(block, plan.copyFrom * DATA_BLOCK_BYTES);
+    if (plan.copyFrom !== null) {
+      await dataFile.read(block, plan.copyFrom * DATA_BLOCK_BYTES);
+      this.tx.observer.copiedOnWrite?.();
+    }
     data.copy(block, piece.inBlock, piece.inRequest, piece.inRequest + piece.byteLength);
     const position = plan.dataBlock * DATA_BLOCK_BYTES;
     if (!(inline && dataFile.writeNow?.(block, position))) await dataFile.write(block, position);
