@@ -4,12 +4,13 @@
 import type { Socket } from "node:net";
 import type { ByteBudget } from "./byte-budget.js";
 import type { ExportCatalog } from "./catalog.js";
-import { negotiate, type NegotiatedExport } from "./handshake.js";
+import { negotiate, type HandshakeChannel, type HandshakeTls, type NegotiatedExport } from "./handshake.js";
 import { READ_AHEAD_BYTES_MAX, SOCKET_CLOSE_TIMEOUT_MS, type NbdLimits } from "./limits.js";
 import type { NbdLog } from "./nbd-log.js";
 import { ReplyWriter } from "./reply-writer.js";
 import { isSessionEnding } from "./session-errors.js";
 import { SocketReader } from "./socket-reader.js";
+import type { NbdTls } from "./tls.js";
 import { Transmission } from "./transmission.js";
 
 export interface ConnectionEnvironment {
@@ -19,28 +20,48 @@ export interface ConnectionEnvironment {
   /** The server's in-flight budget, shared by all its connections. */
   budget: ByteBudget;
   log: NbdLog;
+  /** Null when the server does not offer TLS. */
+  tls: NbdTls | null;
 }
 
 export class NbdConnection {
-  private readonly reader: SocketReader;
-  private readonly writer: ReplyWriter;
+  // The accepted socket until STARTTLS succeeds, then the TLS socket over it.
+  private socket: Socket;
+  private reader: SocketReader;
+  private writer: ReplyWriter;
+  private socketClosed: Promise<void>;
   private readonly log: NbdLog;
-  private readonly socketClosed: Promise<void>;
   private transmission: Transmission | null = null;
   private shuttingDown = false;
 
   constructor(
-    private readonly socket: Socket,
+    socket: Socket,
     readonly connectionId: number,
     private readonly environment: ConnectionEnvironment,
   ) {
     const peer = socket.remoteAddress !== undefined ? `${socket.remoteAddress}:${socket.remotePort}` : "unix socket";
     this.log = (level, message) => environment.log(level, `nbd connection ${connectionId} (${peer}): ${message}`);
-    this.reader = new SocketReader(socket, READ_AHEAD_BYTES_MAX);
-    this.writer = new ReplyWriter(socket, environment.limits.replyBufferBytesMax);
-    this.socketClosed = new Promise((resolve) => socket.once("close", () => resolve()));
+    this.socket = socket;
+    ({ reader: this.reader, writer: this.writer, closed: this.socketClosed } = this.useSocket(socket));
+  }
+
+  private useSocket(socket: Socket): HandshakeChannel & { closed: Promise<void> } {
     // Resets and write failures end up as 'close'; without a listener they would crash the server.
     socket.on("error", (error) => this.log("debug", `socket error: ${error.message}`));
+    return {
+      reader: new SocketReader(socket, READ_AHEAD_BYTES_MAX),
+      writer: new ReplyWriter(socket, this.environment.limits.replyBufferBytesMax),
+      closed: new Promise((resolve) => socket.once("close", () => resolve())),
+    };
+  }
+
+  /** STARTTLS was acknowledged: from here on, every byte goes through TLS over the accepted socket. */
+  private async upgradeToTls(tls: NbdTls): Promise<HandshakeChannel> {
+    const secure = await tls.upgrade(this.socket, this.environment.limits.handshakeTimeoutMs);
+    this.socket = secure;
+    ({ reader: this.reader, writer: this.writer, closed: this.socketClosed } = this.useSocket(secure));
+    this.log("info", `TLS started (${secure.getProtocol() ?? "unknown version"}, ${secure.getCipher().name})`);
+    return { reader: this.reader, writer: this.writer };
   }
 
   /** Serves the connection to its end; resolves when the socket has closed. */
@@ -73,7 +94,8 @@ export class NbdConnection {
   }
 
   private async handshake(): Promise<NegotiatedExport | null> {
-    const { limits, catalog, serverReadOnly } = this.environment;
+    const { limits, catalog, serverReadOnly, tls } = this.environment;
+    const handshakeTls: HandshakeTls | null = tls === null ? null : { mode: tls.mode, upgrade: () => this.upgradeToTls(tls) };
     const timer = setTimeout(() => {
       this.log("info", `handshake not finished within ${limits.handshakeTimeoutMs} ms; closing`);
       this.reader.stop();
@@ -82,13 +104,17 @@ export class NbdConnection {
       this.socket.destroy();
     }, limits.handshakeTimeoutMs);
     try {
-      return await negotiate(this.reader, this.writer, {
-        catalog,
-        serverReadOnly,
-        optionsPerHandshakeMax: limits.optionsPerHandshakeMax,
-        isShuttingDown: () => this.shuttingDown,
-        log: this.log,
-      });
+      return await negotiate(
+        { reader: this.reader, writer: this.writer },
+        {
+          catalog,
+          serverReadOnly,
+          optionsPerHandshakeMax: limits.optionsPerHandshakeMax,
+          isShuttingDown: () => this.shuttingDown,
+          log: this.log,
+          tls: handshakeTls,
+        },
+      );
     } catch (error) {
       if (!isSessionEnding(error)) throw error;
       this.log("info", `handshake ended: ${error.message}`);

@@ -4,3 +4,4 @@ export type { ByteRange, ChangeTracker, Eventually, ExportCatalog, ExportListing
 export { DEFAULT_LIMITS, type NbdLimits } from "./limits.js";
 export type { NbdLog, NbdLogLevel } from "./nbd-log.js";
 export { NBD_DEFAULT_PORT, startNbdServer, type NbdServer, type NbdServerAddress, type NbdServerOptions } from "./server.js";
+export { TLS_VERSION_MIN, type NbdTlsCredentials, type NbdTlsMode, type NbdTlsOptions } from "./tls.js";
