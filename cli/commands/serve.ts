@@ -10,13 +10,14 @@ import { controlSocketPath } from "../../src/control/control-protocol.js";
 import type { PoolService } from "../../src/control/pool-service.js";
 import { ThinpError, type ErrorCode } from "../../src/errors.js";
 import { assert } from "../../src/io/assert.js";
-import type { NbdLog } from "../../src/nbd/index.js";
+import type { NbdLog, NbdTlsOptions } from "../../src/nbd/index.js";
 import { DEFAULT_POOL_BYTES } from "../../src/thin/limits.js";
 import { Pool } from "../../src/thin/pool.js";
 import { LISTEN_DEFAULT, parseListenAddress, type ListenAddress } from "../listen-address.js";
 import { attachCommands, describeAddress, exportUri } from "../nbd-attach.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
 import { resolvePoolPath } from "../pool-session.js";
+import { addTlsOptions, loadServeTls, refuseInsecureListen, type ServeTlsOptions } from "../serve-tls.js";
 import { formatSize } from "../size.js";
 import { requireFolderOf } from "../user-files.js";
 
@@ -25,7 +26,7 @@ const START_DATA_FILE_NAME = "data.img";
 const START_VOLUME_NAME = "base";
 const START_VOLUME_BYTES = 1024 ** 3;
 
-interface ServeOptions extends PoolOptions {
+interface ServeOptions extends PoolOptions, ServeTlsOptions {
   listen?: ListenAddress;
   socket?: string;
   readOnly?: boolean;
@@ -50,7 +51,7 @@ export function registerServeCommands(program: Command): void {
 }
 
 function addServeOptions(command: Command): Command {
-  return addPoolOption(
+  addPoolOption(
     command
       .option(
         "--listen <host:port>",
@@ -61,6 +62,8 @@ function addServeOptions(command: Command): Command {
       .option("--read-only", "open the pool read-only and export every volume read-only")
       .option("--verbose", "also log each refused option and request"),
   );
+  addTlsOptions(command);
+  return command;
 }
 
 async function startPool(options: ServeOptions): Promise<void> {
@@ -86,6 +89,8 @@ async function createStartPool(metaPath: string): Promise<void> {
 }
 
 async function servePool(metaPath: string, options: ServeOptions): Promise<void> {
+  const tls = await loadServeTls(options);
+  refuseInsecureListen(options.listen, tls, options.insecure === true);
   const socketPath = options.socket === undefined ? undefined : path.resolve(options.socket);
   if (socketPath !== undefined) {
     await requireFolderOf(socketPath);
@@ -96,7 +101,7 @@ async function servePool(metaPath: string, options: ServeOptions): Promise<void>
   // banner appears (or while starting) still stops the server cleanly.
   const signals = new StopSignals();
   try {
-    const service = await startService(metaPath, listen, socketPath, options);
+    const service = await startService(metaPath, listen, socketPath, tls, options);
     process.stdout.write(await renderBanner(service, metaPath));
     const signal = await signals.requested;
     logLine("info", `${signal}: no new connections; letting requests in flight finish, then committing`);
@@ -111,6 +116,7 @@ async function startService(
   metaPath: string,
   listen: ListenAddress | undefined,
   socketPath: string | undefined,
+  tls: NbdTlsOptions | undefined,
   options: ServeOptions,
 ): Promise<PoolService> {
   const nbdLog: NbdLog = (level, message) => {
@@ -127,6 +133,7 @@ async function startService(
       readOnlyReason: `thinp serve (process ${process.pid}) was started with --read-only; stop it and run it again without --read-only to make changes`,
       log: (message) => logLine("info", message),
       nbdLog,
+      tls,
     });
   } catch (failure) {
     // A pool that is locked, missing or corrupt is already an operating error.

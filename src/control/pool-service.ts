@@ -5,6 +5,7 @@ import { Pool } from "../thin/pool.js";
 import { dataUseWarning } from "../thin/space-warning.js";
 import { NBD_DEFAULT_PORT, startNbdServer, type NbdServer } from "../nbd/index.js";
 import type { NbdLog } from "../nbd/nbd-log.js";
+import type { NbdTlsOptions } from "../nbd/tls.js";
 import { controlSocketPath } from "./control-protocol.js";
 import { startControlServer, type ControlServer } from "./control-server.js";
 import { BACKGROUND_COMMIT_INTERVAL_MS } from "./limits.js";
@@ -24,6 +25,8 @@ export interface PoolServiceOptions {
   readOnlyReason?: string;
   log: (message: string) => void;
   nbdLog?: NbdLog;
+  /** STARTTLS on every NBD listener; none when absent. */
+  tls?: NbdTlsOptions;
 }
 
 export interface PoolService {
@@ -44,7 +47,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
     served = await ServedPool.start(pool, options.log, options.readOnlyReason);
     const exports = served;
     history = await LiveHistory.start(pool, () => exports.refresh(), options.log);
-    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog };
+    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog, tls: options.tls };
     if (options.listen || !options.socketPath) {
       servers.push(await startNbdServer({ ...common, listen: options.listen ?? { host: "127.0.0.1", port: NBD_DEFAULT_PORT } }));
     }
