@@ -126,3 +126,17 @@ export function refuseInsecureListen(listen: ListenAddress | undefined, tls: Nbd
       "Serve with TLS (--tls-cert FILE --tls-key FILE [--tls-ca FILE], or --tls-psk FILE), or add --insecure if the network is trusted",
   );
 }
+
+/** What the banner says about TLS: which credentials, and the URI form TLS clients take. */
+export function tlsBannerLines(tls: NbdTlsOptions | undefined, hostPort: string | undefined): string[] {
+  if (tls === undefined) return [];
+  const where = hostPort ?? "HOST:PORT";
+  const credentials = tls.credentials;
+  const how =
+    credentials.kind === "psk"
+      ? `pre-shared keys (${credentials.keys.size} identit${credentials.keys.size === 1 ? "y" : "ies"}); libnbd: nbds://IDENTITY@${where}/NAME?tls-psk-file=FILE`
+      : `X.509${credentials.clientCaPem === undefined ? "" : ", client certificates checked"}; libnbd: nbds://${where}/NAME?tls-certificates=DIR, ` +
+        "qemu: --object tls-creds-x509,id=tls0,endpoint=client,dir=DIR and tls-creds=tls0";
+  const mode = tls.mode === "require" ? "TLS required (the plaintext commands below are refused)" : "TLS offered, not required";
+  return [`${mode}: ${how}`];
+}

@@ -172,6 +172,7 @@ describe("thinp serve with TLS", () => {
 
   it("serves nbdinfo, qemu-img and nbdcopy over X.509 with client certificates, byte for byte", async () => {
     const server = await startX509();
+    expect(server.stdout).toContain("TLS required (the plaintext commands below are refused): X.509, client certificates checked");
     const info = await runToolOk("nbdinfo", [certificateUri(server, x509.clientDir)]);
     expect(info).toContain("with TLS");
     expect(info).toContain("export-size: 16777216");

@@ -17,7 +17,7 @@ import { LISTEN_DEFAULT, parseListenAddress, type ListenAddress } from "../liste
 import { attachCommands, describeAddress, exportUri } from "../nbd-attach.js";
 import { addPoolOption, type PoolOptions } from "../options.js";
 import { resolvePoolPath } from "../pool-session.js";
-import { addTlsOptions, loadServeTls, refuseInsecureListen, type ServeTlsOptions } from "../serve-tls.js";
+import { addTlsOptions, loadServeTls, refuseInsecureListen, tlsBannerLines, type ServeTlsOptions } from "../serve-tls.js";
 import { formatSize } from "../size.js";
 import { requireFolderOf } from "../user-files.js";
 
@@ -68,8 +68,10 @@ function addServeOptions(command: Command): Command {
 
 async function startPool(options: ServeOptions): Promise<void> {
   const metaPath = resolvePoolPath(options.pool);
+  // Refused TLS options refuse before a pool is created for nothing.
+  const tls = await checkedServeTls(options);
   if (!existsSync(metaPath)) await createStartPool(metaPath);
-  await servePool(metaPath, options);
+  await servePool(metaPath, options, tls);
 }
 
 async function createStartPool(metaPath: string): Promise<void> {
@@ -88,9 +90,14 @@ async function createStartPool(metaPath: string): Promise<void> {
   );
 }
 
-async function servePool(metaPath: string, options: ServeOptions): Promise<void> {
+async function checkedServeTls(options: ServeOptions): Promise<NbdTlsOptions | undefined> {
   const tls = await loadServeTls(options);
   refuseInsecureListen(options.listen, tls, options.insecure === true);
+  return tls;
+}
+
+async function servePool(metaPath: string, options: ServeOptions, checkedTls?: NbdTlsOptions): Promise<void> {
+  const tls = checkedTls ?? (await checkedServeTls(options));
   const socketPath = options.socket === undefined ? undefined : path.resolve(options.socket);
   if (socketPath !== undefined) {
     await requireFolderOf(socketPath);
@@ -102,7 +109,7 @@ async function servePool(metaPath: string, options: ServeOptions): Promise<void>
   const signals = new StopSignals();
   try {
     const service = await startService(metaPath, listen, socketPath, tls, options);
-    process.stdout.write(await renderBanner(service, metaPath));
+    process.stdout.write(await renderBanner(service, metaPath, tls));
     const signal = await signals.requested;
     logLine("info", `${signal}: no new connections; letting requests in flight finish, then committing`);
     await service.stop();
@@ -187,14 +194,16 @@ class SocketPathTakenError extends ThinpError {
   }
 }
 
-async function renderBanner(service: PoolService, metaPath: string): Promise<string> {
+async function renderBanner(service: PoolService, metaPath: string, tls: NbdTlsOptions | undefined): Promise<string> {
   const volumes = await service.pool.listVolumes();
   const addresses = service.servers.map((server) => server.address);
   const primary = addresses[0];
   assert(primary !== undefined, "a pool service listens on TCP, on a socket, or on both");
+  const tcp = addresses.find((address) => address.kind === "tcp");
   const lines = [
     `serving ${metaPath}: ${volumes.length} volume${volumes.length === 1 ? "" : "s"}${service.pool.readOnly ? ", read-only" : ""}`,
     ...addresses.map((address) => `listening on ${describeAddress(address)}  (${exportUri(address, "NAME")})`),
+    ...tlsBannerLines(tls, tcp && describeAddress(tcp)),
     `control socket ${controlSocketPath(metaPath)}: create, snapshot, delete, resize, resize-pool, list, status, diff, send, receive and dump work while serving`,
     "",
   ];
