@@ -38,7 +38,9 @@ afterAll(async () => {
 describe("STARTTLS on the wire", () => {
   const running: NbdServer[] = [];
   const clients: WireClient[] = [];
+  const logged: string[] = [];
   afterEach(async () => {
+    logged.splice(0);
     for (const client of clients.splice(0)) client.close();
     await Promise.all(running.splice(0).map((server) => server.close()));
   });
@@ -53,7 +55,8 @@ describe("STARTTLS on the wire", () => {
             mode,
             credentials: { kind: "x509", certificatePem: await readFile(x509.serverCert), keyPem: await readFile(x509.serverKey) },
           };
-    const server = await startNbdServer({ catalog, listen: { host: "127.0.0.1", port: 0 }, tls });
+    const log = (_level: string, message: string) => logged.push(message);
+    const server = await startNbdServer({ catalog, listen: { host: "127.0.0.1", port: 0 }, tls, log });
     running.push(server);
     return server;
   }
@@ -109,6 +112,25 @@ describe("STARTTLS on the wire", () => {
     const aborting = await handshake(server);
     expect(await onlyReply(aborting, P.NBD_OPT_ABORT)).toBe(P.NBD_REP_ACK);
     expect(await aborting.closesWithin()).toBe(true);
+  });
+
+  it("refuses TLS older than 1.2 and a client that speaks before STARTTLS is acknowledged, and keeps serving", async () => {
+    const server = await start("require");
+    const old = await handshake(server);
+    await expect(
+      old.startTls({ ca: await readFile(x509.caCert), servername: "localhost", minVersion: "TLSv1", maxVersion: "TLSv1.1" }),
+    ).rejects.toThrow();
+    expect(logged.find((message) => message.includes("TLS handshake failed"))).toMatch(/unsupported protocol/);
+
+    const hasty = await handshake(server);
+    // STARTTLS and, without waiting for its ACK, bytes that are not a TLS hello.
+    hasty.sendOption(P.NBD_OPT_STARTTLS, Buffer.alloc(0));
+    hasty.sendRaw(Buffer.from("plaintext"));
+    expect(await hasty.closesWithin()).toBe(true);
+
+    const good = await secured(await handshake(server));
+    const listed = await good.optionReplies(P.NBD_OPT_LIST, Buffer.alloc(0));
+    expect(listed.map((reply) => reply.replyType)).toEqual([P.NBD_REP_SERVER, P.NBD_REP_ACK]);
   });
 
   it("a client without fixed newstyle cannot start TLS, so a server requiring it hangs up", async () => {
@@ -237,6 +259,7 @@ describe("thinp serve with TLS", () => {
     const strangerFile = path.join(dir, "stranger.psk");
     await writeFile(strangerFile, (await readFile(pskFile, "utf8")).replace(/^alice:/, "mallory:"));
     expect((await runTool("nbdinfo", [pskUri(server, strangerFile, "mallory")])).exitCode).not.toBe(0);
+    expect(server.stderr).toContain('TLS handshake failed: unknown PSK identity "mallory"');
 
     const image = seededBytes(VOLUME_BYTES, 11);
     await writeFile(path.join(dir, "in.raw"), image);

@@ -50,36 +50,60 @@ export interface NbdTls {
 const PSK_CIPHERS_TLS12 =
   "ECDHE-PSK-AES256-CBC-SHA384:ECDHE-PSK-AES128-CBC-SHA256:DHE-PSK-AES256-GCM-SHA384:DHE-PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256";
 
+/** Secure contexts are built here, once per server: every TLSSocket made from one shares the parsed certificates and keys. */
 export function nbdTls(options: NbdTlsOptions): NbdTls {
-  const { credentials } = options;
-  let socketOptions: tls.TLSSocketOptions;
-  if (credentials.kind === "x509") {
-    const requireClientCertificate = credentials.clientCaPem !== undefined;
-    socketOptions = {
-      isServer: true,
-      secureContext: tls.createSecureContext({
-        cert: credentials.certificatePem,
-        key: credentials.keyPem,
-        ca: credentials.clientCaPem,
-        minVersion: TLS_VERSION_MIN,
-      }),
-      requestCert: requireClientCertificate,
-      rejectUnauthorized: requireClientCertificate,
-    };
-  } else {
-    assert(credentials.keys.size > 0, "a PSK server has at least one key");
-    const keys = credentials.keys;
-    socketOptions = {
-      isServer: true,
-      secureContext: tls.createSecureContext({ minVersion: TLS_VERSION_MIN, ciphers: `${tls.DEFAULT_CIPHERS}:${PSK_CIPHERS_TLS12}` }),
-      // An unknown identity gets no key, which fails the handshake.
-      pskCallback: (_socket: tls.TLSSocket, identity: string) => keys.get(identity) ?? null,
-    } as tls.TLSSocketOptions;
-  }
-  return { mode: options.mode, upgrade: (socket, timeoutMs) => upgradeSocket(socket, socketOptions, timeoutMs) };
+  const { mode, credentials } = options;
+  return credentials.kind === "x509" ? x509Tls(mode, credentials) : pskTls(mode, credentials.keys);
 }
 
-function upgradeSocket(socket: Socket, options: tls.TLSSocketOptions, timeoutMs: number): Promise<tls.TLSSocket> {
+function x509Tls(mode: NbdTlsMode, credentials: Extract<NbdTlsCredentials, { kind: "x509" }>): NbdTls {
+  const requireClientCertificate = credentials.clientCaPem !== undefined;
+  const socketOptions: tls.TLSSocketOptions = {
+    isServer: true,
+    secureContext: tls.createSecureContext({
+      cert: credentials.certificatePem,
+      key: credentials.keyPem,
+      ca: credentials.clientCaPem,
+      minVersion: TLS_VERSION_MIN,
+    }),
+    requestCert: requireClientCertificate,
+    rejectUnauthorized: requireClientCertificate,
+  };
+  return { mode, upgrade: (socket, timeoutMs) => upgradeSocket(socket, socketOptions, timeoutMs, () => null) };
+}
+
+function pskTls(mode: NbdTlsMode, keys: ReadonlyMap<string, Buffer>): NbdTls {
+  assert(keys.size > 0, "a PSK server has at least one key");
+  const secureContext = tls.createSecureContext({ minVersion: TLS_VERSION_MIN, ciphers: `${tls.DEFAULT_CIPHERS}:${PSK_CIPHERS_TLS12}` });
+  return {
+    mode,
+    upgrade: (socket, timeoutMs) => {
+      // OpenSSL's own error for an unknown identity speaks of signature algorithms; this says what happened.
+      let unknownIdentity: string | null = null;
+      const pskOptions = {
+        isServer: true,
+        secureContext,
+        // An unknown identity gets no key, which fails the handshake.
+        pskCallback: (_socket: tls.TLSSocket, identity: string): Buffer | null => {
+          const key = keys.get(identity) ?? null;
+          if (key === null) unknownIdentity = identity;
+          return key;
+        },
+      } as tls.TLSSocketOptions;
+      return upgradeSocket(socket, pskOptions, timeoutMs, () =>
+        unknownIdentity === null ? null : `unknown PSK identity ${JSON.stringify(unknownIdentity)}`,
+      );
+    },
+  };
+}
+
+/** `explain` may name the cause of a failure better than OpenSSL's message does. */
+function upgradeSocket(
+  socket: Socket,
+  options: tls.TLSSocketOptions,
+  timeoutMs: number,
+  explain: () => string | null,
+): Promise<tls.TLSSocket> {
   const secure = new tls.TLSSocket(socket, options);
   return new Promise((resolve, reject) => {
     let settled = false;
@@ -96,7 +120,7 @@ function upgradeSocket(socket: Socket, options: tls.TLSSocketOptions, timeoutMs:
       // Errors while it is torn down must not reach the process as unhandled.
       secure.on("error", () => {});
       secure.destroy();
-      reject(new TlsHandshakeError(`TLS handshake failed: ${failure}`));
+      reject(new TlsHandshakeError(`TLS handshake failed: ${explain() ?? failure}`));
     };
     const onError = (error: Error): void => settle(error.message);
     const onClose = (): void => settle("the client closed the connection");
