@@ -133,6 +133,28 @@ describe("STARTTLS on the wire", () => {
     expect(listed.map((reply) => reply.replyType)).toEqual([P.NBD_REP_SERVER, P.NBD_REP_ACK]);
   });
 
+  it("pre-shared keys work over TLS 1.2 too, and a wrong key is refused", async () => {
+    const catalog = new MemoryCatalog();
+    catalog.add(new MemoryVolume("disk", 1 * MiB));
+    const key = Buffer.alloc(32, 7);
+    const credentials = { kind: "psk", keys: new Map([["alice", key]]) } as const;
+    const server = await startNbdServer({ catalog, listen: { host: "127.0.0.1", port: 0 }, tls: { mode: "require", credentials } });
+    running.push(server);
+    const tls12 = (psk: Buffer) => ({
+      maxVersion: "TLSv1.2" as const,
+      ciphers: "ECDHE-PSK-AES256-CBC-SHA384:PSK-AES128-GCM-SHA256",
+      // No certificate with PSK, so no server identity to check.
+      checkServerIdentity: () => undefined,
+      pskCallback: () => ({ identity: "alice", psk }),
+    });
+    await expect((await handshake(server)).startTls(tls12(Buffer.alloc(32, 8)))).rejects.toThrow();
+    const secure = await (await handshake(server)).startTls(tls12(key));
+    clients.push(secure);
+    expect((secure.socket as import("node:tls").TLSSocket).getProtocol()).toBe("TLSv1.2");
+    const listed = await secure.optionReplies(P.NBD_OPT_LIST, Buffer.alloc(0));
+    expect(listed.map((reply) => reply.replyType)).toEqual([P.NBD_REP_SERVER, P.NBD_REP_ACK]);
+  });
+
   it("a client without fixed newstyle cannot start TLS, so a server requiring it hangs up", async () => {
     const server = await start("require");
     const client = await handshake(server, 0);

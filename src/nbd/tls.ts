@@ -44,8 +44,9 @@ export interface NbdTls {
 }
 
 /**
- * TLS 1.2 PSK suites with forward secrecy first. TLS 1.3 needs none of these: OpenSSL uses
- * the PSK callback with its own TLS 1.3 suites.
+ * The TLS 1.2 suites a PSK server offers, forward-secret ones first. Alone, not added to
+ * tls.DEFAULT_CIPHERS: that list ends in !PSK, which would strike them again. TLS 1.3 keeps
+ * OpenSSL's default suites, which take the key through the same callback.
  */
 const PSK_CIPHERS_TLS12 =
   "ECDHE-PSK-AES256-CBC-SHA384:ECDHE-PSK-AES128-CBC-SHA256:DHE-PSK-AES256-GCM-SHA384:DHE-PSK-AES128-GCM-SHA256:PSK-AES256-GCM-SHA384:PSK-AES128-GCM-SHA256";
@@ -74,7 +75,7 @@ function x509Tls(mode: NbdTlsMode, credentials: Extract<NbdTlsCredentials, { kin
 
 function pskTls(mode: NbdTlsMode, keys: ReadonlyMap<string, Buffer>): NbdTls {
   assert(keys.size > 0, "a PSK server has at least one key");
-  const secureContext = tls.createSecureContext({ minVersion: TLS_VERSION_MIN, ciphers: `${tls.DEFAULT_CIPHERS}:${PSK_CIPHERS_TLS12}` });
+  const secureContext = tls.createSecureContext({ minVersion: TLS_VERSION_MIN, ciphers: PSK_CIPHERS_TLS12 });
   return {
     mode,
     upgrade: (socket, timeoutMs) => {
