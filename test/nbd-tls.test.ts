@@ -155,6 +155,17 @@ describe("STARTTLS on the wire", () => {
     expect(listed.map((reply) => reply.replyType)).toEqual([P.NBD_REP_SERVER, P.NBD_REP_ACK]);
   });
 
+  it("shutting down drops a client stalled in the TLS handshake at once", async () => {
+    const server = await start("require");
+    const stalled = await handshake(server);
+    // ACKed, and then the client never sends its TLS hello.
+    expect(await onlyReply(stalled, P.NBD_OPT_STARTTLS)).toBe(P.NBD_REP_ACK);
+    const startedMs = Date.now();
+    await server.close();
+    expect(Date.now() - startedMs).toBeLessThan(5_000);
+    expect(await stalled.closesWithin()).toBe(true);
+  });
+
   it("a client without fixed newstyle cannot start TLS, so a server requiring it hangs up", async () => {
     const server = await start("require");
     const client = await handshake(server, 0);

@@ -33,6 +33,8 @@ export class NbdConnection {
   private readonly log: NbdLog;
   private transmission: Transmission | null = null;
   private shuttingDown = false;
+  /** True while the TLS handshake runs: no reader is waiting then, so shutdown must close the socket. */
+  private tlsHandshaking = false;
 
   constructor(
     socket: Socket,
@@ -57,7 +59,13 @@ export class NbdConnection {
 
   /** STARTTLS was acknowledged: from here on, every byte goes through TLS over the accepted socket. */
   private async upgradeToTls(tls: NbdTls): Promise<HandshakeChannel> {
-    const secure = await tls.upgrade(this.socket, this.environment.limits.handshakeTimeoutMs);
+    this.tlsHandshaking = true;
+    let secure;
+    try {
+      secure = await tls.upgrade(this.socket, this.environment.limits.handshakeTimeoutMs);
+    } finally {
+      this.tlsHandshaking = false;
+    }
     this.socket = secure;
     ({ reader: this.reader, writer: this.writer, closed: this.socketClosed } = this.useSocket(secure));
     this.log("info", `TLS started (${secure.getProtocol() ?? "unknown version"}, ${secure.getCipher().name})`);
@@ -84,7 +92,7 @@ export class NbdConnection {
     else {
       this.reader.stop();
       // A handshake waiting for a client that reads nothing would hold close() for the whole drain timeout.
-      if (this.writer.congested) this.socket.destroy();
+      if (this.writer.congested || this.tlsHandshaking) this.socket.destroy();
     }
   }
 
