@@ -16,7 +16,7 @@ import { controlSocketPath } from "../../src/control/control-protocol.js";
 import type { PoolService } from "../../src/control/pool-service.js";
 import { ThinpError, type ErrorCode } from "../../src/errors.js";
 import { assert } from "../../src/io/assert.js";
-import type { NbdLog } from "../../src/nbd/index.js";
+import type { NbdLog, NbdTlsOptions } from "../../src/nbd/index.js";
 import { DEFAULT_POOL_BYTES } from "../../src/thin/limits.js";
 import { Pool } from "../../src/thin/pool.js";
 import { LISTEN_DEFAULT, parseListenAddress, type ListenAddress } from "../listen-address.js";
@@ -26,6 +26,7 @@ import { resolvePoolPath } from "../pool-session.js";
 import { ServiceNotifier } from "../service-notify.js";
 import { ActivationConflictError, takeActivatedSockets } from "../socket-activation.js";
 import { formatLogLine, parseLogFormat, type LogFields, type LogFormat } from "../log-lines.js";
+import { addTlsOptions, loadServeTls, refuseInsecureListen, tlsBannerLines, type ServeTlsOptions } from "../serve-tls.js";
 import { formatSize, parseSize } from "../size.js";
 import { requireFolderOf } from "../user-files.js";
 
@@ -34,7 +35,7 @@ const START_DATA_FILE_NAME = "data.img";
 const START_VOLUME_NAME = "base";
 const START_VOLUME_BYTES = 1024 ** 3;
 
-interface ServeOptions extends PoolOptions {
+interface ServeOptions extends PoolOptions, ServeTlsOptions {
   listen?: ListenAddress;
   socket?: string;
   readOnly?: boolean;
@@ -65,7 +66,7 @@ export function registerServeCommands(program: Command): void {
 }
 
 function addServeOptions(command: Command): Command {
-  return addPoolOption(
+  addPoolOption(
     command
       .option(
         "--listen <host:port>",
@@ -94,12 +95,16 @@ function addServeOptions(command: Command): Command {
       )
       .option("--log-format <format>", "log lines on stderr as text, or as json (one object per line)", parseLogFormat, "text"),
   );
+  addTlsOptions(command);
+  return command;
 }
 
 async function startPool(options: ServeOptions): Promise<void> {
   const metaPath = resolvePoolPath(options.pool);
+  // Refused TLS options refuse before a pool is created for nothing.
+  const tls = await checkedServeTls(options);
   if (!existsSync(metaPath)) await createStartPool(metaPath);
-  await servePool(metaPath, options);
+  await servePool(metaPath, options, tls);
 }
 
 async function createStartPool(metaPath: string): Promise<void> {
@@ -118,7 +123,14 @@ async function createStartPool(metaPath: string): Promise<void> {
   );
 }
 
-async function servePool(metaPath: string, options: ServeOptions): Promise<void> {
+async function checkedServeTls(options: ServeOptions): Promise<NbdTlsOptions | undefined> {
+  const tls = await loadServeTls(options);
+  refuseInsecureListen(options.listen, tls, options.insecure === true);
+  return tls;
+}
+
+async function servePool(metaPath: string, options: ServeOptions, checkedTls?: NbdTlsOptions): Promise<void> {
+  const tls = checkedTls ?? (await checkedServeTls(options));
   const listenFds = takeActivatedSockets(process.env, process.pid);
   if (listenFds !== null && options.listen) throw new ActivationConflictError("--listen");
   if (listenFds !== null && options.socket !== undefined) throw new ActivationConflictError("--socket");
@@ -135,8 +147,8 @@ async function servePool(metaPath: string, options: ServeOptions): Promise<void>
   const signals = new StopSignals();
   try {
     notifier.status(`opening ${metaPath}`);
-    const service = await startService(metaPath, { listen, socketPath, listenFds }, options);
-    process.stdout.write(await renderBanner(service, metaPath));
+    const service = await startService(metaPath, { listen, socketPath, listenFds }, tls, options);
+    process.stdout.write(await renderBanner(service, metaPath, tls));
     notifier.ready(readyStatus(service, metaPath));
     const signal = await signals.requested;
     notifier.stopping(`${signal}: letting requests in flight finish, then committing ${metaPath}`);
@@ -156,7 +168,12 @@ interface Listeners {
   listenFds: number[] | null;
 }
 
-async function startService(metaPath: string, { listen, socketPath, listenFds }: Listeners, options: ServeOptions): Promise<PoolService> {
+async function startService(
+  metaPath: string,
+  { listen, socketPath, listenFds }: Listeners,
+  tls: NbdTlsOptions | undefined,
+  options: ServeOptions,
+): Promise<PoolService> {
   const nbdLog: NbdLog = (level, message, fields) => {
     if (level !== "debug" || options.verbose) logLine(level, message, fields);
   };
@@ -175,6 +192,7 @@ async function startService(metaPath: string, { listen, socketPath, listenFds }:
       log: (message) => logLine("info", message),
       nbdLog,
       metrics: options.metrics,
+      tls,
     });
   } catch (failure) {
     // A pool that is locked, missing or corrupt is already an operating error.
@@ -235,15 +253,17 @@ class SocketPathTakenError extends ThinpError {
   }
 }
 
-async function renderBanner(service: PoolService, metaPath: string): Promise<string> {
+async function renderBanner(service: PoolService, metaPath: string, tls: NbdTlsOptions | undefined): Promise<string> {
   const volumes = await service.pool.listVolumes();
   const addresses = service.servers.map((server) => server.address);
   const primary = addresses[0];
   assert(primary !== undefined, "a pool service listens on TCP, on a socket, or on both");
+  const tcp = addresses.find((address) => address.kind === "tcp");
   const lines = [
     `serving ${metaPath}: ${volumes.length} volume${volumes.length === 1 ? "" : "s"}${service.pool.readOnly ? ", read-only" : ""}`,
     ...addresses.map((address) => `listening on ${describeAddress(address)}  (${exportUri(address, "NAME")})`),
     ...(service.metrics ? [`metrics on http://${describeAddress({ kind: "tcp", ...service.metrics.address })}/metrics`] : []),
+    ...tlsBannerLines(tls, tcp && describeAddress(tcp)),
     `control socket ${controlSocketPath(metaPath)}: create, snapshot, delete, resize, resize-pool, list, status, diff, send, receive and dump work while serving`,
     "",
   ];

@@ -7,6 +7,7 @@ import type { FullPoolPolicy } from "../thin/transactions.js";
 import { UseSteps, dataUsePercent, dataUseWarning, metadataUsePercent, metadataUseWarning } from "../thin/space-warning.js";
 import { NBD_DEFAULT_PORT, startNbdServer, type NbdServer } from "../nbd/index.js";
 import type { NbdLog } from "../nbd/nbd-log.js";
+import type { NbdTlsOptions } from "../nbd/tls.js";
 import { controlSocketPath } from "./control-protocol.js";
 import { startControlServer, type ControlServer } from "./control-server.js";
 import { BACKGROUND_COMMIT_INTERVAL_MS } from "./limits.js";
@@ -40,6 +41,8 @@ export interface PoolServiceOptions {
   nbdLog?: NbdLog;
   /** HTTP address for Prometheus metrics at /metrics; none when absent. */
   metrics?: { host: string; port: number };
+  /** STARTTLS on every NBD listener; none when absent. */
+  tls?: NbdTlsOptions;
 }
 
 export interface PoolService {
@@ -75,7 +78,7 @@ export async function startPoolService(options: PoolServiceOptions): Promise<Poo
         )
       : null;
     if (metrics) pool.observe(metrics.poolObserver);
-    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog, observer: metrics?.nbdObserver };
+    const common = { catalog: served, readOnly: options.readOnly, log: options.nbdLog, observer: metrics?.nbdObserver, tls: options.tls };
     if (options.listenFds !== undefined) {
       assert(options.listenFds.length > 0 && !options.listen && !options.socketPath, "activated sockets replace every other listener");
       for (const fd of options.listenFds) servers.push(await startNbdServer({ ...common, fd }));

@@ -45,11 +45,13 @@ import {
   NBD_OPT_LIST,
   NBD_OPT_LIST_META_CONTEXT,
   NBD_OPT_SET_META_CONTEXT,
+  NBD_OPT_STARTTLS,
   NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
   NBD_REP_ERR_POLICY,
   NBD_REP_ERR_SHUTDOWN,
+  NBD_REP_ERR_TLS_REQD,
   NBD_REP_ERR_TOO_BIG,
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
@@ -57,6 +59,7 @@ import {
 import type { ReplyWriter } from "./reply-writer.js";
 import { ProtocolViolationError } from "./session-errors.js";
 import type { SocketReader } from "./socket-reader.js";
+import type { NbdTlsMode } from "./tls.js";
 import { transmissionFlags } from "./transmission-flags.js";
 import { decodeWireString } from "./wire-strings.js";
 
@@ -79,12 +82,31 @@ export interface HandshakeEnvironment {
   optionsPerHandshakeMax: number;
   isShuttingDown: () => boolean;
   log: NbdLog;
+  /** Null when the server does not offer TLS. */
+  tls: HandshakeTls | null;
 }
 
-type OptionOutcome = { kind: "continue" } | { kind: "close" } | { kind: "transmission"; negotiated: NegotiatedExport };
+/** The reader and writer of the connection's current socket: the accepted one, or the TLS socket over it. */
+export interface HandshakeChannel {
+  reader: SocketReader;
+  writer: ReplyWriter;
+}
+
+export interface HandshakeTls {
+  mode: NbdTlsMode;
+  /**
+   * Runs the TLS handshake over the connection's socket, which the old reader and writer
+   * have let go of, and returns the channel over TLS. Rejects with TlsHandshakeError.
+   */
+  upgrade: () => Promise<HandshakeChannel>;
+}
+
+type OptionOutcome =
+  { kind: "continue" } | { kind: "close" } | { kind: "starttls" } | { kind: "transmission"; negotiated: NegotiatedExport };
 type Lookup = { found: true; handle: VolumeHandle } | { found: false; reason: string };
 const CONTINUE: OptionOutcome = { kind: "continue" };
 const CLOSE: OptionOutcome = { kind: "close" };
+const STARTTLS: OptionOutcome = { kind: "starttls" };
 
 const KNOWN_CLIENT_FLAGS = NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES;
 
@@ -93,18 +115,21 @@ const KNOWN_CLIENT_FLAGS = NBD_FLAG_C_FIXED_NEWSTYLE | NBD_FLAG_C_NO_ZEROES;
  * simply close (the client aborted, or asked for an export by NBD_OPT_EXPORT_NAME that we
  * cannot serve). Throws ProtocolViolationError or PeerClosedError when the client broke off.
  */
-export async function negotiate(
-  reader: SocketReader,
-  writer: ReplyWriter,
-  environment: HandshakeEnvironment,
-): Promise<NegotiatedExport | null> {
+export async function negotiate(channel: HandshakeChannel, environment: HandshakeEnvironment): Promise<NegotiatedExport | null> {
+  let { reader, writer } = channel;
   writer.send([encodeGreeting()]);
   const clientFlags = (await reader.readExact(4)).readUInt32BE(0);
   // The spec: the server MUST drop the connection on a client flag it does not know.
   if ((clientFlags & ~KNOWN_CLIENT_FLAGS) !== 0) {
     throw new ProtocolViolationError(`unknown client flags 0x${clientFlags.toString(16)}`);
   }
-  const haggling = new OptionHaggling(writer, environment, (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0);
+  const noZeroes = (clientFlags & NBD_FLAG_C_NO_ZEROES) !== 0;
+  // TLS needs fixed newstyle; without it this client could only ever be served in plaintext.
+  if (environment.tls?.mode === "require" && (clientFlags & NBD_FLAG_C_FIXED_NEWSTYLE) === 0) {
+    environment.log("info", "client does not speak fixed newstyle, so it cannot start TLS, which this server requires; closing");
+    return null;
+  }
+  let haggling = new OptionHaggling(writer, environment, noZeroes, false);
   for (let optionCount = 1; optionCount <= environment.optionsPerHandshakeMax; optionCount++) {
     // Replies wait in memory until the client reads them. A client that sends options and
     // reads nothing (LIST answers 16 bytes with every export's name) must not grow that
@@ -121,8 +146,27 @@ export async function negotiate(
     const outcome = await haggling.answer(header.option, data);
     if (outcome.kind === "close") return null;
     if (outcome.kind === "transmission") return outcome.negotiated;
+    if (outcome.kind === "starttls") {
+      ({ reader, writer } = await startTls(reader, writer, environment));
+      // The spec: nothing negotiated before STARTTLS survives it (structured replies, contexts).
+      haggling = new OptionHaggling(writer, environment, noZeroes, true);
+    }
   }
   throw new ProtocolViolationError(`more than ${environment.optionsPerHandshakeMax} options in one handshake`);
+}
+
+/** Acknowledges STARTTLS on the plaintext socket, then hands the socket to TLS; after this, nothing goes in clear. */
+async function startTls(reader: SocketReader, writer: ReplyWriter, environment: HandshakeEnvironment): Promise<HandshakeChannel> {
+  const tls = environment.tls;
+  assert(tls !== null, "STARTTLS is acknowledged only when the server offers TLS");
+  // The client may send nothing between STARTTLS and our ACK: its next bytes are the TLS hello.
+  const earlyBytes = reader.detach();
+  if (earlyBytes > 0) throw new ProtocolViolationError(`${earlyBytes} bytes sent after NBD_OPT_STARTTLS before its reply`);
+  await new Promise<void>((resolve) => writer.send([encodeOptionReply(NBD_OPT_STARTTLS, NBD_REP_ACK)], resolve));
+  writer.detach();
+  const channel = await tls.upgrade();
+  environment.log("debug", "TLS started");
+  return channel;
 }
 
 class OptionHaggling {
@@ -134,6 +178,8 @@ class OptionHaggling {
     private readonly writer: ReplyWriter,
     private readonly environment: HandshakeEnvironment,
     private readonly noZeroes: boolean,
+    /** True once STARTTLS succeeded on this connection. */
+    private readonly secured: boolean,
   ) {}
 
   async answer(option: number, data: Buffer): Promise<OptionOutcome> {
@@ -141,6 +187,16 @@ class OptionHaggling {
       // NBD_OPT_EXPORT_NAME cannot carry an error, so the only answer is to hang up.
       if (option === NBD_OPT_EXPORT_NAME) return CLOSE;
       return this.fail(option, NBD_REP_ERR_SHUTDOWN, "the server is shutting down");
+    }
+    if (option === NBD_OPT_STARTTLS) return this.startTls(data);
+    // FORCEDTLS: before TLS, nothing but STARTTLS and ABORT; not even the export list.
+    if (this.environment.tls?.mode === "require" && !this.secured && option !== NBD_OPT_ABORT) {
+      // NBD_OPT_EXPORT_NAME cannot carry an error: the spec's answer is to end the session.
+      if (option === NBD_OPT_EXPORT_NAME) {
+        this.environment.log("info", "NBD_OPT_EXPORT_NAME before STARTTLS, which this server requires; closing");
+        return CLOSE;
+      }
+      return this.fail(option, NBD_REP_ERR_TLS_REQD, "this server requires TLS: send NBD_OPT_STARTTLS first");
     }
     switch (option) {
       case NBD_OPT_EXPORT_NAME:
@@ -164,9 +220,18 @@ class OptionHaggling {
       case NBD_OPT_SET_META_CONTEXT:
         return this.setMetaContext(data);
       default:
-        // Includes STARTTLS: we serve without TLS, and UNSUP is an answer the spec allows.
         return this.fail(option, NBD_REP_ERR_UNSUP, `option ${option} is not supported by this server`);
     }
+  }
+
+  private startTls(data: Buffer): OptionOutcome {
+    const option = NBD_OPT_STARTTLS;
+    // Without TLS configured, UNSUP is an answer the spec allows (NOTLS mode).
+    if (this.environment.tls === null) return this.fail(option, NBD_REP_ERR_UNSUP, "this server is not configured for TLS");
+    // No second handshake inside the first, and no way back to plaintext.
+    if (this.secured) return this.fail(option, NBD_REP_ERR_INVALID, "TLS is already active on this connection");
+    if (data.length !== 0) return this.fail(option, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+    return STARTTLS;
   }
 
   private fail(option: number, errorType: number, message: string): OptionOutcome {

@@ -7,3 +7,4 @@ export { NBD_DEFAULT_PORT, startNbdServer, type NbdServer, type NbdServerAddress
 export type { NbdObserver, NbdRequestObserver } from "./nbd-observer.js";
 export { commandName } from "./request-validation.js";
 export { nbdErrnoName } from "./errno.js";
+export { TLS_VERSION_MIN, type NbdTlsCredentials, type NbdTlsMode, type NbdTlsOptions } from "./tls.js";

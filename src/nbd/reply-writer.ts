@@ -21,13 +21,24 @@ export class ReplyWriter {
     private readonly bufferBytesMax: number,
   ) {
     assert(bufferBytesMax > 0, "reply buffer limit must be positive");
-    socket.on("drain", () => this.wakeDrainWaiters());
-    socket.on("close", () => {
-      this.wakeDrainWaiters();
-      // Node calls a write's callback when the socket is destroyed too; this makes sure no
-      // message's bytes stay charged to a budget once its connection is gone.
-      for (const written of [...this.unwritten]) written();
-    });
+    socket.on("drain", this.onDrain);
+    socket.on("close", this.onClose);
+  }
+
+  private readonly onDrain = (): void => this.wakeDrainWaiters();
+  private readonly onClose = (): void => {
+    this.wakeDrainWaiters();
+    // Node calls a write's callback when the socket is destroyed too; this makes sure no
+    // message's bytes stay charged to a budget once its connection is gone.
+    for (const written of [...this.unwritten]) written();
+  };
+
+  /** Lets go of the socket (for TLS to take it over); everything sent must have been written. */
+  detach(): void {
+    assert(this.pending.length === 0 && this.unwritten.size === 0, "every reply is written before the socket changes hands");
+    this.socket.off("drain", this.onDrain);
+    this.socket.off("close", this.onClose);
+    this.wakeDrainWaiters();
   }
 
   private wakeDrainWaiters(): void {

@@ -9,6 +9,7 @@ import { NbdConnection } from "./connection.js";
 import { DEFAULT_LIMITS, REQUEST_BYTES_MAX, type NbdLimits } from "./limits.js";
 import { silentLog, type NbdLog } from "./nbd-log.js";
 import { silentObserver, type NbdObserver } from "./nbd-observer.js";
+import { nbdTls, type NbdTlsOptions } from "./tls.js";
 
 /** The port IANA reserved for NBD. */
 export const NBD_DEFAULT_PORT = 10809;
@@ -28,6 +29,8 @@ export interface NbdServerOptions {
   observer?: NbdObserver;
   /** Overrides for the defaults in limits.ts. */
   limits?: Partial<NbdLimits>;
+  /** Offer (or require) NBD_OPT_STARTTLS with these credentials; without, the server has no TLS. */
+  tls?: NbdTlsOptions;
 }
 
 export type NbdServerAddress = { kind: "tcp"; host: string; port: number } | { kind: "unix"; socketPath: string };
@@ -81,7 +84,9 @@ export async function startNbdServer(options: NbdServerOptions): Promise<NbdServ
   // One budget for every connection: what bounds the server's memory, however many clients.
   const budget = new ByteBudget(limits.serverInflightBytesMax);
   const observer = options.observer ?? silentObserver;
-  const environment = { catalog: options.catalog, serverReadOnly: options.readOnly ?? false, limits, budget, log, observer };
+  // Certificates and keys are parsed here, once, so that bad ones fail the start, not a client.
+  const tls = options.tls === undefined ? null : nbdTls(options.tls);
+  const environment = { catalog: options.catalog, serverReadOnly: options.readOnly ?? false, limits, budget, log, observer, tls };
   const connections = new Set<NbdConnection>();
   const finished = new Map<NbdConnection, Promise<void>>();
   let nextConnectionId = 1;

@@ -16,7 +16,19 @@ export class ReadingStoppedError extends Error {
   override name = "ReadingStoppedError";
 }
 
+/** The TLS handshake after NBD_OPT_STARTTLS failed: bad credentials, an untrusted certificate, a client that went silent. */
+export class TlsHandshakeError extends Error {
+  override name = "TlsHandshakeError";
+}
+
 /** True for the errors that end one connection without being a bug. */
-export function isSessionEnding(error: unknown): error is PeerClosedError | ProtocolViolationError | ReadingStoppedError {
-  return error instanceof PeerClosedError || error instanceof ProtocolViolationError || error instanceof ReadingStoppedError;
+export function isSessionEnding(
+  error: unknown,
+): error is PeerClosedError | ProtocolViolationError | ReadingStoppedError | TlsHandshakeError {
+  return (
+    error instanceof PeerClosedError ||
+    error instanceof ProtocolViolationError ||
+    error instanceof ReadingStoppedError ||
+    error instanceof TlsHandshakeError
+  );
 }

@@ -24,15 +24,18 @@ export class SocketReader {
   private readonly queue = new ChunkQueue();
   private pending: PendingRead | null = null;
   private endError: Error | null = null;
+  private readonly onDataListener = (chunk: Buffer): void => this.onData(chunk);
+  private readonly onEndListener = (): void => this.finish(new PeerClosedError("client closed its end of the connection"));
+  private readonly onCloseListener = (): void => this.finish(new PeerClosedError("connection closed"));
 
   constructor(
     private readonly socket: Duplex,
     private readonly readAheadBytesMax: number,
   ) {
     assert(readAheadBytesMax > 0, "read-ahead must be positive");
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    socket.on("end", () => this.finish(new PeerClosedError("client closed its end of the connection")));
-    socket.on("close", () => this.finish(new PeerClosedError("connection closed")));
+    socket.on("data", this.onDataListener);
+    socket.on("end", this.onEndListener);
+    socket.on("close", this.onCloseListener);
   }
 
   /** The next `byteLength` bytes; rejects with PeerClosedError if the client leaves first. */
@@ -56,6 +59,23 @@ export class SocketReader {
   stop(): void {
     this.finish(new ReadingStoppedError("stopped reading from this client"));
     this.socket.pause();
+  }
+
+  /**
+   * Lets go of the socket so that another reader (TLS) can take it over: pauses it, stops
+   * listening, and returns how many bytes were read ahead and are now dropped. Bytes that
+   * arrive later stay in the socket for its next reader.
+   */
+  detach(): number {
+    assert(this.pending === null, "no read waits when the socket changes hands");
+    this.socket.pause();
+    this.socket.off("data", this.onDataListener);
+    this.socket.off("end", this.onEndListener);
+    this.socket.off("close", this.onCloseListener);
+    const droppedBytes = this.queue.byteLength;
+    this.queue.take(droppedBytes);
+    this.finish(new ReadingStoppedError("the socket was handed to another reader"));
+    return droppedBytes;
   }
 
   private onData(chunk: Buffer): void {

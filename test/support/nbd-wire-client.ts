@@ -2,6 +2,7 @@
 // they mean, including things a well-behaved client never would.
 
 import net from "node:net";
+import tls from "node:tls";
 import type { NbdServer } from "../../src/nbd/server.js";
 import * as P from "../../src/nbd/protocol.js";
 
@@ -259,6 +260,22 @@ export class WireClient {
     }
     if (covered !== length) throw new Error(`read reply covered ${covered} of ${length} bytes`);
     return { data, chunks, errno: 0 };
+  }
+
+  /**
+   * Sends NBD_OPT_STARTTLS, expects its ACK, and runs the client side of TLS on the same
+   * connection; resolves the client that speaks over TLS (this one is done with).
+   */
+  async startTls(options: tls.ConnectionOptions): Promise<WireClient> {
+    await this.expectAck(P.NBD_OPT_STARTTLS, Buffer.alloc(0));
+    if (this.receivedBytes !== 0) throw new Error(`${this.receivedBytes} bytes after the STARTTLS reply`);
+    this.socket.removeAllListeners("data");
+    const secure = tls.connect({ ...options, socket: this.socket });
+    await new Promise<void>((resolve, reject) => {
+      secure.once("secureConnect", resolve);
+      secure.once("error", reject);
+    });
+    return new WireClient(secure);
   }
 
   close(): void {
