@@ -20,7 +20,7 @@ export interface NbdRequestObserver {
   answered(command: number, byteLength: number, errno: number, seconds: number): void;
 }
 
-const silentRequests: NbdRequestObserver = { answered: () => {} };
+export const silentRequests: NbdRequestObserver = { answered: () => {} };
 
 export const silentObserver: NbdObserver = {
   connectionOpened: () => {},

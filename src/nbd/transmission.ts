@@ -17,7 +17,7 @@ import type { NbdLimits } from "./limits.js";
 import { assert } from "../io/assert.js";
 import { REQUEST_BYTES_MAX } from "./limits.js";
 import type { NbdLog } from "./nbd-log.js";
-import type { NbdObserver, NbdRequestObserver } from "./nbd-observer.js";
+import { silentRequests, type NbdObserver, type NbdRequestObserver } from "./nbd-observer.js";
 import {
   NBD_CMD_DISC,
   NBD_CMD_READ,
@@ -180,13 +180,15 @@ export class Transmission {
 
   private dispatch(request: RequestHeader, validation: Validation, payload: Buffer | null, costBytes: number): void {
     this.inflightRequests++;
-    const startedMs = performance.now();
+    // Without a watcher (no --metrics) a request pays neither the clock nor reading its reply.
+    const observed = this.requests !== silentRequests;
+    const startedMs = observed ? performance.now() : 0;
     // The request is answered once its reply is queued; its bytes come back once the kernel
     // has taken the reply, since until then the reply (a READ's data) is still in our memory.
     const isRead = request.command === NBD_CMD_READ;
     const answer = (frames: readonly Uint8Array[]) => {
       this.inflightRequests--;
-      this.requests.answered(request.command, request.byteLength, replyErrno(frames), (performance.now() - startedMs) / 1000);
+      if (observed) this.requests.answered(request.command, request.byteLength, replyErrno(frames), (performance.now() - startedMs) / 1000);
       this.writer.send(frames, () => {
         this.uncharge(costBytes);
         if (isRead) freeReadReply(frames);
