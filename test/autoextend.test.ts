@@ -7,6 +7,7 @@ import { Autoextend } from "../src/control/autoextend.js";
 import { MemoryStorageFile } from "../src/io/memory-storage-file.js";
 import { DATA_BLOCK_BYTES } from "../src/thin/limits.js";
 import { Pool } from "../src/thin/pool.js";
+import { assertCliBuilt, makeTempDir, removeTempDir, runCli } from "./support/cli-run.js";
 
 const B = DATA_BLOCK_BYTES;
 
@@ -33,5 +34,25 @@ describe("autoextend", () => {
       expect.stringMatching(/83\.3% used and cannot grow by itself: it is at its --autoextend-max of 768 KiB/),
     ]);
     await pool.close();
+  });
+});
+
+describe("autoextend options", () => {
+  it("refuse -by and -max without -at, and a percentage out of range, with exit 2 and the fact", async () => {
+    assertCliBuilt();
+    const dir = await makeTempDir();
+    try {
+      const alone = await runCli(["serve", "--autoextend-by", "10"], { cwd: dir });
+      expect(alone.exitCode).toBe(2);
+      expect(alone.stderr).toMatch(/--autoextend-by and --autoextend-max need --autoextend-at PERCENT/);
+      const over = await runCli(["serve", "--autoextend-at", "120"], { cwd: dir });
+      expect(over.exitCode).toBe(2);
+      expect(over.stderr).toMatch(/use a percentage above 0 and at most 100/);
+      const queue = await runCli(["serve", "--when-full", "wait"], { cwd: dir });
+      expect(queue.exitCode).toBe(2);
+      expect(queue.stderr).toMatch(/use error, queue or queue:SECONDS/);
+    } finally {
+      await removeTempDir(dir);
+    }
   });
 });
